@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Creates .venv and installs kinema with its test tools, from the project's own files.
+# torch is installed first from the CPU wheel these machines carry, so no CUDA build is pulled;
+# on a GPU machine, install the torch build for your CUDA first and this step keeps it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    .venv/bin/python -m pip install --quiet "torch==2.13.0"
+fi
+.venv/bin/python -m pip install --quiet -e ".[test]"

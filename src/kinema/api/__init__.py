@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI). Thin: parse, call the service, render. Never imports torch."""

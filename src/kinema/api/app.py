@@ -1,0 +1,65 @@
+"""The FastAPI application: wiring of settings, store, storage and services."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from kinema import __version__
+from kinema.api import files, v2
+from kinema.api.deps import services
+from kinema.api.errors import install_error_handlers
+from kinema.config import Settings
+from kinema.engine.registry import get_spec
+from kinema.runtime import build_services
+
+logger = logging.getLogger("kinema.api")
+
+
+def _health(request: Request) -> dict[str, Any]:
+    return {
+        "status": "ok",
+        "version": __version__,
+        "models": list(services(request).jobs.served.served),
+    }
+
+
+def _models(request: Request) -> dict[str, Any]:
+    served = services(request).jobs.served
+    data = [
+        {
+            "id": model_id,
+            "object": "model",
+            "owned_by": "kinema",
+            "description": get_spec(model_id).description,
+        }
+        for model_id in served.served
+    ]
+    aliases = [
+        {"id": alias, "object": "model", "owned_by": "kinema", "alias_of": served.default}
+        for alias in served.all_ids()[len(served.served) :]
+    ]
+    return {"object": "list", "data": data + aliases}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app_services = build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        app_services.close()
+
+    app = FastAPI(title="kinema", version=__version__, lifespan=lifespan)
+    app.state.services = app_services
+    install_error_handlers(app)
+    app.include_router(v2.router)
+    app.include_router(files.router)
+    app.add_api_route("/healthz", _health, methods=["GET"], tags=["ops"])
+    app.add_api_route("/v1/models", _models, methods=["GET"], tags=["models"])
+    return app

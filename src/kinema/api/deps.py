@@ -1,0 +1,51 @@
+"""Request-scoped dependencies: the app's services, the caller's key, the JSON body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+
+from kinema.domain import ApiKey
+from kinema.errors import FieldError, PayloadTooLarge, ValidationFailed
+from kinema.runtime import Services
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def current_key(request: Request) -> ApiKey:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    raw_key = token.strip() if scheme.lower() == "bearer" else None
+    return services(request).keys.authenticate(raw_key)
+
+
+def base_url(request: Request) -> str:
+    configured = services(request).settings.public_url
+    return configured.rstrip("/") if configured else str(request.base_url).rstrip("/")
+
+
+def _body_error(message: str) -> ValidationFailed:
+    return ValidationFailed(f"Body validation error: {message}", [FieldError("body", message)])
+
+
+async def json_object_body(request: Request) -> dict[str, Any]:
+    limit = services(request).settings.max_body_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise _body_error("Content-Type must be application/json")
+    raw = await request.body()
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _body_error("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _body_error("the body must be a JSON object")
+    return body

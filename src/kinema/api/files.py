@@ -1,0 +1,23 @@
+"""Artifact downloads under signed, expiring URLs (HTTP Range via FileResponse)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+
+from kinema.api.deps import services
+from kinema.errors import Forbidden
+from kinema.storage.local import FILES_ROUTE
+
+router = APIRouter(tags=["files"])
+
+
+def download(request: Request, key: str, expires: str = "", signature: str = "") -> FileResponse:
+    if not expires.isdigit() or not signature:
+        raise Forbidden("a signed download link is required")
+    path = services(request).artifacts.verify(key, int(expires), signature)
+    return FileResponse(path, media_type="video/mp4", filename=path.name)
+
+
+router.add_api_route(f"{FILES_ROUTE}/{{key:path}}", download, methods=["GET"])
+router.add_api_route(f"{FILES_ROUTE}/{{key:path}}", download, methods=["HEAD"], include_in_schema=False)

@@ -1,0 +1,126 @@
+"""The AI/ML API v2 video contract's bodies (DESIGN §1)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
+
+from kinema.domain import GenerationRequest, JobStatus
+from kinema.service import MAX_SEED, JobView
+
+PROMPT_LIMIT = 2500
+
+WIRE_STATUS = {
+    JobStatus.QUEUED: "queued",
+    JobStatus.RUNNING: "generating",
+    JobStatus.COMPLETED: "completed",
+    JobStatus.FAILED: "error",
+    JobStatus.CANCELED: "error",
+}
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str) and value.strip() in ("5", "10"):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value in (5, 10):
+        return value
+    raise ValueError('must be 5 or 10 (or the strings "5" / "10")')
+
+
+def _prompt(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    stripped = value.strip()
+    if not 1 <= len(stripped) <= PROMPT_LIMIT:
+        raise ValueError(f"must be 1..{PROMPT_LIMIT} characters after stripping")
+    return stripped
+
+
+class CreateGenerationBody(BaseModel):
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+    model: StrictStr = Field(min_length=1)
+    prompt: Annotated[str, BeforeValidator(_prompt)]
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
+    duration: Annotated[Literal[5, 10], BeforeValidator(_duration)] = 5
+    negative_prompt: Annotated[StrictStr, Field(max_length=PROMPT_LIMIT)] | None = None
+    cfg_scale: Annotated[float, Field(strict=True, ge=0.0, le=1.0)] = 0.5
+    generate_audio: StrictBool = True
+    seed: Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)] | None = None
+    enhance_prompt: StrictBool = False
+    provider: StrictStr | None = None
+
+    def to_request(self) -> GenerationRequest:
+        return GenerationRequest(
+            model=self.model,
+            prompt=self.prompt,
+            aspect_ratio=self.aspect_ratio,
+            duration=self.duration,
+            negative_prompt=self.negative_prompt or None,
+            cfg_scale=float(self.cfg_scale),
+            generate_audio=self.generate_audio,
+            seed=self.seed,
+            enhance_prompt=self.enhance_prompt,
+        )
+
+
+def render_created(view: JobView) -> dict[str, Any]:
+    return {
+        "id": view.job.id,
+        "status": WIRE_STATUS[view.job.status],
+        "progress": 0,
+        "queue_position": view.queue_position,
+        "created_at": int(view.job.created_at),
+        "meta": {"model": view.job.request.model, "seed": view.job.seed},
+    }
+
+
+def _video(view: JobView) -> dict[str, Any] | None:
+    artifact = view.job.artifact
+    if artifact is None or view.video_url is None:
+        return None
+    return {
+        "url": view.video_url,
+        "content_type": "video/mp4",
+        "file_name": artifact.file_name,
+        "file_size": artifact.file_size,
+        "duration": artifact.duration,
+        "width": artifact.width,
+        "height": artifact.height,
+        "fps": artifact.fps,
+        "has_audio": artifact.has_audio,
+    }
+
+
+def _timestamp(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def render_generation(view: JobView) -> dict[str, Any]:
+    job = view.job
+    body: dict[str, Any] = {
+        "id": job.id,
+        "status": WIRE_STATUS[job.status],
+        "progress": round(job.progress, 1),
+    }
+    if view.queue_position is not None:
+        body["queue_position"] = view.queue_position
+    if (video := _video(view)) is not None:
+        body["video"] = video
+    if job.status in (JobStatus.FAILED, JobStatus.CANCELED):
+        body["error"] = {
+            "name": job.error_name or "GenerationFailed",
+            "message": job.error_message or "",
+        }
+    body["created_at"] = _timestamp(job.created_at)
+    body["started_at"] = _timestamp(job.started_at)
+    body["completed_at"] = _timestamp(job.completed_at)
+    body["meta"] = {
+        **job.meta,
+        "model": job.request.model,
+        "seed": job.seed,
+        "stage": job.stage,
+        "attempts": job.attempts,
+    }
+    return body

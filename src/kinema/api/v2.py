@@ -1,0 +1,72 @@
+"""The AI/ML API v2 video routes, on the current and the legacy vendor path."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import ValidationError
+
+from kinema.api.deps import base_url, current_key, json_object_body, services
+from kinema.api.errors import field_errors_from_pydantic, validation_message
+from kinema.api.schemas import CreateGenerationBody, render_created, render_generation
+from kinema.domain import ApiKey
+from kinema.errors import FieldError, ValidationFailed
+from kinema.service import JobView
+
+PATHS = ("/v2/video/generations", "/v2/generate/video/kling/generation")
+CREATE_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": CreateGenerationBody.model_json_schema()}},
+    }
+}
+
+router = APIRouter(tags=["video"])
+Key = Annotated[ApiKey, Depends(current_key)]
+
+
+def parse_create_body(body: dict[str, Any]) -> CreateGenerationBody:
+    try:
+        return CreateGenerationBody.model_validate(body)
+    except ValidationError as exc:
+        errors = field_errors_from_pydantic(list(exc.errors()))  # type: ignore[arg-type]
+        raise ValidationFailed(validation_message(errors), errors) from None
+
+
+def create_generation(
+    request: Request, key: Key, body: Annotated[dict[str, Any], Depends(json_object_body)]
+) -> dict[str, Any]:
+    generation = parse_create_body(body).to_request()
+    job = services(request).jobs.submit(key, generation)
+    view = services(request).jobs.get(key, job.id, base_url(request))
+    return render_created(view)
+
+
+def get_generation(request: Request, key: Key, generation_id: str | None = None) -> dict[str, Any]:
+    if not generation_id:
+        raise ValidationFailed(
+            "Query validation error: generation_id is required",
+            [FieldError("generation_id", "is required")],
+        )
+    view: JobView = services(request).jobs.get(key, generation_id, base_url(request))
+    return render_generation(view)
+
+
+for index, path in enumerate(PATHS):
+    legacy = index > 0
+    router.add_api_route(
+        path,
+        create_generation,
+        methods=["POST"],
+        openapi_extra=CREATE_OPENAPI,
+        summary="Start a text-to-video generation",
+        include_in_schema=not legacy,
+    )
+    router.add_api_route(
+        path,
+        get_generation,
+        methods=["GET"],
+        summary="Poll a generation",
+        include_in_schema=not legacy,
+    )

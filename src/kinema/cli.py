@@ -1,0 +1,258 @@
+"""The `kinema` command line (Typer)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kinema.client import DEFAULT_MODEL, Client, Generation
+from kinema.errors import ClientError, KinemaError
+from kinema.runtime import (
+    WorkerSupervisor,
+    make_settings,
+    run_worker,
+    served_models,
+    stop_on_signals,
+)
+
+app = typer.Typer(help="kinema: self-hosted text-to-video with sound.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+console = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", envvar="KINEMA_DATA_DIR", help="jobs, keys, artifacts")
+]
+Model = Annotated[str | None, typer.Option("--model", help="served model id [env KINEMA_MODEL]")]
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to bind")] = None,
+    port: Annotated[int | None, typer.Option(help="port to bind")] = None,
+    model: Model = None,
+    data_dir: DataDir = None,
+    workers: Annotated[int, typer.Option(help="worker processes to run beside the API")] = 1,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="run the API only")] = False,
+    log_level: str = "info",
+) -> None:
+    """Run the HTTP API and its worker process(es)."""
+    import uvicorn
+
+    from kinema.api.app import create_app
+
+    _configure_logging(log_level)
+    settings = make_settings(host=host, port=port, model=model, data_dir=data_dir)
+    api = create_app(settings)
+    _announce_keys(api.state.services.keys, settings.api_keys)
+    supervisor = WorkerSupervisor(settings, 0 if no_worker else workers)
+    supervisor.start()
+    try:
+        uvicorn.run(api, host=settings.host, port=settings.port, log_level=log_level)
+    finally:
+        supervisor.stop()
+
+
+def _announce_keys(keys: Any, seeded: str) -> None:
+    keys.seed(k.strip() for k in seeded.split(","))
+    new_key = keys.ensure_one()
+    if new_key:
+        console.print(f"[bold]No API key existed; created one (shown once):[/bold] {new_key}")
+
+
+@app.command()
+def worker(model: Model = None, data_dir: DataDir = None, log_level: str = "info") -> None:
+    """Run one worker: load the model once, then process jobs from the data directory's queue."""
+    _configure_logging(log_level)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    raise typer.Exit(run_worker(make_settings(model=model, data_dir=data_dir), stop))
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="what the clip shows and sounds like")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="mp4 file to write")],
+    model: Annotated[str | None, typer.Option(help="model id or alias")] = None,
+    aspect_ratio: Annotated[str, typer.Option(help="16:9, 9:16 or 1:1")] = "16:9",
+    duration: Annotated[int, typer.Option(help="seconds: 5 or 10")] = 5,
+    negative_prompt: Annotated[str | None, typer.Option()] = None,
+    cfg_scale: Annotated[float, typer.Option(help="0..1, higher follows the prompt closer")] = 0.5,
+    audio: Annotated[bool, typer.Option("--audio/--no-audio", help="generate sound")] = True,
+    seed: Annotated[int | None, typer.Option()] = None,
+    server: Annotated[str | None, typer.Option(envvar="KINEMA_SERVER", help="server URL")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="KINEMA_API_KEY")] = None,
+    data_dir: DataDir = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the clip")] = 3600.0,
+) -> None:
+    """Turn a prompt into an mp4, on a server or (without --server) right here."""
+    options = {
+        "aspect_ratio": aspect_ratio,
+        "duration": duration,
+        "negative_prompt": negative_prompt,
+        "cfg_scale": cfg_scale,
+        "generate_audio": audio,
+        "seed": seed,
+    }
+    start = time.monotonic()
+    try:
+        if server:
+            result = _generate_remote(server, api_key, prompt, model, options, output, timeout)
+        else:
+            result = _generate_embedded(data_dir, prompt, model, options, output, timeout)
+    except (ClientError, KinemaError, TimeoutError) as exc:
+        raise _fail(str(exc)) from None
+    if result.status != "completed":
+        raise _fail(f"{(result.error or {}).get('name')}: {(result.error or {}).get('message')}")
+    console.print(
+        f"[green]wrote[/green] {output} ({output.stat().st_size} bytes, "
+        f"{result.video.duration if result.video else '?'} s) in {time.monotonic() - start:.1f} s"
+    )
+
+
+def _progress_display() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _describe(generation: Generation) -> str:
+    if generation.status == "queued":
+        return f"queued (position {generation.queue_position})"
+    stage = generation.meta.get("stage") or generation.status
+    return f"{generation.status}: {stage}"
+
+
+def _generate_remote(
+    server: str,
+    api_key: str | None,
+    prompt: str,
+    model: str | None,
+    options: dict[str, Any],
+    output: Path,
+    timeout: float,
+) -> Generation:
+    with Client(server, api_key) as client, _progress_display() as progress:
+        task = progress.add_task("submitting", total=100)
+        created = client.create(prompt, model=model or DEFAULT_MODEL, **options)
+
+        def show(generation: Generation) -> None:
+            progress.update(task, completed=generation.progress, description=_describe(generation))
+
+        result = client.wait(created.id, poll_interval=0.5, timeout=timeout, on_progress=show)
+        if result.video is not None:
+            client.download(result, output)
+        return result
+
+
+def _generate_embedded(
+    data_dir: Path | None,
+    prompt: str,
+    model: str | None,
+    options: dict[str, Any],
+    output: Path,
+    timeout: float,
+) -> Generation:
+    from kinema.embedded import EmbeddedRunner
+
+    settings = make_settings(data_dir=data_dir, model=model if model and "/" not in model else None)
+    with EmbeddedRunner(settings) as runner, _progress_display() as progress:
+        task = progress.add_task("loading model", total=100)
+        job_id = runner.submit(prompt, model or served_models(settings)[0], options)
+
+        def show(generation: Generation) -> None:
+            progress.update(task, completed=generation.progress, description=_describe(generation))
+
+        result = runner.wait(job_id, timeout=timeout, on_progress=show)
+        if result.video is not None:
+            shutil.copyfile(runner.artifact_path(job_id), output)
+        return result
+
+
+@app.command()
+def models(
+    server: Annotated[str | None, typer.Option(envvar="KINEMA_SERVER", help="server URL")] = None,
+    model: Model = None,
+) -> None:
+    """List the models served (by a server, or by this machine's configuration)."""
+    from kinema.engine.registry import MODELS, ServedModels
+
+    table = Table("id", "serves as", "description")
+    if server:
+        import httpx
+
+        for entry in httpx.get(f"{server.rstrip('/')}/v1/models", timeout=10).json()["data"]:
+            table.add_row(entry["id"], entry.get("alias_of", ""), entry.get("description", ""))
+    else:
+        served = ServedModels.of(served_models(make_settings(model=model)))
+        for model_id in served.all_ids():
+            target = served.resolve(model_id) or ""
+            spec = MODELS.get(model_id)
+            table.add_row(model_id, target, spec.description if spec else "")
+    Console().print(table)
+
+
+def _key_service(data_dir: Path | None) -> Any:
+    from kinema.service import KeyService
+    from kinema.store.sql import open_store
+
+    settings = make_settings(data_dir=data_dir)
+    return KeyService(open_store(settings.database_path))
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="a label for the key")], data_dir: DataDir = None
+) -> None:
+    """Create an API key and print it (the only time it is shown)."""
+    key, raw_key = _key_service(data_dir).create(name)
+    console.print(f"created key {key.id} ({key.name}); it is shown only once:")
+    print(raw_key)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = None) -> None:
+    """List API keys (ids and names; the keys themselves are stored only as hashes)."""
+    table = Table("id", "name", "created", "revoked")
+    for key in _key_service(data_dir).list():
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(key.created_at))
+        table.add_row(key.id, key.name, created, "yes" if key.revoked else "")
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="key id or name")], data_dir: DataDir = None
+) -> None:
+    """Revoke an API key by id or name."""
+    if _key_service(data_dir).revoke(key) == 0:
+        raise _fail(f"no active key {key!r}")
+    console.print(f"revoked {key}")

@@ -1,0 +1,216 @@
+"""Python clients for kinema and the hosted AI/ML API video contract (httpx, sync and async)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from kinema.errors import ClientError
+
+DEFAULT_MODEL = "klingai/video-v2-6-pro-text-to-video"
+CREATE_PATH = "/v2/video/generations"
+PENDING = frozenset({"queued", "generating"})
+
+
+@dataclass(frozen=True)
+class Video:
+    url: str
+    content_type: str
+    file_name: str
+    file_size: int
+    duration: float
+    width: int
+    height: int
+    fps: float
+    has_audio: bool
+
+
+@dataclass(frozen=True)
+class Generation:
+    id: str
+    status: str
+    progress: float = 0.0
+    queue_position: int | None = None
+    video: Video | None = None
+    error: dict[str, str] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.status not in PENDING
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Generation:
+        video = body.get("video")
+        return cls(
+            id=body["id"],
+            status=body["status"],
+            progress=float(body.get("progress") or 0.0),
+            queue_position=body.get("queue_position"),
+            video=Video(**{k: video[k] for k in Video.__dataclass_fields__}) if video else None,
+            error=body.get("error"),
+            meta=body.get("meta") or {},
+        )
+
+
+ProgressCallback = Callable[[Generation], None]
+
+
+def _create_body(prompt: str, model: str, options: dict[str, Any]) -> dict[str, Any]:
+    return {"model": model, "prompt": prompt, **{k: v for k, v in options.items() if v is not None}}
+
+
+def _checked(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+            message = (
+                body.get("message", response.text) if isinstance(body, dict) else response.text
+            )
+        except ValueError:
+            body, message = None, response.text
+        raise ClientError(response.status_code, str(message), body)
+    return response.json()  # type: ignore[no-any-return]
+
+
+def _video_url(target: Generation | str) -> str:
+    if isinstance(target, str):
+        return target
+    if target.video is None:
+        raise ClientError(409, f"generation {target.id} has no video (status {target.status})")
+    return target.video.url
+
+
+def _download_request(
+    http: httpx.Client | httpx.AsyncClient, target: Generation | str
+) -> httpx.Request:
+    """Signed URLs need no key, and the key must not travel to another host (e.g. S3)."""
+    request = http.build_request("GET", _video_url(target))
+    request.headers.pop("Authorization", None)
+    return request
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+class Client:
+    """`Client(base_url, api_key)`: create, get, wait and download generations."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 30.0) -> None:
+        self._http = httpx.Client(base_url=base_url, headers=_headers(api_key), timeout=timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def create(self, prompt: str, *, model: str = DEFAULT_MODEL, **options: Any) -> Generation:
+        response = self._http.post(CREATE_PATH, json=_create_body(prompt, model, options))
+        return Generation.from_json(_checked(response))
+
+    def get(self, generation_id: str) -> Generation:
+        response = self._http.get(CREATE_PATH, params={"generation_id": generation_id})
+        return Generation.from_json(_checked(response))
+
+    def wait(
+        self,
+        generation_id: str,
+        *,
+        poll_interval: float = 1.0,
+        timeout: float | None = 600.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> Generation:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            generation = self.get(generation_id)
+            if on_progress:
+                on_progress(generation)
+            if generation.done:
+                return generation
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"generation {generation_id} not done after {timeout} s")
+            time.sleep(poll_interval)
+
+    def download(self, target: Generation | str, path: Path | str) -> Path:
+        path = Path(path)
+        response = self._http.send(_download_request(self._http, target), stream=True)
+        try:
+            if response.status_code >= 400:
+                response.read()
+                _checked(response)
+            with path.open("wb") as handle:
+                for chunk in response.iter_bytes():
+                    handle.write(chunk)
+        finally:
+            response.close()
+        return path
+
+
+class AsyncClient:
+    """The async twin of `Client`."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 30.0) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url, headers=_headers(api_key), timeout=timeout
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def create(
+        self, prompt: str, *, model: str = DEFAULT_MODEL, **options: Any
+    ) -> Generation:
+        response = await self._http.post(CREATE_PATH, json=_create_body(prompt, model, options))
+        return Generation.from_json(_checked(response))
+
+    async def get(self, generation_id: str) -> Generation:
+        response = await self._http.get(CREATE_PATH, params={"generation_id": generation_id})
+        return Generation.from_json(_checked(response))
+
+    async def wait(
+        self,
+        generation_id: str,
+        *,
+        poll_interval: float = 1.0,
+        timeout: float | None = 600.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> Generation:
+        async with asyncio.timeout(timeout):
+            while True:
+                generation = await self.get(generation_id)
+                if on_progress:
+                    on_progress(generation)
+                if generation.done:
+                    return generation
+                await asyncio.sleep(poll_interval)
+
+    async def download(self, target: Generation | str, path: Path | str) -> Path:
+        path = Path(path)
+        response = await self._http.send(_download_request(self._http, target), stream=True)
+        try:
+            if response.status_code >= 400:
+                await response.aread()
+                _checked(response)
+            with path.open("wb") as handle:
+                async for chunk in response.aiter_bytes():
+                    handle.write(chunk)
+        finally:
+            await response.aclose()
+        return path

@@ -1,0 +1,60 @@
+"""Settings: the only module that reads the environment (KINEMA_* variables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("kinema"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KINEMA_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    model: str = "ltx-2"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Absolute base of download URLs; by default derived from each request's own host.
+    public_url: str | None = None
+    api_keys: str = ""  # comma-separated keys seeded at start
+
+    # Weights: a Hugging Face Hub id or a local directory, per model family.
+    ltx2_weights: str = "Lightricks/LTX-2"
+    tiny_weights: str | None = None  # default: built into data_dir/models/tiny-ltx2
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 5.0
+    poll_seconds: float = 0.5
+    max_attempts: int = 3
+    url_ttl_seconds: int = 24 * 3600
+    max_body_bytes: int = 64 * 1024
+    progress_min_interval: float = 0.25
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "kinema.db"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def secret_path(self) -> Path:
+        return self.data_dir / "signing.key"
+
+    def weights_for(self, model_id: str, default: str) -> str:
+        """The weights location for a model: its override setting, else the registry default."""
+        overrides = {"ltx-2": self.ltx2_weights, "tiny-ltx2": self.tiny_weights}
+        return overrides.get(model_id) or default

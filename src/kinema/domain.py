@@ -1,0 +1,128 @@
+"""Pure data shared by every layer: job states, requests, jobs and clips."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+
+class JobStatus(StrEnum):
+    """A job's internal state. The wire contract folds these into its own four strings."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """A validated text-to-video request, already resolved to a served model id."""
+
+    model: str
+    prompt: str
+    aspect_ratio: str = "16:9"
+    duration: int = 5
+    negative_prompt: str | None = None
+    cfg_scale: float = 0.5
+    generate_audio: bool = True
+    seed: int | None = None
+    enhance_prompt: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "prompt": self.prompt,
+            "aspect_ratio": self.aspect_ratio,
+            "duration": self.duration,
+            "negative_prompt": self.negative_prompt,
+            "cfg_scale": self.cfg_scale,
+            "generate_audio": self.generate_audio,
+            "seed": self.seed,
+            "enhance_prompt": self.enhance_prompt,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+
+
+@dataclass(frozen=True)
+class VideoArtifact:
+    """What the worker produced and stored for a completed job."""
+
+    key: str
+    file_name: str
+    file_size: int
+    duration: float
+    width: int
+    height: int
+    fps: float
+    has_audio: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VideoArtifact:
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    owner: str
+    request: GenerationRequest
+    status: JobStatus
+    created_at: float
+    progress: float = 0.0
+    stage: str | None = None
+    seed: int | None = None
+    started_at: float | None = None
+    completed_at: float | None = None
+    attempts: int = 0
+    error_name: str | None = None
+    error_message: str | None = None
+    artifact: VideoArtifact | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's claim on a job. Only the holder of the current token may finish the job."""
+
+    job: Job
+    token: str
+    worker_id: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    created_at: float
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A generated clip: video frames and, optionally, its sound track."""
+
+    frames: np.ndarray  # uint8, (frames, height, width, 3)
+    fps: float
+    audio: np.ndarray | None = None  # float32, (channels, samples), in [-1, 1]
+    sample_rate: int = 0
+
+    @property
+    def duration(self) -> float:
+        return len(self.frames) / self.fps

@@ -1,0 +1,204 @@
+"""The worker: claim → plan → generate → encode → store → complete, with a lease kept alive.
+
+The model is loaded once and stays warm between jobs. A job is finished only under a current
+lease, so a worker that lost its lease (it was presumed dead) discards its work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kinema.config import Settings
+from kinema.domain import Clip, Lease, VideoArtifact
+from kinema.engine.plan import GenerationPlan, plan_generation
+from kinema.engine.registry import ModelSpec, get_spec
+from kinema.errors import GenerationCanceled, LeaseLost
+from kinema.storage.base import ArtifactStore
+from kinema.store.base import JobStore
+
+if TYPE_CHECKING:
+    from kinema.engine.pipelines import Engine
+
+logger = logging.getLogger("kinema.worker")
+
+DENOISE_SHARE = 90.0  # progress % reached when the last denoising step is done
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
+
+
+def load_engine(spec: ModelSpec, settings: Settings) -> Engine:
+    from kinema.engine.pipelines import load_engine as load  # torch is imported only here
+
+    return load(spec, settings)
+
+
+@dataclass
+class Timings:
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def measure(self, stage: str, start: float) -> None:
+        self.stages[stage] = round(time.perf_counter() - start, 3)
+
+
+class JobRun:
+    """One claimed job: heartbeats, throttled progress reports, cancellation."""
+
+    def __init__(self, store: JobStore, lease: Lease, settings: Settings) -> None:
+        self.store = store
+        self.lease = lease
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._last_report = 0.0
+        self._stop = threading.Event()
+        self.lost = False
+        self.canceled = False
+        self._heartbeat = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
+
+    def __enter__(self) -> JobRun:
+        self._heartbeat.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._heartbeat.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._settings.heartbeat_seconds):
+            try:
+                with self._lock:
+                    self.lease = self.store.heartbeat(self.lease, self._settings.lease_seconds)
+            except LeaseLost:
+                self.lost = True
+                return
+            except Exception:
+                logger.exception("heartbeat failed; retrying")
+
+    def report(self, progress: float, stage: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_report < self._settings.progress_min_interval:
+            return
+        self._last_report = now
+        try:
+            with self._lock:
+                self.canceled = self.store.report_progress(self.lease, progress, stage)
+        except LeaseLost:
+            self.lost = True
+
+    def on_step(self, done: int, total: int) -> None:
+        self.report(DENOISE_SHARE * done / total, "denoising", force=done == total)
+
+    def should_stop(self) -> bool:
+        return self.lost or self.canceled
+
+
+class Worker:
+    def __init__(
+        self,
+        store: JobStore,
+        storage: ArtifactStore,
+        engine: Engine,
+        settings: Settings,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.storage = storage
+        self.engine = engine
+        self.settings = settings
+        self.worker_id = worker_id or new_worker_id()
+
+    def run(self, stop: threading.Event, on_idle: Callable[[], None] | None = None) -> None:
+        logger.info("worker %s serving %s", self.worker_id, self.engine.spec.id)
+        while not stop.is_set():
+            if not self.run_once() and not stop.wait(self.settings.poll_seconds) and on_idle:
+                on_idle()
+
+    def run_once(self) -> bool:
+        """Claim and process one job; False if there was nothing to do."""
+        lease = self.store.claim([self.engine.spec.id], self.worker_id, self.settings.lease_seconds)
+        if lease is None:
+            return False
+        with JobRun(self.store, lease, self.settings) as run:
+            self._process(run)
+        return True
+
+    def _process(self, run: JobRun) -> None:
+        timings = Timings()
+        job = run.lease.job
+        spec = get_spec(job.request.model)
+        plan = plan_generation(job.request, spec, job.seed or 0)
+        meta = {"timings": timings.stages, "notes": list(plan.notes), "worker": self.worker_id}
+        logger.info("job %s: %s frames at %dx%d", job.id, plan.num_frames, plan.width, plan.height)
+        try:
+            clip = self._generate(run, plan, timings)
+            artifact = self._encode_and_store(run, plan, clip, timings)
+            self._finish(run, artifact, meta)
+        except GenerationCanceled:
+            self._end(run, lambda lease: self.store.mark_canceled(lease))
+        except LeaseLost:
+            logger.warning("job %s: lease lost; another worker owns it now", job.id)
+        except Exception as exc:
+            logger.exception("job %s failed", job.id)
+            message = f"{type(exc).__name__}: {exc}"
+            self._end(run, lambda lease: self.store.fail(lease, "GenerationFailed", message, meta))
+
+    def _end(self, run: JobRun, finish: Callable[[Lease], None]) -> None:
+        try:
+            finish(run.lease)
+        except LeaseLost:
+            logger.warning("job %s: lease lost before it could be ended", run.lease.job.id)
+
+    def _generate(self, run: JobRun, plan: GenerationPlan, timings: Timings) -> Clip:
+        run.report(0.0, "denoising", force=True)
+        start = time.perf_counter()
+        clip = self.engine.generate(plan, run.on_step, run.should_stop)
+        timings.measure("generate", start)
+        if run.lost:
+            raise LeaseLost(f"job {run.lease.job.id}: lease lost while generating")
+        if run.canceled:
+            raise GenerationCanceled(run.lease.job.id)
+        return clip
+
+    def _encode_and_store(
+        self, run: JobRun, plan: GenerationPlan, clip: Clip, timings: Timings
+    ) -> VideoArtifact:
+        from kinema.media import encode_mp4
+
+        run.report(DENOISE_SHARE + 2, "encoding", force=True)
+        start = time.perf_counter()
+        staging = self.storage.staging_path(".mp4")
+        try:
+            info = encode_mp4(clip, staging, size=(plan.output_width, plan.output_height))
+            timings.measure("encode", start)
+            start = time.perf_counter()
+            key = f"{run.lease.job.id}/{run.lease.token}.mp4"
+            size = self.storage.put(key, staging)
+            timings.measure("store", start)
+        finally:
+            staging.unlink(missing_ok=True)
+        return VideoArtifact(
+            key=key,
+            file_name=f"{run.lease.job.id}.mp4",
+            file_size=size,
+            duration=round(info.duration, 3),
+            width=info.width,
+            height=info.height,
+            fps=plan.fps,
+            has_audio=info.has_audio,
+        )
+
+    def _finish(self, run: JobRun, artifact: VideoArtifact, meta: dict[str, Any]) -> None:
+        try:
+            self.store.complete(run.lease, artifact, meta)
+        except LeaseLost:
+            self.storage.delete(artifact.key)  # another worker owns the job: leave no orphan
+            raise
+        logger.info("job %s completed: %s", run.lease.job.id, meta["timings"])

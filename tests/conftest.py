@@ -1,0 +1,124 @@
+"""Shared fixtures: settings over a temporary data directory, the tiny model, a real server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kinema.config import Settings
+
+TEST_KEY = "kin_test_key_for_the_suite_0123456789"
+OTHER_KEY = "kin_other_key_for_the_suite_987654321"
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model, built once per test session (nothing is downloaded)."""
+    from kinema.engine.tiny import ensure_tiny_ltx2
+
+    return ensure_tiny_ltx2(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", model="tiny-ltx2")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A `kinema serve` (or `kinema worker`) subprocess on a free loopback port."""
+
+    url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def kinema_env(data_dir: Path, tiny_weights: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "KINEMA_DATA_DIR": str(data_dir),
+        "KINEMA_MODEL": "tiny-ltx2",
+        "KINEMA_TINY_WEIGHTS": str(tiny_weights),
+        "KINEMA_API_KEYS": f"{TEST_KEY},{OTHER_KEY}",
+        "KINEMA_POLL_SECONDS": "0.1",
+        "HF_HUB_OFFLINE": "1",
+        **extra,
+    }
+
+
+def start_kinema(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    handle = log.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "kinema", *args], env=env, stdout=handle, stderr=subprocess.STDOUT
+    )
+
+
+def wait_healthy(
+    url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server not healthy after {timeout} s:\n{log.read_text()}")
+
+
+def launch_server(
+    data_dir: Path, tiny_weights: Path, *extra_args: str, **env: str
+) -> ServerProcess:
+    port = free_port()
+    log = data_dir.parent / f"serve-{port}.log"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    args = ["serve", "--port", str(port), "--log-level", "warning", *extra_args]
+    process = start_kinema(args, kinema_env(data_dir, tiny_weights, **env), log)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url, process, log)
+    return ServerProcess(url, data_dir, process, log)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> Iterator[ServerProcess]:
+    """One real `kinema serve` with one worker, shared by a test module."""
+    running = launch_server(tmp_path_factory.mktemp("server") / "data", tiny_weights)
+    yield running
+    running.stop()

@@ -1,0 +1,228 @@
+"""The AI/ML API v2 video contract, request by request, through the real ASGI app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from kinema.api.app import create_app
+from kinema.config import Settings
+
+PATH = "/v2/video/generations"
+LEGACY = "/v2/generate/video/kling/generation"
+KLING = "klingai/video-v2-6-pro-text-to-video"
+VALID: dict[str, Any] = {"model": KLING, "prompt": "a fox runs through snow"}
+ENVELOPE_KEYS = {"requestId", "statusCode", "timestamp", "path", "message"}
+
+
+class Api:
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+        services = client.app.state.services  # type: ignore[attr-defined]
+        self.store = services.jobs.store
+        _, self.key = services.keys.create("first")
+        _, self.other_key = services.keys.create("second")
+        self.auth = {"Authorization": f"Bearer {self.key}"}
+
+    def create(self, body: Any, path: str = PATH, **kwargs: Any) -> Any:
+        return self.client.post(path, json=body, headers=self.auth, **kwargs)
+
+    def poll(self, generation_id: str, key: str | None = None, path: str = PATH) -> Any:
+        headers = {"Authorization": f"Bearer {key or self.key}"}
+        return self.client.get(path, params={"generation_id": generation_id}, headers=headers)
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[Api]:
+    with TestClient(create_app(settings)) as client:
+        yield Api(client)
+
+
+def assert_envelope(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert ENVELOPE_KEYS <= body.keys()
+    assert body["statusCode"] == status
+    assert body["path"] == response.request.url.path
+    if field is not None:
+        assert body["message"].startswith("Body validation error")
+        assert field in [error["field"] for error in body["errors"]], body
+    return body
+
+
+ACCEPTED = [
+    pytest.param({}, id="defaults"),
+    pytest.param({"duration": 10}, id="duration-10"),
+    pytest.param({"duration": "5"}, id="duration-string-5"),
+    pytest.param({"duration": "10"}, id="duration-string-10"),
+    pytest.param({"aspect_ratio": "9:16"}, id="portrait"),
+    pytest.param({"aspect_ratio": "1:1"}, id="square"),
+    pytest.param({"cfg_scale": 0}, id="cfg-0"),
+    pytest.param({"cfg_scale": 1}, id="cfg-1"),
+    pytest.param({"cfg_scale": 0.25}, id="cfg-fraction"),
+    pytest.param({"generate_audio": False}, id="no-audio"),
+    pytest.param({"seed": 0}, id="seed-0"),
+    pytest.param({"seed": 2**32 - 1}, id="seed-max"),
+    pytest.param({"negative_prompt": "blur" * 625}, id="negative-2500"),
+    pytest.param({"prompt": "x" * 2500}, id="prompt-2500"),
+    pytest.param({"prompt": "  padded  " + "y" * 2490}, id="prompt-2500-after-strip"),
+    pytest.param({"enhance_prompt": True, "provider": "kling", "n": 1}, id="extras-ignored"),
+    pytest.param({"model": "tiny-ltx2"}, id="served-id"),
+    pytest.param({"model": "klingai/v2.1-master-text-to-video"}, id="kling-alias"),
+]
+
+
+@pytest.mark.parametrize("changes", ACCEPTED)
+def test_valid_bodies_are_queued(api: Api, changes: dict[str, Any]) -> None:
+    response = api.create({**VALID, **changes})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "queued"
+    assert len(body["id"]) >= 21
+    assert api.store.get_job(body["id"]) is not None
+    assert body["meta"]["model"] == "tiny-ltx2"
+
+
+REJECTED = [
+    pytest.param({"model": None}, "model", id="model-null"),
+    pytest.param({"model": "sora-2"}, "model", id="model-unknown"),
+    pytest.param({"model": 3}, "model", id="model-not-string"),
+    pytest.param({"prompt": ""}, "prompt", id="prompt-empty"),
+    pytest.param({"prompt": "   "}, "prompt", id="prompt-blank"),
+    pytest.param({"prompt": "x" * 2501}, "prompt", id="prompt-oversize"),
+    pytest.param({"prompt": 42}, "prompt", id="prompt-not-string"),
+    pytest.param({"aspect_ratio": "4:3"}, "aspect_ratio", id="aspect-unknown"),
+    pytest.param({"aspect_ratio": 1.77}, "aspect_ratio", id="aspect-number"),
+    pytest.param({"duration": 7}, "duration", id="duration-7"),
+    pytest.param({"duration": "7"}, "duration", id="duration-string-7"),
+    pytest.param({"duration": 5.5}, "duration", id="duration-float"),
+    pytest.param({"duration": True}, "duration", id="duration-bool"),
+    pytest.param({"negative_prompt": "n" * 2501}, "negative_prompt", id="negative-oversize"),
+    pytest.param({"negative_prompt": 5}, "negative_prompt", id="negative-not-string"),
+    pytest.param({"cfg_scale": -0.01}, "cfg_scale", id="cfg-negative"),
+    pytest.param({"cfg_scale": 1.01}, "cfg_scale", id="cfg-above-1"),
+    pytest.param({"cfg_scale": "0.5"}, "cfg_scale", id="cfg-string"),
+    pytest.param({"cfg_scale": True}, "cfg_scale", id="cfg-bool"),
+    pytest.param({"generate_audio": "yes"}, "generate_audio", id="audio-string"),
+    pytest.param({"generate_audio": 1}, "generate_audio", id="audio-int"),
+    pytest.param({"seed": -1}, "seed", id="seed-negative"),
+    pytest.param({"seed": 2**32}, "seed", id="seed-too-big"),
+    pytest.param({"seed": 1.5}, "seed", id="seed-float"),
+    pytest.param({"seed": "7"}, "seed", id="seed-string"),
+    pytest.param({"enhance_prompt": "no"}, "enhance_prompt", id="enhance-string"),
+]
+
+
+@pytest.mark.parametrize(("changes", "field"), REJECTED)
+def test_invalid_bodies_are_400_naming_the_field_and_store_nothing(
+    api: Api, changes: dict[str, Any], field: str
+) -> None:
+    response = api.create({**VALID, **changes})
+    assert_envelope(response, 400, field)
+    assert api.store.count_jobs() == 0
+
+
+@pytest.mark.parametrize("missing", ["model", "prompt"])
+def test_missing_required_fields(api: Api, missing: str) -> None:
+    body = {k: v for k, v in VALID.items() if k != missing}
+    assert_envelope(api.create(body), 400, missing)
+    assert api.store.count_jobs() == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        pytest.param(b'{"model": ', "application/json", id="broken-json"),
+        pytest.param(b"\xff\xfe", "application/json", id="not-utf8"),
+        pytest.param(b'["a list"]', "application/json", id="json-array"),
+        pytest.param(b"model=x&prompt=y", "application/x-www-form-urlencoded", id="form"),
+        pytest.param(b'{"model": "tiny-ltx2", "prompt": "p"}', "text/plain", id="text-plain"),
+    ],
+)
+def test_unparseable_bodies_are_400(api: Api, content: bytes, content_type: str) -> None:
+    response = api.client.post(
+        PATH, content=content, headers={**api.auth, "Content-Type": content_type}
+    )
+    assert_envelope(response, 400, "body")
+    assert api.store.count_jobs() == 0
+
+
+def test_oversize_body_is_413(api: Api) -> None:
+    response = api.create({**VALID, "padding": "z" * 100_000})
+    assert_envelope(response, 413)
+    assert api.store.count_jobs() == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({}, id="no-header"),
+        pytest.param({"Authorization": "Bearer kin_wrong"}, id="wrong-key"),
+        pytest.param({"Authorization": "Basic dXNlcjpwYXNz"}, id="wrong-scheme"),
+    ],
+)
+def test_requests_without_a_valid_key_are_401(api: Api, headers: dict[str, str]) -> None:
+    assert_envelope(api.client.post(PATH, json=VALID, headers=headers), 401)
+    assert_envelope(api.client.get(PATH, params={"generation_id": "x"}, headers=headers), 401)
+    assert api.store.count_jobs() == 0
+
+
+def test_revoked_key_is_401(api: Api) -> None:
+    api.client.app.state.services.keys.revoke("first")  # type: ignore[attr-defined]
+    assert_envelope(api.create(VALID), 401)
+
+
+def test_poll_shows_a_queued_job_with_its_queue_position(api: Api) -> None:
+    first = api.create(VALID).json()["id"]
+    second = api.create({**VALID, "seed": 5}).json()["id"]
+    body = api.poll(second).json()
+    assert body["status"] == "queued"
+    assert body["queue_position"] == 1
+    assert api.poll(first).json()["queue_position"] == 0
+    assert body["meta"]["seed"] == 5
+    assert "video" not in body and "error" not in body
+
+
+def test_legacy_path_serves_the_same_jobs(api: Api) -> None:
+    created = api.create(VALID, path=LEGACY)
+    assert created.status_code == 200
+    generation_id = created.json()["id"]
+    assert api.poll(generation_id).json()["status"] == "queued"
+    assert api.poll(generation_id, path=LEGACY).json()["id"] == generation_id
+
+
+def test_another_keys_job_is_404_like_an_unknown_id(api: Api) -> None:
+    generation_id = api.create(VALID).json()["id"]
+    assert_envelope(api.poll(generation_id, key=api.other_key), 404)
+    assert_envelope(api.poll("no-such-generation-id-000000"), 404)
+
+
+def test_poll_without_generation_id_is_400(api: Api) -> None:
+    response = api.client.get(PATH, headers=api.auth)
+    body = assert_envelope(response, 400)
+    assert body["errors"][0]["field"] == "generation_id"
+
+
+def test_random_seed_is_recorded(api: Api) -> None:
+    body = api.create(VALID).json()
+    assert 0 <= body["meta"]["seed"] < 2**32
+    assert api.poll(body["id"]).json()["meta"]["seed"] == body["meta"]["seed"]
+
+
+def test_unknown_route_and_method_use_the_envelope(api: Api) -> None:
+    assert_envelope(api.client.get("/v2/nothing-here"), 404)
+    assert_envelope(api.client.delete(PATH, headers=api.auth), 405)
+
+
+def test_openapi_and_health(api: Api) -> None:
+    spec = api.client.get("/openapi.json").json()
+    create = spec["paths"][PATH]["post"]
+    schema = create["requestBody"]["content"]["application/json"]["schema"]
+    assert {"model", "prompt", "duration", "cfg_scale"} <= schema["properties"].keys()
+    health = api.client.get("/healthz").json()
+    assert health["status"] == "ok" and health["models"] == ["tiny-ltx2"]
+    models = [m["id"] for m in api.client.get("/v1/models").json()["data"]]
+    assert "tiny-ltx2" in models and KLING in models

@@ -1,0 +1,91 @@
+"""The request → pipeline-argument plan (DESIGN §3)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from kinema.domain import GenerationRequest
+from kinema.engine.plan import guidance_for, plan_generation, snap_frames
+from kinema.engine.registry import LTX_2, TINY_LTX2, ServedModels
+
+SIZES = {
+    "16:9": ((1920, 1088), (1920, 1080)),
+    "9:16": ((1088, 1920), (1080, 1920)),
+    "1:1": ((1088, 1088), (1080, 1080)),
+}
+
+
+@pytest.mark.parametrize("aspect_ratio", list(SIZES))
+@pytest.mark.parametrize(("duration", "frames"), [(5, 121), (10, 241)])
+def test_ltx2_sizes_and_frames(aspect_ratio: str, duration: int, frames: int) -> None:
+    request = GenerationRequest(
+        model="ltx-2", prompt="p", aspect_ratio=aspect_ratio, duration=duration
+    )
+    plan = plan_generation(request, LTX_2, seed=1)
+    generated, output = SIZES[aspect_ratio]
+    assert (plan.width, plan.height) == generated
+    assert (plan.output_width, plan.output_height) == output
+    assert plan.num_frames == frames
+    assert plan.fps == 24.0
+    assert plan.num_inference_steps == LTX_2.num_inference_steps
+
+
+@pytest.mark.parametrize("aspect_ratio", ["16:9", "9:16", "1:1"])
+@pytest.mark.parametrize("duration", [5, 10])
+def test_tiny_plans_honour_duration_and_its_declared_sizes(
+    aspect_ratio: str, duration: int
+) -> None:
+    request = GenerationRequest(
+        model="tiny-ltx2", prompt="p", aspect_ratio=aspect_ratio, duration=duration
+    )
+    plan = plan_generation(request, TINY_LTX2, seed=3)
+    width, height = TINY_LTX2.output_sizes[aspect_ratio]
+    assert (plan.output_width, plan.output_height) == (width, height)
+    assert plan.width % TINY_LTX2.size_multiple == 0 and plan.width >= width
+    assert plan.height % TINY_LTX2.size_multiple == 0 and plan.height >= height
+    assert (plan.num_frames - 1) % TINY_LTX2.frame_multiple == 0
+    assert abs(plan.duration - duration) <= 1 / plan.fps + 1e-9
+
+
+def test_frames_snap_to_the_nearest_valid_count() -> None:
+    assert snap_frames(5, 24, 8) == 121
+    assert snap_frames(5, 25, 8) == 129  # 126 frames wanted; 129 is the nearest 8k+1
+    assert snap_frames(0.01, 24, 8) == 9  # never fewer than one latent step
+
+
+def test_cfg_scale_maps_linearly_with_half_on_the_default() -> None:
+    low, high = LTX_2.guidance_range
+    assert guidance_for(0.0, LTX_2) == low
+    assert guidance_for(0.5, LTX_2) == LTX_2.guidance_default
+    assert guidance_for(1.0, LTX_2) == high
+    assert guidance_for(0.25, LTX_2) == pytest.approx((low + LTX_2.guidance_default) / 2)
+
+
+def test_seed_prompt_negative_prompt_and_audio_pass_through() -> None:
+    request = GenerationRequest(
+        model="ltx-2", prompt="a bell", negative_prompt="blur", generate_audio=False, cfg_scale=1
+    )
+    plan = plan_generation(request, LTX_2, seed=99)
+    assert (plan.seed, plan.prompt, plan.negative_prompt) == (99, "a bell", "blur")
+    assert plan.generate_audio is False
+    assert plan.guidance_scale == 7.0
+    assert plan.notes == ()
+
+
+def test_a_model_without_cfg_says_it_ignores_the_negative_prompt() -> None:
+    distilled = dataclasses.replace(LTX_2, uses_cfg=False)
+    request = GenerationRequest(model="ltx-2", prompt="p", negative_prompt="blur")
+    plan = plan_generation(request, distilled, seed=1)
+    assert plan.guidance_scale == 1.0
+    assert plan.negative_prompt is None
+    assert any("negative_prompt" in note for note in plan.notes)
+
+
+def test_served_models_answer_to_the_kling_ids() -> None:
+    served = ServedModels.of(["tiny-ltx2"])
+    assert served.resolve("klingai/video-v2-6-pro-text-to-video") == "tiny-ltx2"
+    assert served.resolve("tiny-ltx2") == "tiny-ltx2"
+    assert served.resolve("ltx-2") is None
+    assert served.resolve("openai/sora-2") is None
