@@ -30,7 +30,8 @@ app = create_app(Settings(data_dir={str(tmp_path)!r}, model="tiny-ltx2"))
 _, key = app.state.services.keys.create("k")
 client = TestClient(app)
 body = {{"model": "tiny-ltx2", "prompt": "p"}}
-created = client.post("/v2/video/generations", json=body, headers={{"Authorization": "Bearer " + key}})
+auth = {{"Authorization": "Bearer " + key}}
+created = client.post("/v2/video/generations", json=body, headers=auth)
 assert created.status_code == 200, created.text
 heavy = sorted(m for m in ("torch", "diffusers", "transformers", "av") if m in sys.modules)
 print(",".join(heavy) or "none")

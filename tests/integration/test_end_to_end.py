@@ -1,0 +1,116 @@
+"""A real `kinema serve` subprocess: create → poll → download → the mp4 is what was asked for."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import httpx
+import pytest
+
+from kinema import Client, Generation
+from tests.conftest import TEST_KEY, ServerProcess
+
+COMBINATIONS = [
+    (aspect_ratio, duration, audio)
+    for aspect_ratio in ("16:9", "9:16")
+    for duration in (5, 10)
+    for audio in (True, False)
+]
+TINY_SIZES = {"16:9": (96, 54), "9:16": (54, 96)}
+
+
+@pytest.fixture(scope="module")
+def finished(
+    server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> dict[tuple[str, int, bool], tuple[Generation, Path, list[Generation]]]:
+    """Submit every combination at once, then wait for each and download its clip."""
+    out = tmp_path_factory.mktemp("clips")
+    results = {}
+    with Client(server.url, TEST_KEY) as client:
+        created = {
+            combo: client.create(
+                f"a test clip {combo}",
+                aspect_ratio=combo[0],
+                duration=combo[1],
+                generate_audio=combo[2],
+                seed=11,
+            )
+            for combo in COMBINATIONS
+        }
+        for combo, generation in created.items():
+            seen: list[Generation] = []
+            done = client.wait(
+                generation.id, poll_interval=0.05, timeout=300, on_progress=seen.append
+            )
+            assert done.status == "completed", (done, server.output())
+            path = client.download(done, out / f"{generation.id}.mp4")
+            results[combo] = (done, path, seen)
+    return results
+
+
+@pytest.mark.parametrize(("aspect_ratio", "duration", "audio"), COMBINATIONS)
+def test_clip_matches_the_request(
+    finished: dict[tuple[str, int, bool], tuple[Generation, Path, list[Generation]]],
+    aspect_ratio: str,
+    duration: int,
+    audio: bool,
+) -> None:
+    generation, path, _ = finished[(aspect_ratio, duration, audio)]
+    with av.open(str(path)) as container:
+        video = list(container.streams.video)
+        sound = list(container.streams.audio)
+        assert len(video) == 1 and video[0].codec_context.name == "h264"
+        assert video[0].codec_context.pix_fmt == "yuv420p"
+        fps = float(video[0].average_rate or Fraction(24))
+        frames = sum(1 for _ in container.decode(video=0))
+    assert abs(frames / fps - duration) <= 1 / fps + 1e-6
+    assert (video[0].codec_context.width, video[0].codec_context.height) == TINY_SIZES[aspect_ratio]
+    if audio:
+        assert len(sound) == 1 and sound[0].codec_context.name == "aac"
+    else:
+        assert sound == []
+    assert generation.video is not None
+    assert generation.video.has_audio is audio
+    assert (generation.video.width, generation.video.height) == TINY_SIZES[aspect_ratio]
+    assert abs(generation.video.duration - duration) <= 1 / fps + 1e-6
+    assert generation.video.file_size == path.stat().st_size
+
+
+def test_poll_reports_progress_and_meta(
+    finished: dict[tuple[str, int, bool], tuple[Generation, Path, list[Generation]]],
+) -> None:
+    generation, _, seen = finished[("16:9", 10, True)]
+    statuses = [g.status for g in seen]
+    assert set(statuses) <= {"queued", "generating", "completed"}
+    assert statuses[-1] == "completed" and generation.progress == 100.0
+    progress = [g.progress for g in seen]
+    assert progress == sorted(progress)
+    assert generation.meta["seed"] == 11 and generation.meta["model"] == "tiny-ltx2"
+    assert {"generate", "encode"} <= generation.meta["timings"].keys()
+
+
+def test_video_url_is_absolute_and_needs_no_key(
+    finished: dict[tuple[str, int, bool], tuple[Generation, Path, list[Generation]]],
+    server: ServerProcess,
+) -> None:
+    generation, path, _ = finished[("9:16", 5, True)]
+    assert generation.video is not None
+    assert generation.video.url.startswith(server.url + "/files/")
+    response = httpx.get(generation.video.url)
+    assert response.status_code == 200 and response.content == path.read_bytes()
+    assert response.headers["content-type"] == "video/mp4"
+
+
+def test_same_seed_gives_the_same_clip(
+    finished: dict[tuple[str, int, bool], tuple[Generation, Path, list[Generation]]],
+    server: ServerProcess,
+    tmp_path: Path,
+) -> None:
+    _, first, _ = finished[("16:9", 5, True)]
+    with Client(server.url, TEST_KEY) as client:
+        again = client.create("a test clip ('16:9', 5, True)", aspect_ratio="16:9", seed=11)
+        done = client.wait(again.id, poll_interval=0.05, timeout=120)
+        second = client.download(done, tmp_path / "again.mp4")
+    assert second.read_bytes() == first.read_bytes()

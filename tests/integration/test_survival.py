@@ -1,0 +1,103 @@
+"""Jobs survive: a SIGKILLed worker's job completes once after restart; restarts lose nothing."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kinema import Client
+from tests.conftest import TEST_KEY, ServerProcess, kinema_env, launch_server, start_kinema
+
+FAST_LEASES = {"KINEMA_LEASE_SECONDS": "2", "KINEMA_HEARTBEAT_SECONDS": "0.3"}
+
+
+@pytest.fixture
+def api_only(tmp_path: Path, tiny_weights: Path) -> ServerProcess:
+    running = launch_server(tmp_path / "data", tiny_weights, "--no-worker", **FAST_LEASES)
+    yield running  # type: ignore[misc]
+    running.stop()
+
+
+def start_worker(api: ServerProcess, tiny_weights: Path, name: str) -> object:
+    env = kinema_env(api.data_dir, tiny_weights, **FAST_LEASES)
+    return start_kinema(
+        ["worker", "--log-level", "warning"], env, api.data_dir.parent / f"{name}.log"
+    )
+
+
+def wait_for(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_job_of_a_killed_worker_completes_once_after_restart(
+    api_only: ServerProcess, tiny_weights: Path
+) -> None:
+    client = Client(api_only.url, TEST_KEY)
+    job = client.create("a long clip to interrupt", duration=10, seed=5)
+    first = start_worker(api_only, tiny_weights, "worker-1")
+    wait_for(lambda: client.get(job.id).progress > 0, 120, "the first worker to start denoising")
+    first.send_signal(signal.SIGKILL)  # type: ignore[attr-defined]
+    first.wait()  # type: ignore[attr-defined]
+    interrupted = client.get(job.id)
+    assert interrupted.status == "generating"
+    assert interrupted.progress < 100
+
+    second = start_worker(api_only, tiny_weights, "worker-2")
+    try:
+        done = client.wait(job.id, poll_interval=0.1, timeout=180)
+    finally:
+        second.send_signal(signal.SIGTERM)  # type: ignore[attr-defined]
+        second.wait(30)  # type: ignore[attr-defined]
+    assert done.status == "completed", done
+    assert done.meta["attempts"] == 2
+    artifacts = [p for p in (api_only.data_dir / "artifacts" / job.id).iterdir()]
+    assert len(artifacts) == 1 and artifacts[0].suffix == ".mp4"
+    assert httpx.get(done.video.url).status_code == 200  # type: ignore[union-attr]
+
+
+def test_api_restart_loses_nothing(tmp_path: Path, tiny_weights: Path) -> None:
+    data_dir = tmp_path / "data"
+    api = launch_server(data_dir, tiny_weights, "--no-worker")
+    with Client(api.url, TEST_KEY) as client:
+        ids = [client.create(f"clip {i}", seed=i).id for i in range(3)]
+    api.stop()
+
+    api = launch_server(data_dir, tiny_weights, "--no-worker")
+    with Client(api.url, TEST_KEY) as client:
+        queued = [client.get(i) for i in ids]
+    api.stop()
+    assert [(g.status, g.queue_position) for g in queued] == [("queued", n) for n in range(3)]
+
+    api = launch_server(data_dir, tiny_weights)
+    try:
+        with Client(api.url, TEST_KEY) as client:
+            done = [client.wait(i, poll_interval=0.1, timeout=180) for i in ids]
+    finally:
+        api.stop()
+    assert [g.status for g in done] == ["completed"] * 3
+
+    api = launch_server(data_dir, tiny_weights, "--no-worker")
+    try:
+        with Client(api.url, TEST_KEY) as client:
+            again = [client.get(i) for i in ids]
+        assert [g.status for g in again] == ["completed"] * 3
+        assert [g.meta["seed"] for g in again] == [0, 1, 2]
+        assert httpx.get(again[0].video.url).status_code == 200  # type: ignore[union-attr]
+    finally:
+        api.stop()
+
+
+def test_the_api_process_never_loads_torch(api_only: ServerProcess) -> None:
+    with Client(api_only.url, TEST_KEY) as client:
+        client.create("anything")
+    maps = Path(f"/proc/{api_only.process.pid}/maps").read_text()
+    assert "libtorch" not in maps and "torch/lib" not in maps
