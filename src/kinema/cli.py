@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import threading
@@ -201,23 +202,28 @@ def _generate_embedded(
 def models(
     server: Annotated[str | None, typer.Option(envvar="KINEMA_SERVER", help="server URL")] = None,
     model: Model = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
     """List the models served (by a server, or by this machine's configuration)."""
-    from kinema.engine.registry import MODELS, ServedModels
-
+    entries = _served_model_entries(server, model)
+    if as_json:
+        print(json.dumps(entries))
+        return
     table = Table("id", "serves as", "description")
+    for entry in entries:
+        table.add_row(entry["id"], entry.get("alias_of", ""), entry.get("description", ""))
+    Console().print(table)
+
+
+def _served_model_entries(server: str | None, model: str | None) -> list[dict[str, str]]:
     if server:
         import httpx
 
-        for entry in httpx.get(f"{server.rstrip('/')}/v1/models", timeout=10).json()["data"]:
-            table.add_row(entry["id"], entry.get("alias_of", ""), entry.get("description", ""))
-    else:
-        served = ServedModels.of(served_models(make_settings(model=model)))
-        for model_id in served.all_ids():
-            target = served.resolve(model_id) or ""
-            spec = MODELS.get(model_id)
-            table.add_row(model_id, target, spec.description if spec else "")
-    Console().print(table)
+        response = httpx.get(f"{server.rstrip('/')}/v1/models", timeout=10)
+        return response.json()["data"]  # type: ignore[no-any-return]
+    from kinema.engine.registry import ServedModels
+
+    return ServedModels.of(served_models(make_settings(model=model))).catalog()
 
 
 def _key_service(data_dir: Path | None) -> Any:

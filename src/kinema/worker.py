@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from kinema.config import Settings
@@ -135,7 +135,12 @@ class Worker:
         job = run.lease.job
         spec = get_spec(job.request.model)
         plan = plan_generation(job.request, spec, job.seed or 0)
-        meta = {"timings": timings.stages, "notes": list(plan.notes), "worker": self.worker_id}
+        meta = {
+            "timings": timings.stages,
+            "notes": list(plan.notes),
+            "worker": self.worker_id,
+            "generated": {"width": plan.width, "height": plan.height, "frames": plan.num_frames},
+        }
         logger.info("job %s: %s frames at %dx%d", job.id, plan.num_frames, plan.width, plan.height)
         try:
             clip = self._generate(run, plan, timings)
@@ -161,6 +166,7 @@ class Worker:
         start = time.perf_counter()
         clip = self.engine.generate(plan, run.on_step, run.should_stop)
         timings.measure("generate", start)
+        clip = replace(clip, frames=clip.frames[: plan.output_frames])
         if run.lost:
             raise LeaseLost(f"job {run.lease.job.id}: lease lost while generating")
         if run.canceled:

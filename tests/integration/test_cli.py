@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -41,10 +42,17 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
 
 
 def test_models_lists_the_served_model_and_its_aliases() -> None:
-    result = runner.invoke(app, ["models", "--model", "tiny-ltx2"])
+    result = runner.invoke(app, ["models", "--model", "tiny-ltx2", "--json"])
     assert result.exit_code == 0, result.output
-    assert "tiny-ltx2" in result.stdout
-    assert "klingai/video-v2-6-pro-text-to-video" in result.stdout
+    entries = {entry["id"]: entry for entry in json.loads(result.stdout)}
+    assert "description" in entries["tiny-ltx2"]
+    assert entries["klingai/video-v2-6-pro-text-to-video"]["alias_of"] == "tiny-ltx2"
+
+
+def test_models_from_a_server(server: ServerProcess) -> None:
+    result = runner.invoke(app, ["models", "--server", server.url, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["id"] == "tiny-ltx2"
 
 
 def test_generate_embedded_writes_an_mp4_with_sound(tmp_path: Path, tiny_weights: Path) -> None:

@@ -44,7 +44,7 @@ def api(settings: Settings) -> Iterator[Api]:
 def assert_envelope(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body = response.json()
-    assert ENVELOPE_KEYS <= body.keys()
+    assert body.keys() >= ENVELOPE_KEYS
     assert body["statusCode"] == status
     assert body["path"] == response.request.url.path
     if field is not None:

@@ -14,7 +14,6 @@ from kinema.api import files, v2
 from kinema.api.deps import services
 from kinema.api.errors import install_error_handlers
 from kinema.config import Settings
-from kinema.engine.registry import get_spec
 from kinema.runtime import build_services
 
 logger = logging.getLogger("kinema.api")
@@ -29,21 +28,11 @@ def _health(request: Request) -> dict[str, Any]:
 
 
 def _models(request: Request) -> dict[str, Any]:
-    served = services(request).jobs.served
-    data = [
-        {
-            "id": model_id,
-            "object": "model",
-            "owned_by": "kinema",
-            "description": get_spec(model_id).description,
-        }
-        for model_id in served.served
-    ]
-    aliases = [
-        {"id": alias, "object": "model", "owned_by": "kinema", "alias_of": served.default}
-        for alias in served.all_ids()[len(served.served) :]
-    ]
-    return {"object": "list", "data": data + aliases}
+    catalog = services(request).jobs.served.catalog()
+    return {
+        "object": "list",
+        "data": [{**e, "object": "model", "owned_by": "kinema"} for e in catalog],
+    }
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

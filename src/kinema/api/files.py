@@ -20,4 +20,6 @@ def download(request: Request, key: str, expires: str = "", signature: str = "")
 
 
 router.add_api_route(f"{FILES_ROUTE}/{{key:path}}", download, methods=["GET"])
-router.add_api_route(f"{FILES_ROUTE}/{{key:path}}", download, methods=["HEAD"], include_in_schema=False)
+router.add_api_route(
+    f"{FILES_ROUTE}/{{key:path}}", download, methods=["HEAD"], include_in_schema=False
+)

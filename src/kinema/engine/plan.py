@@ -21,7 +21,8 @@ class GenerationPlan:
     height: int
     output_width: int  # what the encoder crops to (centered)
     output_height: int
-    num_frames: int
+    num_frames: int  # what the model generates (its frame rule)
+    output_frames: int  # what the encoder keeps: duration x fps, so a 5 s request lasts 5 s
     fps: float
     num_inference_steps: int
     guidance_scale: float
@@ -32,7 +33,7 @@ class GenerationPlan:
 
     @property
     def duration(self) -> float:
-        return self.num_frames / self.fps
+        return self.output_frames / self.fps
 
 
 def round_up(value: int, multiple: int) -> int:
@@ -56,6 +57,7 @@ def guidance_for(cfg_scale: float, spec: ModelSpec) -> float:
 
 def plan_generation(request: GenerationRequest, spec: ModelSpec, seed: int) -> GenerationPlan:
     output_width, output_height = spec.output_sizes[request.aspect_ratio]
+    num_frames = snap_frames(request.duration, spec.fps, spec.frame_multiple)
     notes: list[str] = []
     negative_prompt = request.negative_prompt
     guidance = guidance_for(request.cfg_scale, spec)
@@ -76,7 +78,8 @@ def plan_generation(request: GenerationRequest, spec: ModelSpec, seed: int) -> G
         height=round_up(output_height, spec.size_multiple),
         output_width=output_width,
         output_height=output_height,
-        num_frames=snap_frames(request.duration, spec.fps, spec.frame_multiple),
+        num_frames=num_frames,
+        output_frames=min(num_frames, round(request.duration * spec.fps)),
         fps=spec.fps,
         num_inference_steps=spec.num_inference_steps,
         guidance_scale=guidance,

@@ -119,6 +119,11 @@ class ServedModels:
     def all_ids(self) -> list[str]:
         return [*self.served, *KLING_ALIASES]
 
+    def catalog(self) -> list[dict[str, str]]:
+        """One entry per id this deployment answers to: served models, then aliases."""
+        models = [{"id": m, "description": get_spec(m).description} for m in self.served]
+        return models + [{"id": alias, "alias_of": self.default} for alias in KLING_ALIASES]
+
     @classmethod
     def of(cls, model_ids: Iterable[str]) -> ServedModels:
         return cls(tuple(dict.fromkeys(model_ids)))

@@ -1,0 +1,289 @@
+"""The `tiny-ltx2` model: every LTX2Pipeline component, tiny configs, seeded random weights.
+
+Built locally (nothing is downloaded) and saved with `save_pretrained`, so it loads like a real
+checkpoint. The video VAE keeps the real model's compression (32x in space, 8x in time) and the
+audio path its timing (16 kHz, hop 160, 4x latent downsampling), so the pipeline runs every code
+path a real job does, on a CPU, in well under a second per clip. Its output is noise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from diffusers import (
+    AutoencoderKLLTX2Audio,
+    AutoencoderKLLTX2Video,
+    FlowMatchEulerDiscreteScheduler,
+    LTX2Pipeline,
+    LTX2VideoTransformer3DModel,
+)
+from diffusers.pipelines.ltx2 import LTX2TextConnectors
+from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+from torch import nn
+from transformers import (
+    Gemma3Config,
+    Gemma3ForConditionalGeneration,
+    Gemma3TextConfig,
+    GemmaTokenizer,
+    SiglipVisionConfig,
+)
+
+TINY_DIR_NAME = "tiny-ltx2"
+# Bump whenever the architecture or weights change: a cached build of another version is rebuilt.
+BUILD_VERSION = 1
+MARKER = "kinema-tiny.json"
+SEED = 0
+
+TEXT_HIDDEN = 32  # Gemma hidden size == the connectors' heads x head_dim
+TEXT_LAYERS = 2
+VIDEO_LATENT_CHANNELS = 8
+AUDIO_LATENT_CHANNELS = 2
+MEL_BINS = 8  # the audio VAE downsamples mel bins 4x: 2 latent bins
+SAMPLE_RATE = 16_000
+MEL_HOP = 160
+VOCODER_UPSAMPLE = (4, 4, 10)  # product == MEL_HOP: one vocoder sample per audio sample
+
+SPECIAL_TOKENS = ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>")
+CHARACTERS = "▁abcdefghijklmnopqrstuvwxyz0123456789.,!?'-"
+
+
+def build_tiny_ltx2(destination: Path) -> None:
+    """Build the tiny model into `destination` atomically: a crash never leaves half a model."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    staging.chmod(0o755)
+    try:
+        _tiny_pipeline().save_pretrained(staging, safe_serialization=True)
+        (staging / MARKER).write_text(json.dumps({"version": BUILD_VERSION}))
+        _replace_dir(staging, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def ensure_tiny_ltx2(models_dir: Path) -> Path:
+    """The tiny model's directory under `models_dir`, built first if missing or stale."""
+    destination = models_dir / TINY_DIR_NAME
+    if _is_current(destination):
+        return destination
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(models_dir / f".{TINY_DIR_NAME}.lock"):
+        if not _is_current(destination):
+            build_tiny_ltx2(destination)
+    return destination
+
+
+def _is_current(directory: Path) -> bool:
+    try:
+        return json.loads((directory / MARKER).read_text()).get("version") == BUILD_VERSION
+    except (OSError, ValueError):
+        return False
+
+
+def _replace_dir(staging: Path, destination: Path) -> None:
+    """Move `staging` to `destination`, setting any older build aside first."""
+    if destination.exists():
+        stale = destination.with_name(f".{destination.name}.stale-{uuid.uuid4().hex}")
+        destination.rename(stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    staging.rename(destination)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An inter-process lock (POSIX flock); elsewhere the atomic rename alone keeps builds whole."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _tiny_pipeline() -> LTX2Pipeline:
+    builders = {
+        "text_encoder": _text_encoder,
+        "connectors": _connectors,
+        "transformer": _transformer,
+        "vae": _video_vae,
+        "audio_vae": _audio_vae,
+        "vocoder": _vocoder,
+    }
+    components: dict[str, object] = {}
+    with torch.random.fork_rng(devices=[]):
+        for name, build in builders.items():
+            torch.manual_seed(SEED)
+            components[name] = build()
+    return LTX2Pipeline(
+        scheduler=_scheduler(),
+        tokenizer=_tokenizer(),
+        processor=None,
+        prompt_enhancer=None,
+        duration_head=None,
+        **components,
+    )
+
+
+def _tokenizer() -> GemmaTokenizer:
+    pieces = [*SPECIAL_TOKENS, *(f"<0x{byte:02X}>" for byte in range(256)), *CHARACTERS]
+    vocab = {piece: index for index, piece in enumerate(pieces)}
+    return GemmaTokenizer(vocab=vocab, merges=[], add_bos_token=True, model_max_length=1024)
+
+
+def _vocab_size() -> int:
+    return len(SPECIAL_TOKENS) + 256 + len(CHARACTERS)
+
+
+def _text_encoder() -> Gemma3ForConditionalGeneration:
+    text = Gemma3TextConfig(
+        vocab_size=_vocab_size(),
+        hidden_size=TEXT_HIDDEN,
+        intermediate_size=64,
+        num_hidden_layers=TEXT_LAYERS,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=1024,
+        sliding_window=64,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+    )
+    vision = SiglipVisionConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=8,
+        patch_size=2,
+    )
+    config = Gemma3Config(
+        text_config=text.to_dict(),
+        vision_config=vision.to_dict(),
+        mm_tokens_per_image=4,
+        boi_token_index=2,
+        eoi_token_index=1,
+        image_token_index=4,
+    )
+    return Gemma3ForConditionalGeneration(config).eval()
+
+
+def _connectors() -> LTX2TextConnectors:
+    return LTX2TextConnectors(
+        caption_channels=TEXT_HIDDEN,
+        text_proj_in_factor=TEXT_LAYERS + 1,
+        video_connector_num_attention_heads=4,
+        video_connector_attention_head_dim=TEXT_HIDDEN // 4,
+        video_connector_num_layers=1,
+        video_connector_num_learnable_registers=None,
+        audio_connector_num_attention_heads=4,
+        audio_connector_attention_head_dim=TEXT_HIDDEN // 4,
+        audio_connector_num_layers=1,
+        audio_connector_num_learnable_registers=None,
+        connector_rope_base_seq_len=32,
+        rope_double_precision=False,
+        rope_type="split",
+    )
+
+
+def _transformer() -> LTX2VideoTransformer3DModel:
+    return LTX2VideoTransformer3DModel(
+        in_channels=VIDEO_LATENT_CHANNELS,
+        out_channels=VIDEO_LATENT_CHANNELS,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        cross_attention_dim=16,
+        audio_in_channels=AUDIO_LATENT_CHANNELS * MEL_BINS // 4,
+        audio_out_channels=AUDIO_LATENT_CHANNELS * MEL_BINS // 4,
+        audio_num_attention_heads=2,
+        audio_attention_head_dim=4,
+        audio_cross_attention_dim=8,
+        audio_sampling_rate=SAMPLE_RATE,
+        audio_hop_length=MEL_HOP,
+        num_layers=2,
+        caption_channels=TEXT_HIDDEN,
+        rope_double_precision=False,
+        rope_type="split",
+    )
+
+
+def _video_vae() -> AutoencoderKLLTX2Video:
+    """Patch 4 and three 2x spatio-temporal stages: 32x in space, 8x in time, as the real VAE."""
+    stages = 3
+    return AutoencoderKLLTX2Video(
+        latent_channels=VIDEO_LATENT_CHANNELS,
+        block_out_channels=(8,) * stages,
+        down_block_types=("LTX2VideoDownBlock3D",) * stages,
+        decoder_block_out_channels=(8,) * stages,
+        layers_per_block=(1,) * (stages + 1),
+        decoder_layers_per_block=(1,) * (stages + 1),
+        spatio_temporal_scaling=(True,) * stages,
+        decoder_spatio_temporal_scaling=(True,) * stages,
+        decoder_inject_noise=(False,) * (stages + 1),
+        downsample_type=("spatiotemporal",) * stages,
+        upsample_type=("spatiotemporal",) * stages,
+        upsample_residual=(False,) * stages,
+        upsample_factor=(1,) * stages,
+        patch_size=4,
+        patch_size_t=1,
+        decoder_causal=False,
+    )
+
+
+def _audio_vae() -> AutoencoderKLLTX2Audio:
+    """Two 2x stages (4x in time and mel bins); base_channels must be the packed latent width."""
+    return AutoencoderKLLTX2Audio(
+        base_channels=AUDIO_LATENT_CHANNELS * MEL_BINS // 4,
+        output_channels=2,
+        ch_mult=(1, 1, 1),
+        num_res_blocks=1,
+        attn_resolutions=None,
+        in_channels=2,
+        resolution=32,
+        latent_channels=AUDIO_LATENT_CHANNELS,
+        sample_rate=SAMPLE_RATE,
+        mel_hop_length=MEL_HOP,
+        mel_bins=MEL_BINS,
+    )
+
+
+def _vocoder() -> LTX2Vocoder:
+    """Variance-preserving init: with PyTorch's default one the biases drown the mel input."""
+    vocoder = LTX2Vocoder(
+        in_channels=2 * MEL_BINS,
+        hidden_channels=32,
+        out_channels=2,
+        upsample_kernel_sizes=[2 * factor for factor in VOCODER_UPSAMPLE],
+        upsample_factors=list(VOCODER_UPSAMPLE),
+        resnet_kernel_sizes=[3],
+        resnet_dilations=[[1]],
+        output_sampling_rate=SAMPLE_RATE,
+    )
+    for module in vocoder.modules():
+        if isinstance(module, nn.Conv1d | nn.ConvTranspose1d):
+            nn.init.kaiming_normal_(module.weight, a=0.1)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return vocoder
+
+
+def _scheduler() -> FlowMatchEulerDiscreteScheduler:
+    return FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True,
+        base_shift=0.95,
+        max_shift=2.05,
+        base_image_seq_len=1024,
+        max_image_seq_len=4096,
+        shift_terminal=0.1,
+    )
