@@ -52,10 +52,13 @@ class Timings:
 class JobRun:
     """One claimed job: heartbeats, throttled progress reports, cancellation."""
 
-    def __init__(self, store: JobStore, lease: Lease, settings: Settings) -> None:
+    def __init__(
+        self, store: JobStore, lease: Lease, settings: Settings, shutting_down: threading.Event
+    ) -> None:
         self.store = store
         self.lease = lease
         self._settings = settings
+        self._shutting_down = shutting_down
         self._lock = threading.Lock()
         self._last_report = 0.0
         self._stop = threading.Event()
@@ -94,10 +97,10 @@ class JobRun:
             self.lost = True
 
     def on_step(self, done: int, total: int) -> None:
-        self.report(DENOISE_SHARE * done / total, "denoising", force=done == total)
+        self.report(DENOISE_SHARE * done / total, f"denoising {done}/{total}", force=done == total)
 
     def should_stop(self) -> bool:
-        return self.lost or self.canceled
+        return self.lost or self.canceled or self._shutting_down.is_set()
 
 
 class Worker:
@@ -114,19 +117,22 @@ class Worker:
         self.engine = engine
         self.settings = settings
         self.worker_id = worker_id or new_worker_id()
+        self.stopping = threading.Event()
 
-    def run(self, stop: threading.Event, on_idle: Callable[[], None] | None = None) -> None:
+    def run(self, stop: threading.Event) -> None:
+        """Process jobs until `stop` is set; a job running then is given back to the queue."""
         logger.info("worker %s serving %s", self.worker_id, self.engine.spec.id)
+        self.stopping = stop
         while not stop.is_set():
-            if not self.run_once() and not stop.wait(self.settings.poll_seconds) and on_idle:
-                on_idle()
+            if not self.run_once():
+                stop.wait(self.settings.poll_seconds)
 
     def run_once(self) -> bool:
         """Claim and process one job; False if there was nothing to do."""
         lease = self.store.claim([self.engine.spec.id], self.worker_id, self.settings.lease_seconds)
         if lease is None:
             return False
-        with JobRun(self.store, lease, self.settings) as run:
+        with JobRun(self.store, lease, self.settings, self.stopping) as run:
             self._process(run)
         return True
 
@@ -147,7 +153,7 @@ class Worker:
             artifact = self._encode_and_store(run, plan, clip, timings)
             self._finish(run, artifact, meta)
         except GenerationCanceled:
-            self._end(run, lambda lease: self.store.mark_canceled(lease))
+            self._end(run, self.store.mark_canceled if run.canceled else self.store.release)
         except LeaseLost:
             logger.warning("job %s: lease lost; another worker owns it now", job.id)
         except Exception as exc:
@@ -169,7 +175,7 @@ class Worker:
         clip = replace(clip, frames=clip.frames[: plan.output_frames])
         if run.lost:
             raise LeaseLost(f"job {run.lease.job.id}: lease lost while generating")
-        if run.canceled:
+        if run.should_stop():
             raise GenerationCanceled(run.lease.job.id)
         return clip
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from fractions import Fraction
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import av
 import httpx
 import pytest
 
-from kinema import Client, Generation
+from kinema import AsyncClient, Client, ClientError, Generation
 from tests.conftest import TEST_KEY, ServerProcess
 
 COMBINATIONS = [
@@ -114,3 +115,32 @@ def test_same_seed_gives_the_same_clip(
         done = client.wait(again.id, poll_interval=0.05, timeout=120)
         second = client.download(done, tmp_path / "again.mp4")
     assert second.read_bytes() == first.read_bytes()
+
+
+def test_async_client_creates_waits_and_downloads(server: ServerProcess, tmp_path: Path) -> None:
+    async def scenario() -> tuple[Generation, Path, list[float]]:
+        progress: list[float] = []
+        async with AsyncClient(server.url, TEST_KEY) as client:
+            created = await client.create("waves at night", aspect_ratio="9:16", duration=5)
+            done = await client.wait(
+                created.id,
+                poll_interval=0.05,
+                timeout=120,
+                on_progress=lambda g: progress.append(g.progress),
+            )
+            path = await client.download(done, tmp_path / "async.mp4")
+            return done, path, progress
+
+    done, path, progress = asyncio.run(scenario())
+    assert done.status == "completed" and progress[-1] == 100.0
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.height == 96
+
+
+def test_client_raises_the_servers_message(server: ServerProcess) -> None:
+    with Client(server.url, TEST_KEY) as client, pytest.raises(ClientError) as raised:
+        client.create("p", duration=7)
+    assert raised.value.status_code == 400 and "duration" in raised.value.message
+    with Client(server.url, "kin_wrong") as client, pytest.raises(ClientError) as raised:
+        client.get("anything-at-all-0000000000")
+    assert raised.value.status_code == 401

@@ -167,7 +167,10 @@ def resolve_weights(spec: ModelSpec, settings: Settings) -> str:
 def _load_pipeline(spec: ModelSpec, source: str, dtype: torch.dtype) -> Any:
     location = _local_dir(spec, source) or source
     import diffusers
+    import transformers
 
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
     pipeline_class = getattr(diffusers, spec.pipeline)
     try:
         return pipeline_class.from_pretrained(location, dtype=dtype)

@@ -1,0 +1,169 @@
+"""The worker's recipe with the real tiny engine, SQLite store and local artifacts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kinema.config import Settings
+from kinema.domain import ApiKey, Clip, GenerationRequest, JobStatus
+from kinema.engine.pipelines import Engine, load_engine
+from kinema.engine.plan import GenerationPlan
+from kinema.engine.registry import TINY_LTX2
+from kinema.runtime import Services, build_services
+from kinema.store.sql import jobs
+from kinema.worker import Worker
+
+OWNER = ApiKey(id="owner", name="owner", created_at=0.0)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("engine"), tiny_weights=str(tiny_weights))
+    return load_engine(TINY_LTX2, settings)
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    built = build_services(Settings(data_dir=tmp_path, model="tiny-ltx2", lease_seconds=5))
+    yield built
+    built.close()
+
+
+class HookedEngine:
+    """The real engine, with a hook that runs at a given denoising step."""
+
+    def __init__(self, engine: Engine, at_step: int, hook: Callable[[], None]) -> None:
+        self.spec = engine.spec
+        self._engine = engine
+        self._at_step = at_step
+        self._hook = hook
+        self.steps: list[tuple[int, int]] = []
+
+    def generate(
+        self, plan: GenerationPlan, on_step: Callable[[int, int], None], is_canceled: Any
+    ) -> Clip:
+        def step(done: int, total: int) -> None:
+            self.steps.append((done, total))
+            if done == self._at_step:
+                self._hook()
+            on_step(done, total)
+
+        return self._engine.generate(plan, step, is_canceled)
+
+
+def submit(services: Services, **fields: Any) -> str:
+    request = GenerationRequest(model="tiny-ltx2", prompt="a bell rings", **fields)
+    return services.jobs.submit(OWNER, request).id
+
+
+def worker_for(services: Services, engine: Any) -> Worker:
+    return Worker(services.jobs.store, services.artifacts, engine, services.settings)
+
+
+def stored_files(services: Services) -> list[Path]:
+    root = services.settings.artifacts_dir
+    return [p for p in root.rglob("*.mp4") if ".staging" not in p.parts]
+
+
+def test_a_job_runs_to_completion(services: Services, engine: Engine) -> None:
+    job_id = submit(services, duration=5, seed=3)
+    hooked = HookedEngine(engine, at_step=0, hook=lambda: None)
+    assert worker_for(services, hooked).run_once() is True
+    job = services.jobs.store.get_job(job_id)
+    assert job and job.status is JobStatus.COMPLETED and job.progress == 100.0
+    assert job.artifact and job.artifact.duration == 5.0 and job.artifact.has_audio
+    assert (job.artifact.width, job.artifact.height) == TINY_LTX2.output_sizes["16:9"]
+    assert {"generate", "encode", "store"} <= job.meta["timings"].keys()
+    assert job.meta["generated"]["frames"] == 121
+    assert [done for done, _ in hooked.steps] == list(range(1, len(hooked.steps) + 1))
+    assert stored_files(services) == [services.artifacts.path_for(job.artifact.key)]
+    assert worker_for(services, engine).run_once() is False
+
+
+def test_a_canceled_job_ends_canceled_and_keeps_no_output(
+    services: Services, engine: Engine
+) -> None:
+    job_id = submit(services)
+
+    def request_cancel() -> None:
+        with services.jobs.store._engine.begin() as conn:  # no cancel endpoint yet (issue 4)
+            conn.execute(jobs.update().where(jobs.c.id == job_id).values(cancel_requested=True))
+
+    worker = worker_for(services, HookedEngine(engine, at_step=1, hook=request_cancel))
+    worker.settings = services.settings.model_copy(update={"progress_min_interval": 0.0})
+    worker.run_once()
+    job = services.jobs.store.get_job(job_id)
+    assert job and job.status is JobStatus.CANCELED and job.error_name == "Canceled"
+    assert stored_files(services) == []
+
+
+def test_stopping_gives_the_running_job_back(services: Services, engine: Engine) -> None:
+    job_id = submit(services)
+    stop = threading.Event()
+    worker = worker_for(services, HookedEngine(engine, at_step=1, hook=stop.set))
+    worker.run(stop)
+    job = services.jobs.store.get_job(job_id)
+    assert job and job.status is JobStatus.QUEUED and job.attempts == 0
+    assert stored_files(services) == []
+
+
+def test_an_engine_failure_ends_the_job_in_error(services: Services, engine: Engine) -> None:
+    job_id = submit(services)
+
+    def explode() -> None:
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    worker_for(services, HookedEngine(engine, at_step=2, hook=explode)).run_once()
+    job = services.jobs.store.get_job(job_id)
+    assert job and job.status is JobStatus.FAILED and job.error_name == "GenerationFailed"
+    assert "CUDA out of memory" in (job.error_message or "")
+
+
+def test_a_worker_that_lost_its_lease_discards_its_output(
+    services: Services, engine: Engine
+) -> None:
+    job_id = submit(services)
+    store = services.jobs.store
+    winner: list[Any] = []
+
+    def expire_and_steal() -> None:
+        with store._engine.begin() as conn:
+            conn.execute(jobs.update().where(jobs.c.id == job_id).values(lease_expires_at=0.0))
+        winner.append(store.claim(["tiny-ltx2"], "other-worker", 60))
+
+    worker = worker_for(services, HookedEngine(engine, at_step=1, hook=expire_and_steal))
+    worker.settings = services.settings.model_copy(update={"progress_min_interval": 0.0})
+    worker.run_once()
+    job = store.get_job(job_id)
+    assert job and job.status is JobStatus.RUNNING and job.attempts == 2
+    assert winner[0] is not None and winner[0].worker_id == "other-worker"
+    assert stored_files(services) == []
+
+
+def test_progress_reaches_the_store_while_denoising(services: Services, engine: Engine) -> None:
+    job_id = submit(services)
+    store = services.jobs.store
+    seen: list[tuple[float, str | None]] = []
+
+    class Recording(HookedEngine):
+        def generate(self, plan: GenerationPlan, on_step: Any, is_canceled: Any) -> Clip:
+            def step(done: int, total: int) -> None:
+                job = store.get_job(job_id)
+                assert job is not None
+                seen.append((job.progress, job.stage))
+                time.sleep(0.3)  # longer than the report interval: this step's report goes through
+                on_step(done, total)
+
+            return self._engine.generate(plan, step, is_canceled)
+
+    worker_for(services, Recording(engine, 0, lambda: None)).run_once()
+    total = TINY_LTX2.num_inference_steps
+    assert seen[0] == (0.0, "denoising")
+    assert seen[1] == (90.0 / total, f"denoising 1/{total}")
+    assert seen[-1] == (90.0 * (total - 1) / total, f"denoising {total - 1}/{total}")
