@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,7 +22,9 @@ from pathlib import Path
 
 import httpx
 
-KEY = "kin_benchmark_key_000000000000000000"
+from _servers import BENCH_KEY as KEY
+from _servers import free_port, start_kinema, wait_ready
+
 BARE_APP = """
 from fastapi import FastAPI
 app = FastAPI()
@@ -33,48 +33,6 @@ app = FastAPI()
 def ping() -> dict:
     return {"id": "x" * 32, "status": "queued", "progress": 0}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
-def start_kinema(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "KINEMA_DATA_DIR": str(data_dir),
-        "KINEMA_MODEL": "tiny-ltx2",
-        "KINEMA_API_KEYS": KEY,
-    }
-    args = [
-        sys.executable,
-        "-m",
-        "kinema",
-        "serve",
-        "--no-worker",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(f"{url}/healthz")
-    return process, url
 
 
 def start_bare(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -164,7 +122,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        kinema, kinema_url = start_kinema(Path(tmp) / "data")
+        kinema, kinema_url = start_kinema(Path(tmp) / "data", "--no-worker")
         bare, bare_url = start_bare(Path(tmp))
         try:
             result = asyncio.run(measure(kinema_url, bare_url, args.requests, args.concurrency))

@@ -77,7 +77,7 @@ def test_api_restart_loses_nothing(tmp_path: Path, tiny_weights: Path) -> None:
     api.stop()
     assert [(g.status, g.queue_position) for g in queued] == [("queued", n) for n in range(3)]
 
-    api = launch_server(data_dir, tiny_weights)
+    api = launch_server(data_dir, tiny_weights, "--workers", "2")
     try:
         with Client(api.url, TEST_KEY) as client:
             done = [client.wait(i, poll_interval=0.1, timeout=180) for i in ids]

@@ -153,6 +153,17 @@ def test_unparseable_bodies_are_400(api: Api, content: bytes, content_type: str)
 def test_oversize_body_is_413(api: Api) -> None:
     response = api.create({**VALID, "padding": "z" * 100_000})
     assert_envelope(response, 413)
+
+    def chunked() -> Iterator[bytes]:
+        yield b'{"model": "tiny-ltx2", "prompt": "p", "padding": "'
+        for _ in range(100):
+            yield b"z" * 1024
+        yield b'"}'
+
+    headers = {**api.auth, "Content-Type": "application/json"}
+    streamed = api.client.post(PATH, content=chunked(), headers=headers)
+    assert "content-length" not in streamed.request.headers
+    assert_envelope(streamed, 413)
     assert api.store.count_jobs() == 0
 
 

@@ -31,6 +31,18 @@ def _body_error(message: str) -> ValidationFailed:
     return ValidationFailed(f"Body validation error: {message}", [FieldError("body", message)])
 
 
+async def _read_limited(request: Request, limit: int) -> bytes:
+    """The body, read no further than `limit` bytes (chunked uploads declare no length)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def json_object_body(request: Request) -> dict[str, Any]:
     limit = services(request).settings.max_body_bytes
     declared = request.headers.get("content-length", "")
@@ -39,9 +51,7 @@ async def json_object_body(request: Request) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise _body_error("Content-Type must be application/json")
-    raw = await request.body()
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+    raw = await _read_limited(request, limit)
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
