@@ -54,7 +54,12 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
     log: Path
 
+    def workers(self) -> list[int]:
+        return children_of(self.process.pid)
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the server; its worker processes must not outlive it."""
+        workers = self.workers()
         if self.process.poll() is None:
             self.process.send_signal(sig)
             try:
@@ -62,6 +67,10 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        deadline = time.monotonic() + 10
+        while any(map(process_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(map(process_alive, workers)), f"orphaned workers: {workers}"
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -84,10 +93,32 @@ def kinema_env(data_dir: Path, tiny_weights: Path, **extra: str) -> dict[str, st
 
 
 def start_kinema(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    handle = log.open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "kinema", *args], env=env, stdout=handle, stderr=subprocess.STDOUT
-    )
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            [sys.executable, "-m", "kinema", *args],
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def children_of(pid: int) -> list[int]:
+    """Child processes of every thread of `pid` (the supervisor spawns from its own threads)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return sorted(children)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
 
 
 def wait_healthy(

@@ -4,27 +4,34 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
+import httpx
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kinema.client import DEFAULT_MODEL, Client, Generation
+from kinema.client import DEFAULT_MODEL, Client, Generation, ProgressCallback
+from kinema.engine.registry import KLING_ALIASES
 from kinema.errors import ClientError, KinemaError
 from kinema.runtime import (
+    EXIT_MODEL_UNAVAILABLE,
     WorkerSupervisor,
     make_settings,
     run_worker,
     served_models,
     stop_on_signals,
+    stop_when_orphaned,
 )
+from kinema.service import KeyService
+from kinema.store.sql import open_store
 
 app = typer.Typer(help="kinema: self-hosted text-to-video with sound.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
@@ -68,17 +75,27 @@ def serve(
 
     _configure_logging(log_level)
     settings = make_settings(host=host, port=port, model=model, data_dir=data_dir)
-    api = create_app(settings)
-    _announce_keys(api.state.services.keys, settings.api_keys)
-    supervisor = WorkerSupervisor(settings, 0 if no_worker else workers)
-    supervisor.start()
+    server: uvicorn.Server | None = None
+
+    def shut_down() -> None:
+        if server is not None:
+            server.should_exit = True
+
+    supervisor = WorkerSupervisor(settings, 0 if no_worker else workers, on_fatal=shut_down)
     try:
-        uvicorn.run(api, host=settings.host, port=settings.port, log_level=log_level)
-    finally:
-        supervisor.stop()
+        api = create_app(settings, supervisor)
+    except KinemaError as exc:
+        raise _fail(str(exc)) from None
+    _announce_keys(api.state.services.keys, settings.api_keys)
+    config = uvicorn.Config(api, host=settings.host, port=settings.port, log_level=log_level)
+    server = uvicorn.Server(config)
+    server.run()
+    if supervisor.fatal:
+        console.print("[red]error:[/red] the worker could not load the model (see above)")
+        raise typer.Exit(EXIT_MODEL_UNAVAILABLE)
 
 
-def _announce_keys(keys: Any, seeded: str) -> None:
+def _announce_keys(keys: KeyService, seeded: str) -> None:
     keys.seed(k.strip() for k in seeded.split(","))
     new_key = keys.ensure_one()
     if new_key:
@@ -86,11 +103,18 @@ def _announce_keys(keys: Any, seeded: str) -> None:
 
 
 @app.command()
-def worker(model: Model = None, data_dir: DataDir = None, log_level: str = "info") -> None:
+def worker(
+    model: Model = None,
+    data_dir: DataDir = None,
+    log_level: str = "info",
+    exit_with_parent: Annotated[bool, typer.Option(hidden=True)] = False,
+) -> None:
     """Run one worker: load the model once, then process jobs from the data directory's queue."""
     _configure_logging(log_level)
     stop = threading.Event()
     stop_on_signals(stop)
+    if exit_with_parent:
+        stop_when_orphaned(stop)
     raise typer.Exit(run_worker(make_settings(model=model, data_dir=data_dir), stop))
 
 
@@ -121,18 +145,73 @@ def generate(
     }
     start = time.monotonic()
     try:
-        if server:
-            result = _generate_remote(server, api_key, prompt, model, options, output, timeout)
-        else:
-            result = _generate_embedded(data_dir, prompt, model, options, output, timeout)
-    except (ClientError, KinemaError, TimeoutError) as exc:
+        with _generation_source(server, api_key, data_dir, model) as source:
+            result = _run_generation(source, prompt, options, output, timeout)
+    except (ClientError, KinemaError, TimeoutError, httpx.HTTPError) as exc:
         raise _fail(str(exc)) from None
-    if result.status != "completed":
-        raise _fail(f"{(result.error or {}).get('name')}: {(result.error or {}).get('message')}")
+    if result.status != "completed" or result.video is None:
+        error = result.error or {}
+        raise _fail(f"{error.get('name')}: {error.get('message')}")
     console.print(
         f"[green]wrote[/green] {output} ({output.stat().st_size} bytes, "
-        f"{result.video.duration if result.video else '?'} s) in {time.monotonic() - start:.1f} s"
+        f"{result.video.duration} s) in {time.monotonic() - start:.1f} s"
     )
+
+
+class GenerationSource(Protocol):
+    def submit(self, prompt: str, options: dict[str, Any]) -> str: ...
+    def wait(self, job_id: str, timeout: float, on_progress: ProgressCallback) -> Generation: ...
+    def save(self, generation: Generation, output: Path) -> None: ...
+
+
+class RemoteSource:
+    """A kinema (or AI/ML API) server, through `kinema.Client`."""
+
+    def __init__(self, client: Client, model: str) -> None:
+        self._client = client
+        self._model = model
+
+    def submit(self, prompt: str, options: dict[str, Any]) -> str:
+        return self._client.create(prompt, model=self._model, **options).id
+
+    def wait(self, job_id: str, timeout: float, on_progress: ProgressCallback) -> Generation:
+        return self._client.wait(
+            job_id, poll_interval=0.5, timeout=timeout, on_progress=on_progress
+        )
+
+    def save(self, generation: Generation, output: Path) -> None:
+        self._client.download(generation, output)
+
+
+@contextmanager
+def _generation_source(
+    server: str | None, api_key: str | None, data_dir: Path | None, model: str | None
+) -> Iterator[GenerationSource]:
+    if server:
+        with Client(server, api_key) as client:
+            yield RemoteSource(client, model or DEFAULT_MODEL)
+        return
+    from kinema.embedded import EmbeddedRunner
+
+    served = model if model and model not in KLING_ALIASES else None
+    with EmbeddedRunner(make_settings(data_dir=data_dir, model=served)) as runner:
+        yield runner
+
+
+def _run_generation(
+    source: GenerationSource, prompt: str, options: dict[str, Any], output: Path, timeout: float
+) -> Generation:
+    with _progress_display() as progress:
+        task = progress.add_task("submitting", total=100)
+
+        def show(generation: Generation) -> None:
+            progress.update(task, completed=generation.progress, description=_describe(generation))
+
+        job_id = source.submit(prompt, options)
+        result = source.wait(job_id, timeout=timeout, on_progress=show)
+        if result.video is not None:
+            source.save(result, output)
+    return result
 
 
 def _progress_display() -> Progress:
@@ -152,52 +231,6 @@ def _describe(generation: Generation) -> str:
     return f"{generation.status}: {stage}"
 
 
-def _generate_remote(
-    server: str,
-    api_key: str | None,
-    prompt: str,
-    model: str | None,
-    options: dict[str, Any],
-    output: Path,
-    timeout: float,
-) -> Generation:
-    with Client(server, api_key) as client, _progress_display() as progress:
-        task = progress.add_task("submitting", total=100)
-        created = client.create(prompt, model=model or DEFAULT_MODEL, **options)
-
-        def show(generation: Generation) -> None:
-            progress.update(task, completed=generation.progress, description=_describe(generation))
-
-        result = client.wait(created.id, poll_interval=0.5, timeout=timeout, on_progress=show)
-        if result.video is not None:
-            client.download(result, output)
-        return result
-
-
-def _generate_embedded(
-    data_dir: Path | None,
-    prompt: str,
-    model: str | None,
-    options: dict[str, Any],
-    output: Path,
-    timeout: float,
-) -> Generation:
-    from kinema.embedded import EmbeddedRunner
-
-    settings = make_settings(data_dir=data_dir, model=model if model and "/" not in model else None)
-    with EmbeddedRunner(settings) as runner, _progress_display() as progress:
-        task = progress.add_task("loading model", total=100)
-        job_id = runner.submit(prompt, model or served_models(settings)[0], options)
-
-        def show(generation: Generation) -> None:
-            progress.update(task, completed=generation.progress, description=_describe(generation))
-
-        result = runner.wait(job_id, timeout=timeout, on_progress=show)
-        if result.video is not None:
-            shutil.copyfile(runner.artifact_path(job_id), output)
-        return result
-
-
 @app.command()
 def models(
     server: Annotated[str | None, typer.Option(envvar="KINEMA_SERVER", help="server URL")] = None,
@@ -205,7 +238,10 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
     """List the models served (by a server, or by this machine's configuration)."""
-    entries = _served_model_entries(server, model)
+    try:
+        entries = _served_model_entries(server, model)
+    except httpx.HTTPError as exc:
+        raise _fail(str(exc)) from None
     if as_json:
         print(json.dumps(entries))
         return
@@ -217,21 +253,21 @@ def models(
 
 def _served_model_entries(server: str | None, model: str | None) -> list[dict[str, str]]:
     if server:
-        import httpx
-
         response = httpx.get(f"{server.rstrip('/')}/v1/models", timeout=10)
+        response.raise_for_status()
         return response.json()["data"]  # type: ignore[no-any-return]
     from kinema.engine.registry import ServedModels
 
     return ServedModels.of(served_models(make_settings(model=model))).catalog()
 
 
-def _key_service(data_dir: Path | None) -> Any:
-    from kinema.service import KeyService
-    from kinema.store.sql import open_store
-
-    settings = make_settings(data_dir=data_dir)
-    return KeyService(open_store(settings.database_path))
+@contextmanager
+def _keys(data_dir: Path | None) -> Iterator[KeyService]:
+    store = open_store(make_settings(data_dir=data_dir).database_path)
+    try:
+        yield KeyService(store)
+    finally:
+        store.close()
 
 
 @keys_app.command("create")
@@ -239,7 +275,8 @@ def keys_create(
     name: Annotated[str, typer.Option(help="a label for the key")], data_dir: DataDir = None
 ) -> None:
     """Create an API key and print it (the only time it is shown)."""
-    key, raw_key = _key_service(data_dir).create(name)
+    with _keys(data_dir) as keys:
+        key, raw_key = keys.create(name)
     console.print(f"created key {key.id} ({key.name}); it is shown only once:")
     print(raw_key)
 
@@ -248,7 +285,9 @@ def keys_create(
 def keys_list(data_dir: DataDir = None) -> None:
     """List API keys (ids and names; the keys themselves are stored only as hashes)."""
     table = Table("id", "name", "created", "revoked")
-    for key in _key_service(data_dir).list():
+    with _keys(data_dir) as keys:
+        listed = keys.list()
+    for key in listed:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(key.created_at))
         table.add_row(key.id, key.name, created, "yes" if key.revoked else "")
     Console().print(table)
@@ -259,6 +298,8 @@ def keys_revoke(
     key: Annotated[str, typer.Argument(help="key id or name")], data_dir: DataDir = None
 ) -> None:
     """Revoke an API key by id or name."""
-    if _key_service(data_dir).revoke(key) == 0:
+    with _keys(data_dir) as keys:
+        revoked = keys.revoke(key)
+    if revoked == 0:
         raise _fail(f"no active key {key!r}")
     console.print(f"revoked {key}")

@@ -62,6 +62,26 @@ class Generation:
 ProgressCallback = Callable[[Generation], None]
 
 
+def poll_until_done(
+    get: Callable[[], Generation],
+    *,
+    poll_interval: float,
+    timeout: float | None,
+    on_progress: ProgressCallback | None = None,
+) -> Generation:
+    """Call `get` until the generation is done, reporting each state to `on_progress`."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        generation = get()
+        if on_progress:
+            on_progress(generation)
+        if generation.done:
+            return generation
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"generation {generation.id} not done after {timeout} s")
+        time.sleep(poll_interval)
+
+
 def _create_body(prompt: str, model: str, options: dict[str, Any]) -> dict[str, Any]:
     return {"model": model, "prompt": prompt, **{k: v for k, v in options.items() if v is not None}}
 
@@ -131,16 +151,12 @@ class Client:
         timeout: float | None = 600.0,
         on_progress: ProgressCallback | None = None,
     ) -> Generation:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            generation = self.get(generation_id)
-            if on_progress:
-                on_progress(generation)
-            if generation.done:
-                return generation
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"generation {generation_id} not done after {timeout} s")
-            time.sleep(poll_interval)
+        return poll_until_done(
+            lambda: self.get(generation_id),
+            poll_interval=poll_interval,
+            timeout=timeout,
+            on_progress=on_progress,
+        )
 
     def download(self, target: Generation | str, path: Path | str) -> Path:
         path = Path(path)

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     # Weights: a Hugging Face Hub id or a local directory, per model family.
     ltx2_weights: str = "Lightricks/LTX-2"
     tiny_weights: str | None = None  # default: built into data_dir/models/tiny-ltx2
+    steps: int | None = None  # override the model's denoising steps (speed vs quality)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
 
@@ -37,6 +38,11 @@ class Settings(BaseSettings):
     url_ttl_seconds: int = 24 * 3600
     max_body_bytes: int = 64 * 1024
     progress_min_interval: float = 0.25
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """Renew leases often enough that one late heartbeat never loses a job."""
+        return min(self.heartbeat_seconds, self.lease_seconds / 3)
 
     @property
     def database_path(self) -> Path:

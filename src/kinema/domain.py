@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -17,10 +17,6 @@ class JobStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELED = "canceled"
-
-    @property
-    def is_final(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED)
 
 
 @dataclass(frozen=True)
@@ -38,17 +34,7 @@ class GenerationRequest:
     enhance_prompt: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "prompt": self.prompt,
-            "aspect_ratio": self.aspect_ratio,
-            "duration": self.duration,
-            "negative_prompt": self.negative_prompt,
-            "cfg_scale": self.cfg_scale,
-            "generate_audio": self.generate_audio,
-            "seed": self.seed,
-            "enhance_prompt": self.enhance_prompt,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
@@ -69,7 +55,7 @@ class VideoArtifact:
     has_audio: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VideoArtifact:
@@ -85,7 +71,6 @@ class Job:
     created_at: float
     progress: float = 0.0
     stage: str | None = None
-    seed: int | None = None
     started_at: float | None = None
     completed_at: float | None = None
     attempts: int = 0
@@ -122,7 +107,3 @@ class Clip:
     fps: float
     audio: np.ndarray | None = None  # float32, (channels, samples), in [-1, 1]
     sample_rate: int = 0
-
-    @property
-    def duration(self) -> float:
-        return len(self.frames) / self.fps

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from kinema.api.schemas import render_generation
 from kinema.api.v2 import parse_create_body
-from kinema.client import Generation, ProgressCallback
+from kinema.client import Generation, ProgressCallback, poll_until_done
 from kinema.config import Settings
 from kinema.domain import ApiKey
 from kinema.engine.registry import get_spec
-from kinema.errors import NotFound
+from kinema.errors import KinemaError, NotFound
 from kinema.runtime import Services, build_services, served_models
 from kinema.worker import Worker, load_engine
 
@@ -48,7 +48,8 @@ class EmbeddedRunner:
         assert self._services is not None, "use EmbeddedRunner as a context manager"
         return self._services
 
-    def submit(self, prompt: str, model: str, options: dict[str, Any]) -> str:
+    def submit(self, prompt: str, options: dict[str, Any]) -> str:
+        model = served_models(self._settings)[0]
         body = parse_create_body({"model": model, "prompt": prompt, **options})
         return self.services.jobs.submit(LOCAL_OWNER, body.to_request()).id
 
@@ -59,19 +60,20 @@ class EmbeddedRunner:
     def wait(
         self, job_id: str, timeout: float, on_progress: ProgressCallback | None = None
     ) -> Generation:
-        deadline = time.monotonic() + timeout
-        while True:
-            generation = self.get(job_id)
-            if on_progress:
-                on_progress(generation)
-            if generation.done:
-                return generation
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"generation {job_id} not done after {timeout} s")
-            time.sleep(0.2)
+        return poll_until_done(
+            lambda: self._get_while_working(job_id),
+            poll_interval=0.2,
+            timeout=timeout,
+            on_progress=on_progress,
+        )
 
-    def artifact_path(self, job_id: str) -> Path:
-        job = self.services.jobs.store.get_job(job_id)
+    def _get_while_working(self, job_id: str) -> Generation:
+        if self._thread is not None and not self._thread.is_alive():
+            raise KinemaError("the in-process worker stopped unexpectedly; see the log above")
+        return self.get(job_id)
+
+    def save(self, generation: Generation, output: Path) -> None:
+        job = self.services.jobs.store.get_job(generation.id)
         if job is None or job.artifact is None:
-            raise NotFound(f"generation {job_id} has no video")
-        return self.services.artifacts.path_for(job.artifact.key)
+            raise NotFound(f"generation {generation.id} has no video")
+        shutil.copyfile(self.services.artifacts.path_for(job.artifact.key), output)

@@ -38,10 +38,6 @@ class PayloadTooLarge(KinemaError):
     pass
 
 
-class NotReady(KinemaError):
-    pass
-
-
 class ModelUnavailable(KinemaError):
     """The model cannot be loaded: missing weights, unknown id, broken configuration."""
 

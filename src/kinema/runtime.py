@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kinema.config import Settings
@@ -16,7 +17,7 @@ from kinema.engine.registry import ServedModels
 from kinema.errors import ModelUnavailable
 from kinema.service import JobService, KeyService
 from kinema.storage.local import LocalArtifactStore, load_or_create_secret
-from kinema.store.sql import open_store
+from kinema.store.sql import SqlJobStore, open_store
 
 logger = logging.getLogger("kinema")
 
@@ -43,14 +44,16 @@ class Services:
         self.jobs.close()
 
 
-def build_services(settings: Settings) -> Services:
+def open_backends(settings: Settings) -> tuple[SqlJobStore, LocalArtifactStore]:
     store = open_store(settings.database_path, max_attempts=settings.max_attempts)
-    artifacts = LocalArtifactStore(
-        settings.artifacts_dir, load_or_create_secret(settings.secret_path)
-    )
-    jobs = JobService(
-        store, artifacts, ServedModels.of(served_models(settings)), settings.url_ttl_seconds
-    )
+    secret = load_or_create_secret(settings.secret_path)
+    return store, LocalArtifactStore(settings.artifacts_dir, secret)
+
+
+def build_services(settings: Settings) -> Services:
+    store, artifacts = open_backends(settings)
+    served = ServedModels.of(served_models(settings))
+    jobs = JobService(store, artifacts, served, settings.url_ttl_seconds)
     return Services(settings, KeyService(store), jobs, artifacts)
 
 
@@ -65,13 +68,10 @@ def run_worker(settings: Settings, stop: threading.Event) -> int:
     except ModelUnavailable as exc:
         logger.error("cannot serve %s: %s", model, exc)
         return EXIT_MODEL_UNAVAILABLE
-    store = open_store(settings.database_path, max_attempts=settings.max_attempts)
-    storage = LocalArtifactStore(
-        settings.artifacts_dir, load_or_create_secret(settings.secret_path)
-    )
-    storage.sweep_staging()
+    store, artifacts = open_backends(settings)
+    artifacts.sweep_staging()
     try:
-        Worker(store, storage, engine, settings).run(stop)
+        Worker(store, artifacts, engine, settings).run(stop)
     finally:
         store.close()
     return 0
@@ -86,37 +86,68 @@ def stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-class WorkerSupervisor:
-    """Runs worker processes beside the API and restarts any that die (its job is requeued)."""
+def stop_when_orphaned(stop: threading.Event, interval: float = 1.0) -> None:
+    """Set `stop` once this process's parent is gone (a supervised worker outlives no server)."""
+    parent = os.getppid()
 
-    def __init__(self, settings: Settings, count: int) -> None:
+    def watch() -> None:
+        while not stop.wait(interval):
+            if os.getppid() != parent:
+                logger.warning("the server that started this worker is gone; stopping")
+                stop.set()
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+class WorkerSupervisor:
+    """Runs worker processes beside the API and restarts any that die (their job is requeued).
+
+    A worker that cannot load its model is not restarted: `on_fatal` is called instead.
+    """
+
+    def __init__(
+        self, settings: Settings, count: int, on_fatal: Callable[[], None] | None = None
+    ) -> None:
         self._settings = settings
-        self._count = count
+        self._on_fatal = on_fatal
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._processes: dict[int, subprocess.Popen[bytes]] = {}
         self._threads = [
             threading.Thread(target=self._keep_running, args=(slot,), daemon=True)
             for slot in range(count)
         ]
+        self.fatal = False
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [p.pid for p in self._processes.values() if p.poll() is None]
+
+    def _spawn(self, slot: int) -> subprocess.Popen[bytes] | None:
         env = {
             **os.environ,
             "KINEMA_DATA_DIR": str(self._settings.data_dir),
             "KINEMA_MODEL": self._settings.model,
         }
-        return subprocess.Popen([sys.executable, "-m", "kinema", "worker"], env=env)
+        command = [sys.executable, "-m", "kinema", "worker", "--exit-with-parent"]
+        with self._lock:
+            if self._stop.is_set():
+                return None
+            process = self._processes[slot] = subprocess.Popen(command, env=env)
+        return process
 
     def _keep_running(self, slot: int) -> None:
-        while not self._stop.is_set():
-            process = self._processes[slot] = self._spawn()
+        while (process := self._spawn(slot)) is not None:
             code = process.wait()
             if self._stop.is_set():
                 return
             if code == EXIT_MODEL_UNAVAILABLE:
-                logger.error("worker %d cannot load its model; not restarting it", slot)
+                logger.error("worker %d cannot load its model; stopping the server", slot)
+                self.fatal = True
+                if self._on_fatal:
+                    self._on_fatal()
                 return
-            logger.warning("worker %d exited with %s; restarting", slot, code)
+            logger.warning("worker %d exited with %s; restarting it", slot, code)
             self._stop.wait(1.0)
 
     def start(self) -> None:
@@ -124,13 +155,17 @@ class WorkerSupervisor:
             thread.start()
 
     def stop(self, grace_seconds: float = 30.0) -> None:
-        self._stop.set()
-        for process in self._processes.values():
+        """Ask every worker to finish or give back its job, then kill what is left."""
+        with self._lock:
+            self._stop.set()
+            processes = list(self._processes.values())
+        for process in processes:
             if process.poll() is None:
                 process.terminate()
         deadline = time.monotonic() + grace_seconds
-        for process in self._processes.values():
+        for process in processes:
             try:
                 process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()

@@ -61,11 +61,12 @@ class KeyService:
         return self._store.revoke_key(id_or_name)
 
     def seed(self, raw_keys: Iterable[str]) -> list[ApiKey]:
-        """Register keys given by the deployment (idempotent)."""
+        """Register keys given by the deployment, once each; a revoked key stays revoked."""
         added = []
-        for index, raw_key in enumerate(k for k in raw_keys if k):
-            if self._store.find_key(hash_key(raw_key)) is None:
-                added.append(self.create(f"seeded-{index + 1}", raw_key)[0])
+        for raw_key in filter(None, raw_keys):
+            key_hash = hash_key(raw_key)
+            if not self._store.has_key_hash(key_hash):
+                added.append(self.create(f"seeded-{key_hash[:8]}", raw_key)[0])
         return added
 
     def ensure_one(self) -> str | None:
@@ -98,7 +99,6 @@ class JobService:
             request=replace(request, model=model, seed=seed),
             status=JobStatus.QUEUED,
             created_at=time.time(),
-            seed=seed,
             meta={"requested_model": request.model},
         )
         self.store.add_job(job)

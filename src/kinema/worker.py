@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -29,10 +30,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger("kinema.worker")
 
 DENOISE_SHARE = 90.0  # progress % reached when the last denoising step is done
+ENCODING_PROGRESS = 92.0
+ERROR_BACKOFF_SECONDS = 2.0
 
 
 def new_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def load_engine(spec: ModelSpec, settings: Settings) -> Engine:
@@ -75,7 +78,7 @@ class JobRun:
         self._heartbeat.join()
 
     def _beat(self) -> None:
-        while not self._stop.wait(self._settings.heartbeat_seconds):
+        while not self._stop.wait(self._settings.heartbeat_interval):
             try:
                 with self._lock:
                     self.lease = self.store.heartbeat(self.lease, self._settings.lease_seconds)
@@ -124,7 +127,13 @@ class Worker:
         logger.info("worker %s serving %s", self.worker_id, self.engine.spec.id)
         self.stopping = stop
         while not stop.is_set():
-            if not self.run_once():
+            try:
+                worked = self.run_once()
+            except Exception:  # e.g. the database is briefly unreachable: keep serving
+                logger.exception("worker %s: cannot claim a job; retrying", self.worker_id)
+                stop.wait(ERROR_BACKOFF_SECONDS)
+                continue
+            if not worked:
                 stop.wait(self.settings.poll_seconds)
 
     def run_once(self) -> bool:
@@ -139,16 +148,15 @@ class Worker:
     def _process(self, run: JobRun) -> None:
         timings = Timings()
         job = run.lease.job
-        spec = get_spec(job.request.model)
-        plan = plan_generation(job.request, spec, job.seed or 0)
-        meta = {
-            "timings": timings.stages,
-            "notes": list(plan.notes),
-            "worker": self.worker_id,
-            "generated": {"width": plan.width, "height": plan.height, "frames": plan.num_frames},
-        }
-        logger.info("job %s: %s frames at %dx%d", job.id, plan.num_frames, plan.width, plan.height)
+        meta: dict[str, Any] = {"timings": timings.stages}
         try:
+            plan = self._plan(run)
+            meta["notes"] = list(plan.notes)
+            meta["generated"] = {
+                "width": plan.width,
+                "height": plan.height,
+                "frames": plan.num_frames,
+            }
             clip = self._generate(run, plan, timings)
             artifact = self._encode_and_store(run, plan, clip, timings)
             self._finish(run, artifact, meta)
@@ -160,6 +168,14 @@ class Worker:
             logger.exception("job %s failed", job.id)
             message = f"{type(exc).__name__}: {exc}"
             self._end(run, lambda lease: self.store.fail(lease, "GenerationFailed", message, meta))
+
+    def _plan(self, run: JobRun) -> GenerationPlan:
+        job = run.lease.job
+        plan = plan_generation(job.request, get_spec(job.request.model), job.request.seed or 0)
+        if self.settings.steps:
+            plan = replace(plan, num_inference_steps=self.settings.steps)
+        logger.info("job %s: %s frames at %dx%d", job.id, plan.num_frames, plan.width, plan.height)
+        return plan
 
     def _end(self, run: JobRun, finish: Callable[[Lease], None]) -> None:
         try:
@@ -184,7 +200,7 @@ class Worker:
     ) -> VideoArtifact:
         from kinema.media import encode_mp4
 
-        run.report(DENOISE_SHARE + 2, "encoding", force=True)
+        run.report(ENCODING_PROGRESS, "encoding", force=True)
         start = time.perf_counter()
         staging = self.storage.staging_path(".mp4")
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,13 +23,26 @@ COMBINATIONS = [
 TINY_SIZES = {"16:9": (96, 54), "9:16": (54, 96)}
 
 
+Finished = dict[tuple[str, int, bool], tuple[Generation, Path, list[Generation]]]
+
+
+def poll_all(client: Client, ids: list[str], timeout: float = 300) -> dict[str, list[Generation]]:
+    """Poll every job round-robin until all are done; every state seen, per job."""
+    seen: dict[str, list[Generation]] = {job_id: [] for job_id in ids}
+    deadline = time.monotonic() + timeout
+    while not all(states and states[-1].done for states in seen.values()):
+        assert time.monotonic() < deadline, "generations did not finish in time"
+        for job_id, states in seen.items():
+            if not (states and states[-1].done):
+                states.append(client.get(job_id))
+        time.sleep(0.02)
+    return seen
+
+
 @pytest.fixture(scope="module")
-def finished(
-    server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
-) -> dict[tuple[str, int, bool], tuple[Generation, Path, list[Generation]]]:
-    """Submit every combination at once, then wait for each and download its clip."""
+def finished(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Finished:
+    """Submit every combination at once, poll them all until done, download each clip."""
     out = tmp_path_factory.mktemp("clips")
-    results = {}
     with Client(server.url, TEST_KEY) as client:
         created = {
             combo: client.create(
@@ -40,20 +54,19 @@ def finished(
             )
             for combo in COMBINATIONS
         }
+        seen = poll_all(client, [g.id for g in created.values()])
+        results = {}
         for combo, generation in created.items():
-            seen: list[Generation] = []
-            done = client.wait(
-                generation.id, poll_interval=0.05, timeout=300, on_progress=seen.append
-            )
+            done = seen[generation.id][-1]
             assert done.status == "completed", (done, server.output())
             path = client.download(done, out / f"{generation.id}.mp4")
-            results[combo] = (done, path, seen)
+            results[combo] = (done, path, seen[generation.id])
     return results
 
 
 @pytest.mark.parametrize(("aspect_ratio", "duration", "audio"), COMBINATIONS)
 def test_clip_matches_the_request(
-    finished: dict[tuple[str, int, bool], tuple[Generation, Path, list[Generation]]],
+    finished: Finished,
     aspect_ratio: str,
     duration: int,
     audio: bool,
@@ -79,21 +92,23 @@ def test_clip_matches_the_request(
     assert generation.video.file_size == path.stat().st_size
 
 
-def test_poll_reports_progress_and_meta(
-    finished: dict[tuple[str, int, bool], tuple[Generation, Path, list[Generation]]],
-) -> None:
-    generation, _, seen = finished[("16:9", 10, True)]
+def test_polling_shows_queue_position_then_progress(finished: Finished) -> None:
+    generation, _, seen = finished[COMBINATIONS[-1]]
     statuses = [g.status for g in seen]
-    assert set(statuses) <= {"queued", "generating", "completed"}
-    assert statuses[-1] == "completed" and generation.progress == 100.0
+    order = {"queued": 0, "generating": 1, "completed": 2}
+    assert [order[s] for s in statuses] == sorted(order[s] for s in statuses)
+    positions = [g.queue_position for g in seen if g.status == "queued"]
+    assert positions[0] >= 1, "the last of 8 jobs submitted at once starts behind others"
+    assert positions == sorted(positions, reverse=True) and positions[-1] >= 0
     progress = [g.progress for g in seen]
-    assert progress == sorted(progress)
+    assert progress == sorted(progress) and progress[-1] == 100.0
     assert generation.meta["seed"] == 11 and generation.meta["model"] == "tiny-ltx2"
+    assert generation.meta["requested_model"] == "klingai/video-v2-6-pro-text-to-video"
     assert {"generate", "encode"} <= generation.meta["timings"].keys()
 
 
 def test_video_url_is_absolute_and_needs_no_key(
-    finished: dict[tuple[str, int, bool], tuple[Generation, Path, list[Generation]]],
+    finished: Finished,
     server: ServerProcess,
 ) -> None:
     generation, path, _ = finished[("9:16", 5, True)]
@@ -105,7 +120,7 @@ def test_video_url_is_absolute_and_needs_no_key(
 
 
 def test_same_seed_gives_the_same_clip(
-    finished: dict[tuple[str, int, bool], tuple[Generation, Path, list[Generation]]],
+    finished: Finished,
     server: ServerProcess,
     tmp_path: Path,
 ) -> None:

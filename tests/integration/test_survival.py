@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -9,21 +11,33 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kinema import Client
-from tests.conftest import TEST_KEY, ServerProcess, kinema_env, launch_server, start_kinema
+from kinema import Client, ClientError
+from kinema.service import KeyService, hash_key
+from kinema.store.sql import open_store
+from tests.conftest import (
+    OTHER_KEY,
+    TEST_KEY,
+    ServerProcess,
+    free_port,
+    kinema_env,
+    launch_server,
+    start_kinema,
+)
 
 FAST_LEASES = {"KINEMA_LEASE_SECONDS": "2", "KINEMA_HEARTBEAT_SECONDS": "0.3"}
+# Enough denoising steps that a tiny 10 s job runs for seconds: a kill lands mid-job.
+SLOW_JOBS = {**FAST_LEASES, "KINEMA_STEPS": "60"}
 
 
 @pytest.fixture
 def api_only(tmp_path: Path, tiny_weights: Path) -> ServerProcess:
-    running = launch_server(tmp_path / "data", tiny_weights, "--no-worker", **FAST_LEASES)
+    running = launch_server(tmp_path / "data", tiny_weights, "--no-worker", **SLOW_JOBS)
     yield running  # type: ignore[misc]
     running.stop()
 
 
 def start_worker(api: ServerProcess, tiny_weights: Path, name: str) -> object:
-    env = kinema_env(api.data_dir, tiny_weights, **FAST_LEASES)
+    env = kinema_env(api.data_dir, tiny_weights, **SLOW_JOBS)
     return start_kinema(
         ["worker", "--log-level", "warning"], env, api.data_dir.parent / f"{name}.log"
     )
@@ -101,3 +115,65 @@ def test_the_api_process_never_loads_torch(api_only: ServerProcess) -> None:
         client.create("anything")
     maps = Path(f"/proc/{api_only.process.pid}/maps").read_text()
     assert "libtorch" not in maps and "torch/lib" not in maps
+
+
+def test_serve_restarts_a_worker_that_died_and_its_job_completes(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    server = launch_server(tmp_path / "data", tiny_weights, **SLOW_JOBS)
+    try:
+        with Client(server.url, TEST_KEY) as client:
+            job = client.create("interrupted by the kernel", duration=10, seed=1)
+            wait_for(lambda: client.get(job.id).progress > 0, 120, "denoising to start")
+            [worker] = server.workers()
+            os.kill(worker, signal.SIGKILL)
+            done = client.wait(job.id, poll_interval=0.1, timeout=180)
+        assert done.status == "completed" and done.meta["attempts"] == 2
+        assert server.workers() and server.workers() != [worker]
+    finally:
+        server.stop()
+
+
+def test_serve_without_weights_exits_naming_the_setting(tmp_path: Path, tiny_weights: Path) -> None:
+    env = kinema_env(tmp_path / "data", tiny_weights, KINEMA_MODEL="ltx-2")
+    env["KINEMA_LTX2_WEIGHTS"] = str(tmp_path / "missing-weights")
+    log = tmp_path / "serve.log"
+    process = start_kinema(["serve", "--port", str(free_port())], env, log)
+    assert process.wait(120) == 3
+    assert "KINEMA_LTX2_WEIGHTS" in log.read_text()
+
+
+def test_first_start_without_keys_creates_and_prints_one(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    server = launch_server(data_dir, tiny_weights, "--no-worker", KINEMA_API_KEYS="")
+    server.stop()
+    printed = re.findall(r"kin_[A-Za-z0-9_-]{20,}", server.output())
+    assert len(printed) == 1
+    again = launch_server(data_dir, tiny_weights, "--no-worker", KINEMA_API_KEYS="")
+    try:
+        assert re.findall(r"kin_[A-Za-z0-9_-]{20,}", again.output()) == []  # shown only once
+        with Client(again.url, printed[0]) as client:
+            assert client.create("hello").status == "queued"
+    finally:
+        again.stop()
+
+
+def test_a_revoked_seeded_key_stays_revoked_across_restarts(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    launch_server(data_dir, tiny_weights, "--no-worker").stop()
+    store = open_store(data_dir / "kinema.db")
+    assert KeyService(store).revoke(f"seeded-{hash_key(TEST_KEY)[:8]}") == 1
+    store.close()
+    server = launch_server(data_dir, tiny_weights, "--no-worker")
+    try:
+        with pytest.raises(ClientError) as raised, Client(server.url, TEST_KEY) as client:
+            client.create("p")
+        assert raised.value.status_code == 401
+        with Client(server.url, OTHER_KEY) as client:
+            assert client.create("p").status == "queued"
+    finally:
+        server.stop()

@@ -16,6 +16,13 @@ LEGACY = "/v2/generate/video/kling/generation"
 KLING = "klingai/video-v2-6-pro-text-to-video"
 VALID: dict[str, Any] = {"model": KLING, "prompt": "a fox runs through snow"}
 ENVELOPE_KEYS = {"requestId", "statusCode", "timestamp", "path", "message"}
+DEFAULTS: dict[str, Any] = {
+    "aspect_ratio": "16:9",
+    "duration": 5,
+    "cfg_scale": 0.5,
+    "generate_audio": True,
+    "enhance_prompt": False,
+}
 
 
 class Api:
@@ -82,8 +89,28 @@ def test_valid_bodies_are_queued(api: Api, changes: dict[str, Any]) -> None:
     body = response.json()
     assert body["status"] == "queued"
     assert len(body["id"]) >= 21
-    assert api.store.get_job(body["id"]) is not None
     assert body["meta"]["model"] == "tiny-ltx2"
+    job = api.store.get_job(body["id"])
+    assert job is not None
+    stored = job.request
+    expected = {**DEFAULTS, **changes}
+    assert stored.aspect_ratio == expected["aspect_ratio"]
+    assert stored.duration == int(expected["duration"])
+    assert stored.cfg_scale == expected["cfg_scale"]
+    assert stored.generate_audio is expected["generate_audio"]
+    assert stored.prompt == expected.get("prompt", VALID["prompt"]).strip()
+    if "seed" in changes:
+        assert stored.seed == changes["seed"] == body["meta"]["seed"]
+
+
+def test_null_optional_fields_take_their_defaults(api: Api) -> None:
+    nulls = {field: None for field in DEFAULTS} | {"negative_prompt": None, "seed": None}
+    body = api.create({**VALID, **nulls}).json()
+    job = api.store.get_job(body["id"])
+    assert job is not None
+    assert (job.request.aspect_ratio, job.request.duration) == ("16:9", 5)
+    assert (job.request.cfg_scale, job.request.generate_audio) == (0.5, True)
+    assert job.request.seed is not None
 
 
 REJECTED = [

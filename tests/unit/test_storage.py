@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from kinema.api.app import create_app
 from kinema.config import Settings
+from kinema.domain import GenerationRequest, VideoArtifact
 from kinema.errors import Forbidden, NotFound
 from kinema.storage.local import LocalArtifactStore
 
@@ -40,6 +41,8 @@ def test_signed_url_downloads_whole_and_in_ranges(app_client: TestClient) -> Non
     whole = app_client.get(url)
     assert whole.status_code == 200 and whole.content == PAYLOAD
     assert whole.headers["content-type"] == "video/mp4"
+    head = app_client.head(url)
+    assert head.status_code == 200 and head.headers["content-length"] == str(len(PAYLOAD))
     part = app_client.get(url, headers={"Range": "bytes=100-199"})
     assert part.status_code == 206
     assert part.content == PAYLOAD[100:200]
@@ -60,6 +63,8 @@ def test_tampered_missing_or_expired_signatures_are_403(app_client: TestClient) 
         f"{base}?expires={expires}",
         base,
         f"{base}?expires=soon&signature={signature}",
+        f"{base}?expires=%C2%B2&signature={signature}",
+        f"{base}?expires={expires}&signature=%C3%A9",
     ):
         response = app_client.get(bad)
         assert response.status_code == 403, bad
@@ -100,3 +105,21 @@ def test_verify_rejects_bad_signatures_directly(tmp_path: Path) -> None:
     put(storage, "j/x.mp4")
     with pytest.raises(Forbidden):
         storage.verify("j/x.mp4", int(time.time()) + 60, "nope")
+
+
+def test_video_urls_use_the_public_url_behind_a_proxy(settings: Settings) -> None:
+    public = settings.model_copy(update={"public_url": "https://videos.example.com/kinema/"})
+    client = TestClient(create_app(public))
+    services = client.app.state.services  # type: ignore[attr-defined]
+    key, raw_key = services.keys.create("k")
+    job = services.jobs.submit(key, GenerationRequest(model="tiny-ltx2", prompt="p"))
+    lease = services.jobs.store.claim(["tiny-ltx2"], "w", 30)
+    put(services.artifacts, f"{job.id}/{lease.token}.mp4")
+    artifact = VideoArtifact(f"{job.id}/{lease.token}.mp4", "x.mp4", 10, 5.0, 96, 54, 24.0, True)
+    services.jobs.store.complete(lease, artifact, {})
+    headers = {"Authorization": f"Bearer {raw_key}"}
+    body = client.get(f"/v2/video/generations?generation_id={job.id}", headers=headers).json()
+    url = body["video"]["url"]
+    assert url.startswith(f"https://videos.example.com/kinema/files/{job.id}/")
+    local = url.replace("https://videos.example.com/kinema", "http://testserver")
+    assert client.get(local).content == PAYLOAD

@@ -29,7 +29,6 @@ def add(store: SqlJobStore, job_id: str, model: str = MODEL) -> Job:
         request=GenerationRequest(model=model, prompt="p", seed=1),
         status=JobStatus.QUEUED,
         created_at=time.time(),
-        seed=1,
     )
     store.add_job(job)
     return job

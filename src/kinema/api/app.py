@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ from kinema.api import files, v2
 from kinema.api.deps import services
 from kinema.api.errors import install_error_handlers
 from kinema.config import Settings
-from kinema.runtime import build_services
+from kinema.runtime import WorkerSupervisor, build_services
 
 logger = logging.getLogger("kinema.api")
 
@@ -35,14 +36,23 @@ def _models(request: Request) -> dict[str, Any]:
     }
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, supervisor: WorkerSupervisor | None = None
+) -> FastAPI:
+    """The ASGI app; `supervisor`'s workers live exactly as long as the app does."""
     settings = settings or Settings()
     app_services = build_services(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        app_services.close()
+        if supervisor:
+            supervisor.start()
+        try:
+            yield
+        finally:
+            if supervisor:
+                await asyncio.to_thread(supervisor.stop)
+            app_services.close()
 
     app = FastAPI(title="kinema", version=__version__, lifespan=lifespan)
     app.state.services = app_services

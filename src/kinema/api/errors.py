@@ -17,7 +17,6 @@ from kinema.errors import (
     KinemaError,
     ModelUnavailable,
     NotFound,
-    NotReady,
     PayloadTooLarge,
     Unauthorized,
     ValidationFailed,
@@ -32,7 +31,6 @@ STATUS_BY_ERROR: dict[type[KinemaError], int] = {
     NotFound: 404,
     PayloadTooLarge: 413,
     ModelUnavailable: 503,
-    NotReady: 503,
 }
 
 

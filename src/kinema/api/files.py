@@ -13,7 +13,7 @@ router = APIRouter(tags=["files"])
 
 
 def download(request: Request, key: str, expires: str = "", signature: str = "") -> FileResponse:
-    if not expires.isdigit() or not signature:
+    if not (expires.isascii() and expires.isdigit()) or not signature.isascii():
         raise Forbidden("a signed download link is required")
     path = services(request).artifacts.verify(key, int(expires), signature)
     return FileResponse(path, media_type="video/mp4", filename=path.name)

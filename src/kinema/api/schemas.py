@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    model_validator,
+)
 
 from kinema.domain import GenerationRequest, JobStatus
 from kinema.service import MAX_SEED, JobView
@@ -51,6 +59,15 @@ class CreateGenerationBody(BaseModel):
     enhance_prompt: StrictBool = False
     provider: StrictStr | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        """An explicit null on an optional field asks for its default, as if it were left out."""
+        if not isinstance(data, dict):
+            return data
+        optional = {name for name, field in cls.model_fields.items() if not field.is_required()}
+        return {k: v for k, v in data.items() if not (v is None and k in optional)}
+
     def to_request(self) -> GenerationRequest:
         return GenerationRequest(
             model=self.model,
@@ -63,17 +80,6 @@ class CreateGenerationBody(BaseModel):
             seed=self.seed,
             enhance_prompt=self.enhance_prompt,
         )
-
-
-def render_created(view: JobView) -> dict[str, Any]:
-    return {
-        "id": view.job.id,
-        "status": WIRE_STATUS[view.job.status],
-        "progress": 0,
-        "queue_position": view.queue_position,
-        "created_at": int(view.job.created_at),
-        "meta": {"model": view.job.request.model, "seed": view.job.seed},
-    }
 
 
 def _video(view: JobView) -> dict[str, Any] | None:
@@ -119,7 +125,7 @@ def render_generation(view: JobView) -> dict[str, Any]:
     body["meta"] = {
         **job.meta,
         "model": job.request.model,
-        "seed": job.seed,
+        "seed": job.request.seed,
         "stage": job.stage,
         "attempts": job.attempts,
     }

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from kinema.api.deps import base_url, current_key, json_object_body, services
 from kinema.api.errors import field_errors_from_pydantic, validation_message
-from kinema.api.schemas import CreateGenerationBody, render_created, render_generation
+from kinema.api.schemas import CreateGenerationBody, render_generation
 from kinema.domain import ApiKey
 from kinema.errors import FieldError, ValidationFailed
 from kinema.service import JobView
@@ -40,7 +40,7 @@ def create_generation(
     generation = parse_create_body(body).to_request()
     job = services(request).jobs.submit(key, generation)
     view = services(request).jobs.get(key, job.id, base_url(request))
-    return render_created(view)
+    return render_generation(view)
 
 
 def get_generation(request: Request, key: Key, generation_id: str | None = None) -> dict[str, Any]:

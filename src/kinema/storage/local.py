@@ -67,9 +67,6 @@ class LocalArtifactStore:
     def delete(self, key: str) -> None:
         self.path_for(key).unlink(missing_ok=True)
 
-    def exists(self, key: str) -> bool:
-        return self.path_for(key).is_file()
-
     def url(self, key: str, base_url: str, ttl_seconds: int) -> str:
         expires = int(time.time()) + ttl_seconds
         query = urlencode({"expires": expires, "signature": _signature(self._secret, key, expires)})
@@ -78,7 +75,7 @@ class LocalArtifactStore:
     def verify(self, key: str, expires: int, signature: str) -> Path:
         """The artifact's path if the signature is genuine and current; Forbidden otherwise."""
         expected = _signature(self._secret, key, expires)
-        if not hmac.compare_digest(expected, signature):
+        if not hmac.compare_digest(expected.encode(), signature.encode()):
             raise Forbidden("invalid download signature")
         if expires < time.time():
             raise Forbidden("this download link has expired")

@@ -93,7 +93,6 @@ def _job_from_row(row: sa.Row[Any]) -> Job:
         created_at=row.created_at,
         progress=row.progress,
         stage=row.stage,
-        seed=row.seed,
         started_at=row.started_at,
         completed_at=row.completed_at,
         attempts=row.attempts,
@@ -146,7 +145,7 @@ class SqlJobStore:
                     model=job.request.model,
                     request=job.request.to_dict(),
                     status=job.status.value,
-                    seed=job.seed,
+                    seed=job.request.seed,
                     progress=job.progress,
                     created_at=job.created_at,
                     attempts=0,
@@ -182,6 +181,8 @@ class SqlJobStore:
 
     def claim(self, models: Sequence[str], worker_id: str, lease_seconds: float) -> Lease | None:
         now = time.time()
+        if not self._anything_to_claim(models, now):
+            return None  # idle workers poll with a cheap read, not a write lock
         with self._write() as conn:
             self._requeue_expired(conn, now)
             row = conn.execute(
@@ -210,6 +211,13 @@ class SqlJobStore:
             )
             claimed = conn.execute(jobs.select().where(jobs.c.seq == row.seq)).one()
         return Lease(_job_from_row(claimed), token, worker_id, expires_at)
+
+    def _anything_to_claim(self, models: Sequence[str], now: float) -> bool:
+        queued = (jobs.c.status == JobStatus.QUEUED.value) & jobs.c.model.in_(list(models))
+        expired = (jobs.c.status == JobStatus.RUNNING.value) & (jobs.c.lease_expires_at < now)
+        with self._read() as conn:
+            found = conn.execute(sa.select(jobs.c.seq).where(queued | expired).limit(1)).first()
+        return found is not None
 
     def _requeue_expired(self, conn: Connection, now: float) -> None:
         expired = (jobs.c.status == JobStatus.RUNNING.value) & (jobs.c.lease_expires_at < now)
@@ -279,6 +287,9 @@ class SqlJobStore:
 
     def _finish(self, lease: Lease, status: JobStatus, **values: Any) -> None:
         with self._write() as conn:
+            if "meta" in values:
+                current = conn.execute(sa.select(jobs.c.meta).where(jobs.c.id == lease.job.id))
+                values["meta"] = {**(current.scalar_one_or_none() or {}), **values["meta"]}
             self._update_leased(
                 conn,
                 lease,
@@ -313,6 +324,12 @@ class SqlJobStore:
                     id=key.id, name=key.name, key_hash=key_hash, created_at=key.created_at
                 )
             )
+
+    def has_key_hash(self, key_hash: str) -> bool:
+        """Whether this key was ever registered, revoked or not."""
+        with self._read() as conn:
+            query = sa.select(api_keys.c.id).where(api_keys.c.key_hash == key_hash)
+            return conn.execute(query).first() is not None
 
     def find_key(self, key_hash: str) -> ApiKey | None:
         with self._read() as conn:
