@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Toggle = Literal["auto", "on", "off"]
+StepCache = Literal["none", "first_block", "mag", "taylorseer"]
+Offload = Literal["auto", "none", "model", "group"]
 
 
 def default_data_dir() -> Path:
@@ -24,12 +29,25 @@ class Settings(BaseSettings):
     public_url: str | None = None
     api_keys: str = ""  # comma-separated keys seeded at start
 
-    # Weights: a Hugging Face Hub id or a local directory, per model family.
+    # Weights: a Hugging Face Hub id or a local directory, per model family and component.
     ltx2_weights: str = "Lightricks/LTX-2"
+    ltx2_upsampler: str | None = None  # default: the pipeline repo's latent_upsampler/
+    ltx2_distilled_lora: str | None = None  # default: the pipeline repo's distilled LoRA file
     tiny_weights: str | None = None  # default: built into data_dir/models/tiny-ltx2
-    steps: int | None = None  # override the model's denoising steps (speed vs quality)
+    steps: int | None = None  # override a spaced first-stage schedule (speed vs quality)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+
+    # Speed and memory (issue 3). "auto" turns a feature on where it cannot change the output
+    # beyond noise and the hardware gains from it.
+    attention_backend: str = "auto"  # auto | a diffusers attention backend name (e.g. _flash_3)
+    compile: Toggle = "auto"  # regional torch.compile of the repeated transformer blocks
+    fp8: bool = False  # torchao float8 weights + activations for the transformer
+    step_cache: StepCache = "none"  # reuse transformer work across denoising steps
+    step_cache_threshold: float = 0.05
+    vae_tiling: Toggle = "auto"  # tiled VAE decode for large clips
+    release_text_encoder: Toggle = "auto"  # move the text encoder off the GPU after encoding
+    offload: Offload = "auto"  # auto picks none on a large GPU, model or group on a small one
 
     lease_seconds: float = 30.0
     heartbeat_seconds: float = 5.0
@@ -63,4 +81,8 @@ class Settings(BaseSettings):
     def weights_for(self, model_id: str, default: str) -> str:
         """The weights location for a model: its override setting, else the registry default."""
         overrides = {"ltx-2": self.ltx2_weights, "tiny-ltx2": self.tiny_weights}
-        return overrides.get(model_id) or default
+        return overrides.get(model_id.split(":")[0]) or default
+
+    @property
+    def compile_cache_dir(self) -> Path:
+        return self.data_dir / "compile-cache"

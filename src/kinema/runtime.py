@@ -68,6 +68,8 @@ def run_worker(settings: Settings, stop: threading.Event) -> int:
     except ModelUnavailable as exc:
         logger.error("cannot serve %s: %s", model, exc)
         return EXIT_MODEL_UNAVAILABLE
+    if engine.features.get("compile", "off") != "off":
+        engine.warm_up(seconds=5.0)  # compile now, at the shape real jobs have, not on job one
     store, artifacts = open_backends(settings)
     artifacts.sweep_staging()
     try:

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -69,11 +70,11 @@ class JobRun:
         self.canceled = False
         self._heartbeat = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
 
-    def __enter__(self) -> JobRun:
+    def start(self) -> JobRun:
         self._heartbeat.start()
         return self
 
-    def __exit__(self, *_: object) -> None:
+    def close(self) -> None:
         self._stop.set()
         self._heartbeat.join()
 
@@ -106,7 +107,27 @@ class JobRun:
         return self.lost or self.canceled or self._shutting_down.is_set()
 
 
+@dataclass
+class JobWork:
+    """What one job carries from its generation to its end."""
+
+    run: JobRun
+    timings: Timings = field(default_factory=Timings)
+    meta: dict[str, Any] = field(default_factory=dict)
+    plan: GenerationPlan | None = None
+    clip: Clip | None = None
+
+    def __post_init__(self) -> None:
+        self.meta["timings"] = self.timings.stages
+
+    @property
+    def job_id(self) -> str:
+        return self.run.lease.job.id
+
+
 class Worker:
+    """Runs jobs one after another; job N's encode and upload overlap job N+1's denoising."""
+
     def __init__(
         self,
         store: JobStore,
@@ -121,59 +142,78 @@ class Worker:
         self.settings = settings
         self.worker_id = worker_id or new_worker_id()
         self.stopping = threading.Event()
+        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish")
+        self._finishing: Future[None] | None = None
 
     def run(self, stop: threading.Event) -> None:
         """Process jobs until `stop` is set; a job running then is given back to the queue."""
         logger.info("worker %s serving %s", self.worker_id, self.engine.spec.id)
         self.stopping = stop
-        while not stop.is_set():
-            try:
-                worked = self.run_once()
-            except Exception:  # e.g. the database is briefly unreachable: keep serving
-                logger.exception("worker %s: cannot claim a job; retrying", self.worker_id)
-                stop.wait(ERROR_BACKOFF_SECONDS)
-                continue
-            if not worked:
-                stop.wait(self.settings.poll_seconds)
+        try:
+            while not stop.is_set():
+                try:
+                    worked = self._start_next()
+                except Exception:  # e.g. the database is briefly unreachable: keep serving
+                    logger.exception("worker %s: cannot claim a job; retrying", self.worker_id)
+                    stop.wait(ERROR_BACKOFF_SECONDS)
+                    continue
+                if not worked:
+                    stop.wait(self.settings.poll_seconds)
+        finally:
+            self.drain()
 
     def run_once(self) -> bool:
-        """Claim and process one job; False if there was nothing to do."""
+        """Claim and process one job to its end; False if there was nothing to do."""
+        started = self._start_next()
+        self.drain()
+        return started
+
+    def drain(self) -> None:
+        """Wait until the job being encoded in the background has ended."""
+        if self._finishing is not None:
+            self._finishing.result()
+            self._finishing = None
+
+    def _start_next(self) -> bool:
+        """Claim a job and generate it; its encode and upload then go on in the background."""
         lease = self.store.claim([self.engine.spec.id], self.worker_id, self.settings.lease_seconds)
         if lease is None:
             return False
-        with JobRun(self.store, lease, self.settings, self.stopping) as run:
-            self._process(run)
+        work = JobWork(JobRun(self.store, lease, self.settings, self.stopping).start())
+        if not self._guarded(work, self._generate):
+            work.run.close()
+            return True
+        self.drain()  # at most one clip waits for its encode: memory stays bounded
+        self._finishing = self._finisher.submit(self._finish_in_background, work)
         return True
 
-    def _process(self, run: JobRun) -> None:
-        timings = Timings()
-        job = run.lease.job
-        meta: dict[str, Any] = {"timings": timings.stages}
+    def _finish_in_background(self, work: JobWork) -> None:
         try:
-            plan = self._plan(run)
-            meta["notes"] = list(plan.notes)
-            meta["generated"] = {
-                "width": plan.width,
-                "height": plan.height,
-                "frames": plan.num_frames,
-            }
-            clip = self._generate(run, plan, timings)
-            artifact = self._encode_and_store(run, plan, clip, timings)
-            self._finish(run, artifact, meta)
+            self._guarded(work, self._encode_store_complete)
+        finally:
+            work.run.close()
+
+    def _guarded(self, work: JobWork, step: Callable[[JobWork], None]) -> bool:
+        """Run one phase of a job; on any failure end the job accordingly. True if it went on."""
+        run = work.run
+        try:
+            step(work)
+            return True
         except GenerationCanceled:
             self._end(run, self.store.mark_canceled if run.canceled else self.store.release)
         except LeaseLost:
-            logger.warning("job %s: lease lost; another worker owns it now", job.id)
+            logger.warning("job %s: lease lost; another worker owns it now", work.job_id)
         except Exception as exc:
-            logger.exception("job %s failed", job.id)
+            logger.exception("job %s failed", work.job_id)
             message = f"{type(exc).__name__}: {exc}"
+            meta = work.meta
             self._end(run, lambda lease: self.store.fail(lease, "GenerationFailed", message, meta))
+        return False
 
     def _plan(self, run: JobRun) -> GenerationPlan:
         job = run.lease.job
-        plan = plan_generation(job.request, get_spec(job.request.model), job.request.seed or 0)
-        if self.settings.steps:
-            plan = replace(plan, num_inference_steps=self.settings.steps)
+        spec = get_spec(job.request.model)
+        plan = plan_generation(job.request, spec, job.request.seed or 0, self.settings.steps)
         logger.info("job %s: %s frames at %dx%d", job.id, plan.num_frames, plan.width, plan.height)
         return plan
 
@@ -183,17 +223,31 @@ class Worker:
         except LeaseLost:
             logger.warning("job %s: lease lost before it could be ended", run.lease.job.id)
 
-    def _generate(self, run: JobRun, plan: GenerationPlan, timings: Timings) -> Clip:
+    def _generate(self, work: JobWork) -> None:
+        run = work.run
+        plan = work.plan = self._plan(run)
+        work.meta["notes"] = list(plan.notes)
+        work.meta["generated"] = {
+            "width": plan.width,
+            "height": plan.height,
+            "frames": plan.num_frames,
+        }
         run.report(0.0, "denoising", force=True)
         start = time.perf_counter()
         clip = self.engine.generate(plan, run.on_step, run.should_stop)
-        timings.measure("generate", start)
-        clip = replace(clip, frames=clip.frames[: plan.output_frames])
+        work.timings.measure("generate", start)
+        work.timings.stages.update(getattr(self.engine, "last_timings", {}))
         if run.lost:
-            raise LeaseLost(f"job {run.lease.job.id}: lease lost while generating")
+            raise LeaseLost(f"job {work.job_id}: lease lost while generating")
         if run.should_stop():
-            raise GenerationCanceled(run.lease.job.id)
-        return clip
+            raise GenerationCanceled(work.job_id)
+        work.clip = replace(clip, frames=clip.frames[: plan.output_frames])
+
+    def _encode_store_complete(self, work: JobWork) -> None:
+        assert work.plan is not None and work.clip is not None
+        artifact = self._encode_and_store(work.run, work.plan, work.clip, work.timings)
+        work.clip = None  # the frames can be freed before the next clip arrives
+        self._complete(work.run, artifact, work.meta)
 
     def _encode_and_store(
         self, run: JobRun, plan: GenerationPlan, clip: Clip, timings: Timings
@@ -223,7 +277,7 @@ class Worker:
             has_audio=info.has_audio,
         )
 
-    def _finish(self, run: JobRun, artifact: VideoArtifact, meta: dict[str, Any]) -> None:
+    def _complete(self, run: JobRun, artifact: VideoArtifact, meta: dict[str, Any]) -> None:
         try:
             self.store.complete(run.lease, artifact, meta)
         except LeaseLost:

@@ -26,7 +26,7 @@ from tests.conftest import (
 
 FAST_LEASES = {"KINEMA_LEASE_SECONDS": "2", "KINEMA_HEARTBEAT_SECONDS": "0.3"}
 # Enough denoising steps that a tiny 10 s job runs for seconds: a kill lands mid-job.
-SLOW_JOBS = {**FAST_LEASES, "KINEMA_STEPS": "60"}
+SLOW_JOBS = {**FAST_LEASES, "KINEMA_MODEL": "tiny-ltx2:quality", "KINEMA_STEPS": "60"}
 
 
 @pytest.fixture

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from kinema.domain import GenerationRequest
 from kinema.engine.plan import guidance_for, plan_generation, snap_frames
-from kinema.engine.registry import LTX_2, TINY_LTX2, ServedModels
+from kinema.engine.registry import (
+    DISTILLED_SIGMAS,
+    LTX_2,
+    LTX_2_QUALITY,
+    MODELS,
+    REFINE_SIGMAS,
+    TINY_LTX2,
+    TINY_LTX2_QUALITY,
+    ModelSpec,
+    ServedModels,
+    get_spec,
+)
 
 SIZES = {
     "16:9": ((1920, 1088), (1920, 1080)),
@@ -30,7 +39,7 @@ def test_ltx2_sizes_and_frames(aspect_ratio: str, duration: int, frames: int) ->
     assert plan.num_frames == frames
     assert plan.output_frames == duration * 24
     assert plan.fps == 24.0
-    assert plan.num_inference_steps == LTX_2.num_inference_steps
+    assert plan.total_steps == LTX_2.total_steps
 
 
 @pytest.mark.parametrize("aspect_ratio", ["16:9", "9:16", "1:1"])
@@ -65,24 +74,72 @@ def test_cfg_scale_maps_linearly_with_half_on_the_default() -> None:
     assert guidance_for(0.25, LTX_2) == pytest.approx((low + LTX_2.guidance_default) / 2)
 
 
-def test_seed_prompt_negative_prompt_and_audio_pass_through() -> None:
+def test_quality_passes_seed_prompt_negative_prompt_audio_and_guidance_through() -> None:
     request = GenerationRequest(
-        model="ltx-2", prompt="a bell", negative_prompt="blur", generate_audio=False, cfg_scale=1
+        model="ltx-2:quality",
+        prompt="a bell",
+        negative_prompt="blur",
+        generate_audio=False,
+        cfg_scale=1,
     )
-    plan = plan_generation(request, LTX_2, seed=99)
+    plan = plan_generation(request, LTX_2_QUALITY, seed=99)
     assert (plan.seed, plan.prompt, plan.negative_prompt) == (99, "a bell", "blur")
     assert plan.generate_audio is False
-    assert plan.guidance_scale == 7.0
+    base, refine = plan.stages
+    assert (base.guidance_scale, base.audio_guidance_scale) == (7.0, 7.0 * 7.0 / 4.0)
+    assert (base.num_inference_steps, base.sigmas, base.distilled_lora) == (40, None, False)
+    assert (refine.guidance_scale, refine.sigmas, refine.distilled_lora) == (
+        1.0,
+        REFINE_SIGMAS,
+        True,
+    )
     assert plan.notes == ()
 
 
-def test_a_model_without_cfg_says_it_ignores_the_negative_prompt() -> None:
-    distilled = dataclasses.replace(LTX_2, uses_cfg=False)
-    request = GenerationRequest(model="ltx-2", prompt="p", negative_prompt="blur")
-    plan = plan_generation(request, distilled, seed=1)
-    assert plan.guidance_scale == 1.0
+def test_fast_runs_without_cfg_and_says_it_ignores_the_negative_prompt() -> None:
+    request = GenerationRequest(model="ltx-2", prompt="p", negative_prompt="blur", cfg_scale=0.9)
+    plan = plan_generation(request, LTX_2, seed=1)
+    assert all(stage.guidance_scale == 1.0 for stage in plan.stages)
     assert plan.negative_prompt is None
     assert any("negative_prompt" in note for note in plan.notes)
+
+
+@pytest.mark.parametrize("spec", list(MODELS.values()), ids=list(MODELS))
+@pytest.mark.parametrize("aspect_ratio", ["16:9", "9:16", "1:1"])
+@pytest.mark.parametrize("duration", [5, 10])
+def test_two_stage_presets_run_at_half_size_then_refine_at_full_size(
+    spec: ModelSpec, aspect_ratio: str, duration: int
+) -> None:
+    request = GenerationRequest(
+        model=spec.id, prompt="p", aspect_ratio=aspect_ratio, duration=duration
+    )
+    plan = plan_generation(request, spec, seed=5)
+    base, refine = plan.stages
+    assert (base.width * 2, base.height * 2) == (plan.width, plan.height)
+    assert base.width % 32 == 0 and base.height % 32 == 0
+    assert (refine.width, refine.height) == (plan.width, plan.height)
+    assert refine.noise_scale == REFINE_SIGMAS[0] and refine.num_inference_steps == 3
+    assert plan.total_steps == base.num_inference_steps + 3
+    assert plan.num_frames == duration * 24 + 1 and plan.output_frames == duration * 24
+    if spec.uses_cfg and spec.stages[0].uses_cfg:
+        assert base.sigmas is None and base.guidance_scale > 1.0
+    else:
+        assert base.sigmas == DISTILLED_SIGMAS and base.num_inference_steps == 8
+
+
+def test_first_stage_steps_override_applies_to_spaced_schedules_only() -> None:
+    request = GenerationRequest(model="tiny-ltx2:quality", prompt="p")
+    assert plan_generation(request, TINY_LTX2_QUALITY, 1, first_stage_steps=60).total_steps == 63
+    assert plan_generation(request, TINY_LTX2, 1, first_stage_steps=60).total_steps == 11
+
+
+def test_presets_resolve_by_id_and_fast_alias() -> None:
+    assert get_spec("ltx-2:fast") is LTX_2
+    assert get_spec("ltx-2:quality") is LTX_2_QUALITY
+    served = ServedModels.of(["ltx-2:fast", "ltx-2:quality"])
+    assert served.served == ("ltx-2", "ltx-2:quality")
+    assert served.resolve("ltx-2:fast") == "ltx-2"
+    assert served.resolve("klingai/video-v2-6-pro-text-to-video") == "ltx-2"
 
 
 def test_served_models_answer_to_the_kling_ids() -> None:

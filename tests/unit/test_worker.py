@@ -163,7 +163,49 @@ def test_progress_reaches_the_store_while_denoising(services: Services, engine: 
             return self._engine.generate(plan, step, is_canceled)
 
     worker_for(services, Recording(engine, 0, lambda: None)).run_once()
-    total = TINY_LTX2.num_inference_steps
+    total = TINY_LTX2.total_steps
     assert seen[0] == (0.0, "denoising")
     assert seen[1] == (90.0 / total, f"denoising 1/{total}")
     assert seen[-1] == (90.0 * (total - 1) / total, f"denoising {total - 1}/{total}")
+
+
+def test_encoding_one_job_overlaps_generating_the_next(
+    services: Services, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kinema.media
+
+    spans: dict[str, list[tuple[float, float]]] = {"generate": [], "encode": []}
+    real_encode = kinema.media.encode_mp4
+
+    def slow_encode(*args: Any, **kwargs: Any) -> Any:
+        start = time.monotonic()
+        time.sleep(1.0)  # an encode long enough to see whether the next job waits for it
+        result = real_encode(*args, **kwargs)
+        spans["encode"].append((start, time.monotonic()))
+        return result
+
+    class Timed(HookedEngine):
+        def generate(self, plan: GenerationPlan, on_step: Any, is_canceled: Any) -> Clip:
+            start = time.monotonic()
+            clip = self._engine.generate(plan, on_step, is_canceled)
+            spans["generate"].append((start, time.monotonic()))
+            return clip
+
+    monkeypatch.setattr(kinema.media, "encode_mp4", slow_encode)
+    first, second = submit(services, seed=1), submit(services, seed=2)
+    stop = threading.Event()
+    worker = worker_for(services, Timed(engine, 0, lambda: None))
+
+    def stop_when_both_done() -> None:
+        store = services.jobs.store
+        while not all(store.get_job(i).status is JobStatus.COMPLETED for i in (first, second)):  # type: ignore[union-attr]
+            time.sleep(0.05)
+        stop.set()
+
+    watcher = threading.Thread(target=stop_when_both_done, daemon=True)
+    watcher.start()
+    worker.run(stop)
+    watcher.join(5)
+    (first_encode_start, first_encode_end) = spans["encode"][0]
+    second_generate_start = spans["generate"][1][0]
+    assert first_encode_start <= second_generate_start < first_encode_end

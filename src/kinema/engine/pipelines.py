@@ -1,32 +1,66 @@
-"""Loading a model's diffusers pipeline and running one generation plan through it."""
+"""The engine: one loaded model and the recipe that runs a generation plan through it.
+
+The recipe (DESIGN §3, issue 3): encode the prompt once → stage 1 at its own size to latents →
+2x latent upsampling → refine stage(s) → decode video and audio. Every part is timed on its own
+(`Engine.last_timings`). Loading applies the speed features of `kinema.engine.speed`.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import torch
 
 from kinema.config import Settings
-from kinema.domain import Clip
-from kinema.engine.plan import GenerationPlan
+from kinema.domain import Clip, GenerationRequest
+from kinema.engine import components, speed
+from kinema.engine.components import LORA_ADAPTER, Source
+from kinema.engine.plan import GenerationPlan, StagePlan, plan_generation
 from kinema.engine.registry import ModelSpec
+from kinema.engine.stages import (
+    Progress,
+    PromptEmbeds,
+    StepCallback,
+    Timer,
+    decode_audio,
+    decode_video,
+    encode_prompt,
+    stage_args,
+)
 from kinema.errors import GenerationCanceled, ModelUnavailable
 
-StepCallback = Callable[[int, int], None]  # (steps_done, total_steps), after each denoising step
+__all__ = ["Engine", "StepCallback", "engine_from_components", "load_engine"]
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+logger = logging.getLogger("kinema.engine")
 
 
 class Engine:
-    """One loaded model, kept in memory between jobs."""
+    """One loaded model, kept in memory between jobs. Build it with `load_engine` or
+    `engine_from_components`, which apply the speed features first."""
 
-    def __init__(self, spec: ModelSpec, pipeline: Any, device: torch.device) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        pipeline: Any,
+        upsampler: Any | None,
+        device: torch.device,
+        settings: Settings,
+        features: dict[str, str] | None = None,
+    ) -> None:
         self.spec = spec
         self.pipeline = pipeline
+        self.upsampler = upsampler
         self.device = device
+        self.settings = settings
+        # What each speed feature resolved to, e.g. {"compile": "off", "lora": "fused"}.
+        self.features = features or {}
+        self.lora = self.features.get("lora", "none")  # none | adapter | fused
+        self.release_text_encoder = self.features.get("release_text_encoder") == "on"
+        self.last_timings: dict[str, float] = {}
+        self._schedulers = _stage_schedulers(pipeline.scheduler)
 
     @property
     def sample_rate(self) -> int:
@@ -35,161 +69,233 @@ class Engine:
     def generate(
         self, plan: GenerationPlan, on_step: StepCallback, is_canceled: Callable[[], bool]
     ) -> Clip:
+        """Run `plan`; on cancel, stop at the next step, skip what is left and raise."""
         if is_canceled():
             raise GenerationCanceled("canceled before generation started")
-        watcher = _StepWatcher(plan.num_inference_steps, on_step, is_canceled)
-        with torch.inference_mode():
-            video, audio = self.pipeline(
-                **self.call_args(plan), callback_on_step_end=watcher, return_dict=False
-            )
-        if watcher.canceled or is_canceled():
-            raise GenerationCanceled("canceled while generating; the output was discarded")
-        return self._clip(plan, video, audio)
+        if len(plan.stages) > 1 and self.upsampler is None:
+            raise ModelUnavailable(f"model {self.spec.id!r} was loaded without a latent upsampler")
+        timer = Timer(self.device)
+        progress = Progress(plan.total_steps, on_step, is_canceled)
+        try:
+            with torch.inference_mode():
+                return self._run(plan, progress, timer)
+        finally:
+            self.last_timings = _timings(plan, timer.seconds)
+            self.pipeline.maybe_free_model_hooks()
 
-    def call_args(self, plan: GenerationPlan) -> dict[str, Any]:
-        """Every argument of the pipeline call, from the plan and the spec only."""
-        return {
-            "prompt": plan.prompt,
-            "negative_prompt": plan.negative_prompt,
-            "width": plan.width,
-            "height": plan.height,
-            "num_frames": plan.num_frames,
-            "frame_rate": plan.fps,
-            "num_inference_steps": plan.num_inference_steps,
-            "guidance_scale": plan.guidance_scale,
-            "max_sequence_length": plan.max_sequence_length,
-            "generator": torch.Generator(device=self.device).manual_seed(plan.seed),
-            "output_type": "np",
-            **self.spec.extra_call_args,
-        }
-
-    def _clip(self, plan: GenerationPlan, video: Any, audio: Any) -> Clip:
-        frames = _frames_uint8(video[0])
+    def _run(self, plan: GenerationPlan, progress: Progress, timer: Timer) -> Clip:
+        generator = torch.Generator(device=self.device).manual_seed(plan.seed)
+        # 1. The prompt, once for every stage.
+        with timer("text_encode"):
+            embeds = self._encode(plan)
+        # 2. Stage 1 at its own size, then (2x upsampled) refine stages; latents in between.
+        video = audio = None
+        for index, stage in enumerate(plan.stages):
+            if index:
+                with timer("upsample"):
+                    video = self.upsample(video)
+            with timer("stage1" if index == 0 else "refine"):
+                video, audio = self._denoise(
+                    plan, stage, embeds, (video, audio), generator, progress
+                )
+            if progress.canceled or progress.is_canceled():  # at a step, or since the last one
+                raise GenerationCanceled("canceled while generating; the output was discarded")
+        # 3. Decode.
+        with timer("video_decode"):
+            speed.set_vae_tiling(self.pipeline.vae, self._tiled(plan))
+            frames = decode_video(self.pipeline, video, generator)
         if not plan.generate_audio:
             return Clip(frames=frames, fps=plan.fps)
-        return Clip(
-            frames=frames,
-            fps=plan.fps,
-            audio=_waveform(audio[0]),
-            sample_rate=self.sample_rate,
+        with timer("audio_decode"):
+            waveform = decode_audio(self.pipeline, audio)
+        return Clip(frames=frames, fps=plan.fps, audio=waveform, sample_rate=self.sample_rate)
+
+    def _encode(self, plan: GenerationPlan) -> PromptEmbeds:
+        encoder = self.pipeline.text_encoder
+        if self.release_text_encoder:
+            encoder.to(self.device)
+        try:
+            return encode_prompt(self.pipeline, plan)
+        finally:
+            if self.release_text_encoder:
+                encoder.to("cpu")
+
+    def _denoise(
+        self,
+        plan: GenerationPlan,
+        stage: StagePlan,
+        embeds: PromptEmbeds,
+        latents: tuple[torch.Tensor | None, torch.Tensor | None],
+        generator: torch.Generator,
+        progress: Progress,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One stage to (denormalized) video and audio latents."""
+        self._use_lora(stage.distilled_lora)
+        # A fixed (distilled) schedule runs as given; a spaced one with the model's own shifting.
+        self.pipeline.scheduler = self._schedulers["fixed" if stage.sigmas else "spaced"]
+        args = stage_args(plan, stage, embeds, dict(self.spec.extra_call_args))
+        video, audio = self.pipeline(
+            **args,
+            latents=latents[0],
+            audio_latents=latents[1],
+            generator=generator,
+            callback_on_step_end=progress,
+        )
+        return video, audio
+
+    def upsample(self, video: torch.Tensor) -> torch.Tensor:
+        """2x in space, on denormalized latents (what LTX2LatentUpsamplePipeline does)."""
+        return self.upsampler(video.to(device=self.device, dtype=self.upsampler.dtype))
+
+    def lora_active(self) -> bool:
+        """Whether the distilled LoRA acts on the transformer now."""
+        if self.lora == "fused":
+            return True
+        if self.lora != "adapter":
+            return False
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        return any(
+            not layer.disable_adapters and LORA_ADAPTER in layer.active_adapters
+            for layer in self.pipeline.transformer.modules()
+            if isinstance(layer, BaseTunerLayer)
         )
 
+    def _use_lora(self, wanted: bool) -> None:
+        if self.lora == "adapter":
+            if wanted:
+                self.pipeline.enable_lora()
+                self.pipeline.set_adapters([LORA_ADAPTER], [1.0])
+            else:
+                self.pipeline.disable_lora()
+        elif self.lora == "fused" and not wanted:
+            raise ModelUnavailable(
+                f"model {self.spec.id!r} has the distilled LoRA fused into its weights; "
+                "a stage without it cannot run on this engine"
+            )
 
-class _StepWatcher:
-    """`callback_on_step_end`: reports progress; on cancel, raises the pipeline's interrupt flag."""
+    def _tiled(self, plan: GenerationPlan) -> bool:
+        return speed.decide_vae_tiling(
+            self.settings.vae_tiling, plan.width, plan.height, plan.num_frames
+        )
 
-    def __init__(
-        self, planned_steps: int, on_step: StepCallback, is_canceled: Callable[[], bool]
-    ) -> None:
-        self.planned_steps = planned_steps
-        self.on_step = on_step
-        self.is_canceled = is_canceled
-        self.canceled = False
-
-    def __call__(
-        self, pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]
-    ) -> dict[str, Any]:
-        total = getattr(pipeline, "num_timesteps", None) or self.planned_steps
-        self.on_step(step + 1, total)
-        if self.is_canceled():
-            self.canceled = True
-            pipeline._interrupt = True
-        return {}
-
-
-def _frames_uint8(video: Any) -> np.ndarray:
-    """(F, H, W, 3) float in [0, 1] → uint8."""
-    frames = video.float().cpu().numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
-    return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    def warm_up(self, seconds: float = 1.0) -> None:
+        """One short clip at the served default size: compiles the transformer blocks (stage 1
+        and refine shapes, so later clips reuse dynamic-shape kernels) and fills caches."""
+        aspect_ratio = next(iter(self.spec.output_sizes))
+        request = GenerationRequest(model=self.spec.id, prompt="warm-up", aspect_ratio=aspect_ratio)
+        plan = plan_generation(request, self.spec, seed=0)
+        frames = max(1, round(seconds * plan.fps / self.spec.frame_multiple))
+        plan = replace(
+            plan,
+            num_frames=frames * self.spec.frame_multiple + 1,
+            output_frames=frames * self.spec.frame_multiple,
+        )
+        self.generate(plan, lambda done, total: None, lambda: False)
+        logger.info("warm-up clip done: %s", self.last_timings)
 
 
-def _waveform(audio: Any) -> np.ndarray:
-    """(channels, samples) float32 in [-1, 1]."""
-    samples = audio.float().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
-    if samples.ndim == 1:
-        samples = samples[np.newaxis, :]
-    return np.clip(samples, -1.0, 1.0).astype(np.float32)
+def _timings(plan: GenerationPlan, seconds: dict[str, float]) -> dict[str, float]:
+    timings = {name: round(value, 4) for name, value in seconds.items()}
+    if "stage1" in seconds and plan.stages:
+        timings["stage1_per_step"] = round(
+            seconds["stage1"] / plan.stages[0].num_inference_steps, 4
+        )
+    return timings
+
+
+def _stage_schedulers(scheduler: Any) -> dict[str, Any]:
+    """The model's scheduler for spaced schedules; a copy that applies no shift for fixed sigmas."""
+    fixed = type(scheduler).from_config(
+        scheduler.config, use_dynamic_shifting=False, shift_terminal=None, shift=1.0
+    )
+    return {"spaced": scheduler, "fixed": fixed}
+
+
+# -- building an engine ---------------------------------------------------------------------------
 
 
 def load_engine(spec: ModelSpec, settings: Settings) -> Engine:
-    """Load `spec`'s pipeline onto the configured device; any failure is a ModelUnavailable."""
-    device = resolve_device(settings.device)
-    dtype = resolve_dtype(settings.dtype, device)
-    source = resolve_weights(spec, settings)
-    pipeline = _load_pipeline(spec, source, dtype)
+    """Load `spec`'s weights, apply the speed features; any failure is a ModelUnavailable."""
+    device = components.resolve_device(settings.device)
+    dtype = components.resolve_dtype(settings.dtype, device)
+    logger.info("speed: dtype = %s on %s", str(dtype).removeprefix("torch."), device)
+    sources = components.resolve_sources(spec, settings)
+    pipeline = components.load_pipeline(spec, sources.pipeline, dtype)
+    upsampler = None
+    if sources.upsampler is not None:
+        upsampler = components.load_upsampler(spec, sources.upsampler, dtype)
+    return engine_from_components(spec, pipeline, upsampler, settings, device, lora=sources.lora)
+
+
+def engine_from_components(
+    spec: ModelSpec,
+    pipeline: Any,
+    upsampler: Any | None,
+    settings: Settings,
+    device: torch.device,
+    lora: Source | dict[str, torch.Tensor] | None = None,
+) -> Engine:
+    """An engine over components already in memory (e.g. random weights on a GPU), with the
+    speed features applied. `lora`: the distilled LoRA to load (a source or a state dict)."""
+    hw = speed.probe(device)
+    features = {"lora": _prepare_lora(pipeline, spec, lora)}
+    features["offload"] = speed.decide_offload(settings.offload, hw)
+    release = speed.decide_release_text_encoder(
+        settings.release_text_encoder, features["offload"], hw
+    )
+    features["release_text_encoder"] = "on" if release else "off"
+    logger.info("speed: release_text_encoder = %s", features["release_text_encoder"])
+    _place(pipeline, upsampler, features["offload"], device, release)
+    transformer = pipeline.transformer
+    features["fp8"] = speed.apply_fp8(transformer, settings.fp8, hw)
+    backend = speed.decide_attention_backend(settings.attention_backend, hw)
+    features["attention"] = speed.apply_attention_backend(transformer, backend, hw)
+    cache = speed.apply_step_cache(transformer, settings.step_cache, settings.step_cache_threshold)
+    features["step_cache"] = cache
+    compiled = speed.decide_compile(settings.compile, hw)
+    features["compile"] = speed.apply_compile(
+        transformer, compiled, settings.compile_cache_dir, fullgraph=cache == "none"
+    )
+    features["vae_tiling"] = settings.vae_tiling
+    tiling = (settings.vae_tiling, speed.TILING_PIXELS)
+    logger.info("speed: vae_tiling = %s (auto tiles from %d pixels x frames)", *tiling)
+    pipeline.set_progress_bar_config(disable=True)
+    return Engine(spec, pipeline, upsampler, device, settings, features)
+
+
+def _prepare_lora(
+    pipeline: Any, spec: ModelSpec, lora: Source | dict[str, torch.Tensor] | None
+) -> str:
+    """Load the distilled LoRA; fuse it when every stage runs with it (no per-step LoRA cost)."""
+    if lora is None:
+        wanted = any(stage.distilled_lora for stage in spec.stages)
+        detail = "no LoRA weights named" if wanted else "no stage uses it"
+        logger.info("speed: distilled LoRA = none (%s)", detail)
+        return "none"
+    components.load_lora(pipeline, spec, lora)
+    if all(stage.distilled_lora for stage in spec.stages):
+        pipeline.fuse_lora(components=["transformer"], lora_scale=1.0, adapter_names=[LORA_ADAPTER])
+        pipeline.unload_lora_weights()
+        logger.info("speed: distilled LoRA = fused (every stage runs with it)")
+        return "fused"
+    logger.info("speed: distilled LoRA = adapter (toggled per stage)")
+    return "adapter"
+
+
+def _place(
+    pipeline: Any, upsampler: Any | None, offload: str, device: torch.device, release: bool
+) -> None:
+    """Offload per the decision; without offload everything on `device` except a released
+    text encoder, which waits on the CPU until the next prompt."""
     try:
-        pipeline.to(device)
+        speed.apply_offload(
+            pipeline, offload, device, keep_on_cpu=("text_encoder",) if release else ()
+        )
+        if upsampler is not None:
+            upsampler.to(device)
     except (RuntimeError, AssertionError, ValueError) as exc:
         raise ModelUnavailable(
-            f"cannot move model {spec.id!r} to device {device}: {exc}; check KINEMA_DEVICE"
+            f"cannot place the model on device {device} (offload {offload}): {exc}; "
+            "check KINEMA_DEVICE and KINEMA_OFFLOAD"
         ) from exc
-    pipeline.set_progress_bar_config(disable=True)
-    return Engine(spec, pipeline, device)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise ModelUnavailable(f"KINEMA_DEVICE={name!r} is not a device: {exc}") from exc
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    try:
-        return DTYPES[name]
-    except KeyError:
-        known = ", ".join(["auto", *DTYPES])
-        raise ModelUnavailable(f"KINEMA_DTYPE={name!r} is not one of: {known}") from None
-
-
-def resolve_weights(spec: ModelSpec, settings: Settings) -> str:
-    """A local directory or a Hub id; kinema builds the tiny model itself unless overridden."""
-    if spec.id == "tiny-ltx2" and not settings.tiny_weights:
-        from kinema.engine.tiny import ensure_tiny_ltx2
-
-        try:
-            return str(ensure_tiny_ltx2(settings.models_dir))
-        except OSError as exc:
-            raise ModelUnavailable(
-                f"cannot build model {spec.id!r} in {settings.models_dir}: {exc}; "
-                f"set {spec.weights_setting} to a directory holding its weights"
-            ) from exc
-    source = settings.weights_for(spec.id, spec.weights)
-    if not source:
-        raise ModelUnavailable(f"model {spec.id!r} has no weights; set {spec.weights_setting}")
-    return source
-
-
-def _load_pipeline(spec: ModelSpec, source: str, dtype: torch.dtype) -> Any:
-    location = _local_dir(spec, source) or source
-    import diffusers
-    import transformers
-
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
-    pipeline_class = getattr(diffusers, spec.pipeline)
-    try:
-        return pipeline_class.from_pretrained(location, dtype=dtype)
-    except Exception as exc:
-        raise ModelUnavailable(
-            f"cannot load model {spec.id!r} from {source!r} ({type(exc).__name__}: {exc}); "
-            f"set {spec.weights_setting} to a local directory holding its weights, or to a "
-            "Hugging Face Hub id reachable from here (offline, pre-fill the Hugging Face cache)"
-        ) from exc
-
-
-def _local_dir(spec: ModelSpec, source: str) -> str | None:
-    """`source` as a local directory, None for a Hub id; a path to nowhere is an error."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return str(path)
-    if path.is_absolute() or source.startswith((".", "~")) or path.exists():
-        raise ModelUnavailable(
-            f"cannot load model {spec.id!r}: {source!r} is not a directory; set "
-            f"{spec.weights_setting} to a directory holding its weights or a Hugging Face Hub id"
-        )
-    return None

@@ -1,6 +1,6 @@
 """From a validated request and a model spec to every argument the pipeline gets (DESIGN §3).
 
-Nothing else in kinema decides sizes, frame counts or guidance. Torch-free.
+Nothing else in kinema decides sizes, frame counts, schedules or guidance. Torch-free.
 """
 
 from __future__ import annotations
@@ -9,7 +9,21 @@ import math
 from dataclasses import dataclass, field
 
 from kinema.domain import GenerationRequest
-from kinema.engine.registry import ModelSpec
+from kinema.engine.registry import ModelSpec, StageSpec
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One denoising pass of the pipeline, at its own size."""
+
+    width: int
+    height: int
+    num_inference_steps: int
+    sigmas: tuple[float, ...] | None
+    guidance_scale: float  # 1.0 = no classifier-free guidance
+    audio_guidance_scale: float
+    noise_scale: float
+    distilled_lora: bool
 
 
 @dataclass(frozen=True)
@@ -17,23 +31,26 @@ class GenerationPlan:
     model: str
     prompt: str
     negative_prompt: str | None
-    width: int  # generation size: a multiple of the model's size rule
+    width: int  # generation size (the last stage's): a multiple of the model's size rule
     height: int
     output_width: int  # what the encoder crops to (centered)
     output_height: int
     num_frames: int  # what the model generates (its frame rule)
     output_frames: int  # what the encoder keeps: duration x fps, so a 5 s request lasts 5 s
     fps: float
-    num_inference_steps: int
-    guidance_scale: float
     seed: int
     generate_audio: bool
     max_sequence_length: int
+    stages: tuple[StagePlan, ...]  # a second stage follows 2x latent upsampling
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def duration(self) -> float:
         return self.output_frames / self.fps
+
+    @property
+    def total_steps(self) -> int:
+        return sum(stage.num_inference_steps for stage in self.stages)
 
 
 def round_up(value: int, multiple: int) -> int:
@@ -55,36 +72,57 @@ def guidance_for(cfg_scale: float, spec: ModelSpec) -> float:
     return spec.guidance_default + (high - spec.guidance_default) * ((cfg_scale - 0.5) / 0.5)
 
 
-def plan_generation(request: GenerationRequest, spec: ModelSpec, seed: int) -> GenerationPlan:
-    output_width, output_height = spec.output_sizes[request.aspect_ratio]
-    num_frames = snap_frames(request.duration, spec.fps, spec.frame_multiple)
-    notes: list[str] = []
-    negative_prompt = request.negative_prompt
-    guidance = guidance_for(request.cfg_scale, spec)
-    if not spec.uses_cfg:
-        guidance = 1.0
-        if negative_prompt:
-            notes.append(
-                "negative_prompt ignored: this model runs without classifier-free guidance"
-            )
-            negative_prompt = None
+def _stage_plan(
+    stage: StageSpec, spec: ModelSpec, cfg_scale: float, size: tuple[int, int], steps: int | None
+) -> StagePlan:
+    guidance = guidance_for(cfg_scale, spec) if stage.uses_cfg else 1.0
+    audio_guidance = guidance * spec.audio_guidance_default / spec.guidance_default
+    return StagePlan(
+        width=round(size[0] * stage.scale),
+        height=round(size[1] * stage.scale),
+        num_inference_steps=steps if steps and not stage.sigmas else stage.num_steps,
+        sigmas=stage.sigmas,
+        guidance_scale=guidance,
+        audio_guidance_scale=audio_guidance if stage.uses_cfg else 1.0,
+        noise_scale=stage.noise_scale,
+        distilled_lora=stage.distilled_lora,
+    )
+
+
+def _notes(request: GenerationRequest, spec: ModelSpec) -> list[str]:
+    notes = []
+    if request.negative_prompt and not spec.uses_cfg:
+        notes.append("negative_prompt ignored: this model runs without classifier-free guidance")
     if request.enhance_prompt:
         notes.append("enhance_prompt ignored: this deployment has no prompt enhancer")
+    return notes
+
+
+def plan_generation(
+    request: GenerationRequest, spec: ModelSpec, seed: int, first_stage_steps: int | None = None
+) -> GenerationPlan:
+    """The whole pipeline call. `first_stage_steps` overrides a spaced (not fixed) schedule."""
+    output_width, output_height = spec.output_sizes[request.aspect_ratio]
+    size = (round_up(output_width, spec.size_multiple), round_up(output_height, spec.size_multiple))
+    num_frames = snap_frames(request.duration, spec.fps, spec.frame_multiple)
+    stages = tuple(
+        _stage_plan(stage, spec, request.cfg_scale, size, first_stage_steps if i == 0 else None)
+        for i, stage in enumerate(spec.stages)
+    )
     return GenerationPlan(
         model=spec.id,
         prompt=request.prompt,
-        negative_prompt=negative_prompt,
-        width=round_up(output_width, spec.size_multiple),
-        height=round_up(output_height, spec.size_multiple),
+        negative_prompt=request.negative_prompt if spec.uses_cfg else None,
+        width=size[0],
+        height=size[1],
         output_width=output_width,
         output_height=output_height,
         num_frames=num_frames,
         output_frames=min(num_frames, round(request.duration * spec.fps)),
         fps=spec.fps,
-        num_inference_steps=spec.num_inference_steps,
-        guidance_scale=guidance,
         seed=seed,
         generate_audio=request.generate_audio and spec.has_audio,
         max_sequence_length=spec.max_sequence_length,
-        notes=tuple(notes),
+        stages=stages,
+        notes=tuple(_notes(request, spec)),
     )

@@ -4,6 +4,10 @@ Built locally (nothing is downloaded) and saved with `save_pretrained`, so it lo
 checkpoint. The video VAE keeps the real model's compression (32x in space, 8x in time) and the
 audio path its timing (16 kHz, hop 160, 4x latent downsampling), so the pipeline runs every code
 path a real job does, on a CPU, in well under a second per clip. Its output is noise.
+
+Like the real LTX-2 repository it also holds a 2x latent upsampler (`latent_upsampler/`) and a
+distilled LoRA (`distilled_lora.safetensors`, keyed as Lightricks' own trainer writes them, which
+diffusers converts on load), so the two-stage presets run every code path too.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import json
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from diffusers import (
@@ -25,7 +30,9 @@ from diffusers import (
     LTX2VideoTransformer3DModel,
 )
 from diffusers.pipelines.ltx2 import LTX2TextConnectors
+from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
 from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+from safetensors.torch import save_file
 from torch import nn
 from transformers import (
     Gemma3Config,
@@ -37,9 +44,13 @@ from transformers import (
 
 TINY_DIR_NAME = "tiny-ltx2"
 # Bump whenever the architecture or weights change: a cached build of another version is rebuilt.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 MARKER = "kinema-tiny.json"
+T = TypeVar("T")
 SEED = 0
+UPSAMPLER_DIR = "latent_upsampler"
+LORA_FILE = "distilled_lora.safetensors"
+LORA_RANK = 4
 
 TEXT_HIDDEN = 32  # Gemma hidden size == the connectors' heads x head_dim
 TEXT_LAYERS = 2
@@ -61,6 +72,8 @@ def build_tiny_ltx2(destination: Path) -> None:
     staging.chmod(0o755)
     try:
         _tiny_pipeline().save_pretrained(staging, safe_serialization=True)
+        _seeded(_upsampler).save_pretrained(staging / UPSAMPLER_DIR, safe_serialization=True)
+        save_file(_seeded(_distilled_lora), str(staging / LORA_FILE), metadata={"format": "pt"})
         (staging / MARKER).write_text(json.dumps({"version": BUILD_VERSION}))
         _replace_dir(staging, destination)
     finally:
@@ -109,6 +122,12 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _seeded(build: Callable[[], T]) -> T:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        return build()
 
 
 def _tiny_pipeline() -> LTX2Pipeline:
@@ -287,3 +306,33 @@ def _scheduler() -> FlowMatchEulerDiscreteScheduler:
         max_image_seq_len=4096,
         shift_terminal=0.1,
     )
+
+
+def _upsampler() -> LTX2LatentUpsamplerModel:
+    """2x in space on the tiny VAE's latents (GroupNorm needs 32 middle channels)."""
+    return LTX2LatentUpsamplerModel(
+        in_channels=VIDEO_LATENT_CHANNELS,
+        mid_channels=32,
+        num_blocks_per_stage=1,
+        dims=3,
+        spatial_upsample=True,
+        temporal_upsample=False,
+        rational_spatial_scale=2.0,
+    )
+
+
+def _distilled_lora() -> dict[str, torch.Tensor]:
+    """Rank-4 LoRA pairs for every linear layer of the tiny transformer's blocks.
+
+    Keys follow Lightricks' trainer (`diffusion_model.<module>.lora_A.weight` / `lora_B.weight`),
+    the format of the released `ltx-2-19b-distilled-lora-384.safetensors`; diffusers' LTX-2 LoRA
+    loader converts them to `transformer.<module>...`. B is non-zero: the LoRA changes the output.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    for name, module in _transformer().named_modules():
+        if name.startswith("transformer_blocks.") and isinstance(module, nn.Linear):
+            out_features, in_features = module.weight.shape
+            prefix = f"diffusion_model.{name}"
+            tensors[f"{prefix}.lora_A.weight"] = torch.randn(LORA_RANK, in_features) * 0.1
+            tensors[f"{prefix}.lora_B.weight"] = torch.randn(out_features, LORA_RANK) * 0.1
+    return tensors

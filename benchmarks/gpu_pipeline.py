@@ -1,0 +1,155 @@
+"""One warm 5 s 1920x1080 LTX-2 clip with sound, stage by stage, on one GPU; one JSON line out.
+
+Builds the real-size LTX-2 components (transformer, video and audio VAEs, vocoder, 2x latent
+upsampler, Gemma-3 text encoder) from the configs in src/kinema/engine/configs/ltx2 with random
+weights directly on the GPU in bf16 — nothing is downloaded — then runs kinema's own engine on them:
+a warm-up clip (compilation happens here), then the timed clip. Random weights make noise, but noise
+costs exactly what a real clip costs. On a machine without CUDA it runs the tiny twin instead and
+prints the same JSON shape (this is how CI checks the script).
+
+    python benchmarks/gpu_pipeline.py                       # fast preset, compile on
+    python benchmarks/gpu_pipeline.py --preset quality      # CFG first stage, 40 steps
+    python benchmarks/gpu_pipeline.py --fp8 --step-cache first_block --no-compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kinema.config import Settings
+from kinema.domain import GenerationRequest
+from kinema.engine.pipelines import Engine, engine_from_components
+from kinema.engine.plan import GenerationPlan, plan_generation
+from kinema.engine.random_init import build_random_ltx2, build_random_ltx2_from_tiny
+from kinema.engine.registry import LTX_2, LTX_2_QUALITY, TINY_LTX2, TINY_LTX2_QUALITY, ModelSpec
+from kinema.media import encode_mp4
+
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "kinema" / "engine" / "configs" / "ltx2"
+HOSTED_SECONDS = 150.0  # the hosted API's wall time for a 5 s 1080p clip
+TARGET_SECONDS = 15.0
+PRESETS = {("real", "fast"): LTX_2, ("real", "quality"): LTX_2_QUALITY}
+PRESETS |= {("tiny", "fast"): TINY_LTX2, ("tiny", "quality"): TINY_LTX2_QUALITY}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=["fast", "quality"], default="fast")
+    parser.add_argument("--duration", type=int, choices=[5, 10], default=5)
+    parser.add_argument("--aspect-ratio", choices=["16:9", "9:16", "1:1"], default="16:9")
+    parser.add_argument("--no-compile", action="store_true", help="skip regional torch.compile")
+    parser.add_argument("--fp8", action="store_true", help="torchao float8 transformer")
+    parser.add_argument("--step-cache", choices=["none", "first_block", "mag", "taylorseer"])
+    parser.add_argument("--text-encoder", choices=["real", "small"], default="real")
+    parser.add_argument("--attention-backend", default="auto")
+    parser.add_argument("--force-tiny", action="store_true", help="the tiny twin even on a GPU")
+    return parser.parse_args()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def build(args: argparse.Namespace, mode: str, device: torch.device) -> tuple[Any, Any, dict]:
+    if mode == "tiny":
+        return build_random_ltx2_from_tiny(device, torch.float32)
+    return build_random_ltx2(CONFIGS, device, torch.bfloat16, text_encoder=args.text_encoder)
+
+
+def settings_for(args: argparse.Namespace, data_dir: Path, device: torch.device) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        device=str(device),
+        compile="off" if args.no_compile else "auto",
+        fp8=args.fp8,
+        step_cache=args.step_cache or "none",
+        attention_backend=args.attention_backend,
+        offload="none",
+    )
+
+
+def timed_clip(engine: Engine, plan: GenerationPlan, device: torch.device) -> dict[str, float]:
+    steps: list[float] = []
+    sync(device)
+    start = time.perf_counter()
+    clip = engine.generate(
+        plan, lambda done, total: steps.append(time.perf_counter()), lambda: False
+    )
+    sync(device)
+    generate_s = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        encode_start = time.perf_counter()
+        encode_mp4(clip, Path(tmp) / "clip.mp4", size=(plan.output_width, plan.output_height))
+        encode_s = time.perf_counter() - encode_start
+    return {**engine.last_timings, "generate": generate_s, "mp4_encode": encode_s}
+
+
+def main() -> None:
+    args = parse_args()
+    cuda = torch.cuda.is_available() and not args.force_tiny
+    device = torch.device("cuda" if cuda else "cpu")
+    mode = "real" if cuda else "tiny"
+    spec: ModelSpec = PRESETS[(mode, args.preset)]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    build_start = time.perf_counter()
+    pipeline, upsampler, facts = build(args, mode, device)
+    build_s = time.perf_counter() - build_start
+    with tempfile.TemporaryDirectory() as data_dir:
+        settings = settings_for(args, Path(data_dir), device)
+        engine = engine_from_components(spec, pipeline, upsampler, settings, device)
+        request = GenerationRequest(
+            model=spec.id,
+            prompt="a benchmark",
+            aspect_ratio=args.aspect_ratio,
+            duration=args.duration,
+        )
+        plan = plan_generation(request, spec, seed=0)
+        warm_start = time.perf_counter()
+        timed_clip(engine, plan, device)  # the warm-up is the same clip: compile, autotune, caches
+        warmup_s = time.perf_counter() - warm_start
+        stages = timed_clip(engine, plan, device)
+        applied = dict(engine.features)
+    total_s = stages["generate"] + stages["mp4_encode"]
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    print(
+        json.dumps(
+            {
+                "benchmark": "gpu_pipeline",
+                "mode": mode,
+                "device": torch.cuda.get_device_name(device) if cuda else "cpu",
+                "preset": args.preset,
+                "model": spec.id,
+                "clip": {
+                    "duration_s": args.duration,
+                    "output": [plan.output_width, plan.output_height],
+                    "generated": [plan.width, plan.height, plan.num_frames],
+                    "stages": [[s.width, s.height, s.num_inference_steps] for s in plan.stages],
+                },
+                "features": {
+                    **applied,
+                    "text_encoder": args.text_encoder if mode == "real" else "tiny",
+                },
+                "build_s": round(build_s, 2),
+                "warmup_s": round(warmup_s, 2),
+                "stages_s": {name: round(value, 4) for name, value in stages.items()},
+                "total_s": round(total_s, 3),
+                "peak_gpu_memory_gib": round(peak, 2) if peak is not None else None,
+                "ratio_vs_hosted_150s": round(total_s / HOSTED_SECONDS, 4),
+                "ratio_vs_target_15s": round(total_s / TARGET_SECONDS, 4),
+                "components": facts,
+            },
+            default=str,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Where a model's weights come from, and loading them: pipeline, 2x upsampler, distilled LoRA.
+
+Each location is a local path or a Hugging Face Hub id; every failure is a ModelUnavailable that
+names the setting to fix. The tiny model is built locally unless KINEMA_TINY_WEIGHTS points at one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kinema.config import Settings
+from kinema.engine.registry import ModelSpec
+from kinema.errors import ModelUnavailable
+
+logger = logging.getLogger("kinema.engine")
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+LORA_ADAPTER = "distilled"
+TINY_FAMILY = "tiny-ltx2"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One component's weights: a local path or Hub id (+ subfolder or file within it)."""
+
+    location: str
+    setting: str  # named in errors
+    subfolder: str | None = None
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class Sources:
+    pipeline: Source
+    upsampler: Source | None  # None: a single-stage model
+    lora: Source | None  # None: no stage runs the distilled LoRA, or the spec names none
+
+
+def family(spec: ModelSpec) -> str:
+    return spec.id.split(":")[0]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise ModelUnavailable(f"KINEMA_DEVICE={name!r} is not a device: {exc}") from exc
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return DTYPES[name]
+    except KeyError:
+        known = ", ".join(["auto", *DTYPES])
+        raise ModelUnavailable(f"KINEMA_DTYPE={name!r} is not one of: {known}") from None
+
+
+def resolve_sources(spec: ModelSpec, settings: Settings) -> Sources:
+    pipeline = Source(resolve_weights(spec, settings), spec.weights_setting)
+    return Sources(
+        pipeline,
+        _upsampler_source(spec, settings, pipeline),
+        _lora_source(spec, settings, pipeline),
+    )
+
+
+def resolve_weights(spec: ModelSpec, settings: Settings) -> str:
+    """The pipeline's local directory or Hub id; kinema builds the tiny model itself."""
+    if family(spec) == TINY_FAMILY and not settings.tiny_weights:
+        from kinema.engine.tiny import ensure_tiny_ltx2
+
+        try:
+            return str(ensure_tiny_ltx2(settings.models_dir))
+        except OSError as exc:
+            raise ModelUnavailable(
+                f"cannot build model {spec.id!r} in {settings.models_dir}: {exc}; "
+                f"set {spec.weights_setting} to a directory holding its weights"
+            ) from exc
+    source = settings.weights_for(spec.id, spec.weights)
+    if not source:
+        raise ModelUnavailable(f"model {spec.id!r} has no weights; set {spec.weights_setting}")
+    return source
+
+
+def _overrides(spec: ModelSpec, settings: Settings) -> tuple[str | None, str, str | None, str]:
+    """(upsampler override, its setting, LoRA override, its setting) for the spec's family."""
+    if family(spec) == "ltx-2":
+        return (
+            settings.ltx2_upsampler,
+            "KINEMA_LTX2_UPSAMPLER",
+            settings.ltx2_distilled_lora,
+            "KINEMA_LTX2_DISTILLED_LORA",
+        )
+    return None, spec.weights_setting, None, spec.weights_setting
+
+
+def _upsampler_source(spec: ModelSpec, settings: Settings, pipeline: Source) -> Source | None:
+    if not spec.two_stage:
+        return None
+    override, setting, _, _ = _overrides(spec, settings)
+    if override:
+        return Source(override, setting, subfolder=spec.upsampler_subfolder)
+    return Source(spec.upsampler_weights or pipeline.location, setting, spec.upsampler_subfolder)
+
+
+def _lora_source(spec: ModelSpec, settings: Settings, pipeline: Source) -> Source | None:
+    if not any(stage.distilled_lora for stage in spec.stages):
+        return None
+    _, _, override, setting = _overrides(spec, settings)
+    if override:
+        return Source(override, setting, file=spec.lora_file)
+    if not spec.lora_weights and not spec.lora_file:
+        return None
+    return Source(spec.lora_weights or pipeline.location, setting, file=spec.lora_file)
+
+
+def _quiet_diffusers() -> None:
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def load_pipeline(spec: ModelSpec, source: Source, dtype: torch.dtype) -> Any:
+    location = _local_path(spec, source, True, "pipeline") or source.location
+    _quiet_diffusers()
+    import diffusers
+
+    pipeline_class = getattr(diffusers, spec.pipeline)
+    try:
+        pipeline = pipeline_class.from_pretrained(location, dtype=dtype)
+    except Exception as exc:
+        raise _unavailable(spec, "pipeline", source, exc) from exc
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def load_upsampler(spec: ModelSpec, source: Source, dtype: torch.dtype) -> Any:
+    """The 2x latent upsampler: a directory holding its config, or a repo and subfolder."""
+    from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+
+    _quiet_diffusers()
+    local = _local_path(spec, source, True, "latent upsampler")
+    location, subfolder = local or source.location, source.subfolder
+    if local and (Path(local) / "config.json").is_file():
+        subfolder = None
+    try:
+        return LTX2LatentUpsamplerModel.from_pretrained(location, subfolder=subfolder, dtype=dtype)
+    except Exception as exc:
+        raise _unavailable(spec, "latent upsampler", source, exc) from exc
+
+
+def load_lora(pipeline: Any, spec: ModelSpec, source: Source | dict[str, Any]) -> None:
+    """Load the distilled LoRA into the transformer as adapter `distilled` (diffusers + peft)."""
+    hub_file = {}
+    if (
+        isinstance(source, Source)
+        and source.file
+        and _local_path(spec, source, False, "distilled LoRA") is None
+    ):
+        hub_file = {"weight_name": source.file}
+    try:
+        weights = _lora_weights(spec, source)
+        pipeline.load_lora_weights(weights, adapter_name=LORA_ADAPTER, **hub_file)
+    except Exception as exc:
+        if isinstance(source, Source):
+            raise _unavailable(spec, "distilled LoRA", source, exc) from exc
+        raise ModelUnavailable(f"cannot load the distilled LoRA of {spec.id!r}: {exc}") from exc
+
+
+def _lora_weights(spec: ModelSpec, source: Source | dict[str, Any]) -> str | dict[str, Any]:
+    """A state dict read from a local file, a local directory, or the Hub id as is."""
+    if not isinstance(source, Source):
+        return dict(source)
+    local = _local_path(spec, source, False, "distilled LoRA")
+    if local is None:
+        return source.location
+    path = Path(local)
+    if path.is_dir() and source.file and (path / source.file).is_file():
+        path = path / source.file
+    if path.is_dir():
+        return str(path)  # diffusers picks the directory's one .safetensors file
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def _unavailable(spec: ModelSpec, what: str, source: Source, exc: Exception) -> ModelUnavailable:
+    inner = source.subfolder or source.file
+    where = source.location + (f" ({inner})" if inner else "")
+    return ModelUnavailable(
+        f"cannot load the {what} of model {spec.id!r} from {where!r} ({type(exc).__name__}: "
+        f"{exc}); set {source.setting} to a local path holding it, or to a Hugging Face Hub id "
+        "reachable from here (offline, pre-fill the Hugging Face cache)"
+    )
+
+
+def _local_path(
+    spec: ModelSpec, source: Source, want_dir: bool, what: str = "weights"
+) -> str | None:
+    """`source` as a local path, None for a Hub id; a path to nowhere is an error."""
+    path = Path(source.location).expanduser()
+    if path.is_dir() or (path.is_file() and not want_dir):
+        return str(path)
+    looks_local = path.is_absolute() or source.location.startswith((".", "~")) or path.exists()
+    if looks_local:
+        kind = "directory" if want_dir else "file or directory"
+        raise ModelUnavailable(
+            f"cannot load the {what} of model {spec.id!r}: {source.location!r} is not a {kind}; "
+            f"set {source.setting} to a local path holding it or a Hugging Face Hub id"
+        )
+    return None

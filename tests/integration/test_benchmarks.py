@@ -1,0 +1,71 @@
+"""The benchmark scripts keep working: each runs small here and prints its one JSON line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+STAGES = {"text_encode", "stage1", "stage1_per_step", "upsample", "refine", "video_decode"}
+
+
+def run_benchmark(script: str, *args: str) -> dict[str, object]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, result.stdout
+    return json.loads(lines[0])  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("args", "preset"),
+    [
+        pytest.param([], "fast", id="fast"),
+        pytest.param(
+            ["--preset", "quality", "--step-cache", "taylorseer"], "quality", id="quality"
+        ),
+    ],
+)
+def test_gpu_pipeline_runs_the_tiny_twin_on_a_cpu(args: list[str], preset: str) -> None:
+    result = run_benchmark("gpu_pipeline.py", *args)
+    assert (result["benchmark"], result["mode"], result["preset"]) == (
+        "gpu_pipeline",
+        "tiny",
+        preset,
+    )
+    stages = result["stages_s"]
+    assert isinstance(stages, dict)
+    assert STAGES | {"audio_decode", "mp4_encode", "generate"} <= stages.keys()
+    assert all(value >= 0 for value in stages.values())
+    clip = result["clip"]
+    assert isinstance(clip, dict) and clip["generated"][2] == 121
+    (w1, h1, _), (w2, h2, refine_steps) = clip["stages"]
+    assert (w1 * 2, h1 * 2, refine_steps) == (w2, h2, 3)
+    assert result["total_s"] > 0 and result["ratio_vs_target_15s"] > 0
+    features = result["features"]
+    assert isinstance(features, dict) and features["compile"] == "off"  # auto: off on a CPU
+    if "taylorseer" in args:
+        assert features["step_cache"] == "taylorseer"
+
+
+def test_encode_benchmark_compares_with_ffmpeg_when_present() -> None:
+    result = run_benchmark("encode.py", "--frames", "9", "--width", "128", "--height", "72")
+    assert result["benchmark"] == "encode" and result["frames"] == 9
+    assert result["kinema_s"] > 0
+    if result["ffmpeg_s"] is not None:
+        assert result["ratio_vs_ffmpeg"] == pytest.approx(
+            result["kinema_s"] / result["ffmpeg_s"], rel=0.01
+        )

@@ -1,0 +1,252 @@
+"""The real-size LTX-2 configs and the random-weight builder, on a CPU: no real-size weights."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import LTX2LatentUpsamplePipeline, LTX2Pipeline
+from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+
+from kinema.engine import tiny
+from kinema.engine.random_init import (
+    CONFIG_NAMES,
+    CONFIGS_DIR,
+    MODEL_NAMES,
+    build_random_ltx2,
+    build_random_ltx2_from_tiny,
+    count_parameters,
+    empty_ltx2,
+    empty_model,
+    load_configs,
+    materialize,
+)
+from kinema.engine.registry import TINY_LTX2
+
+BILLION = 1e9
+FACT_KEYS = {
+    "text_encoder",
+    "device",
+    "dtype",
+    "parameters",
+    "parameters_total",
+    "weights_gib",
+    "build_seconds",
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def real() -> dict[str, torch.nn.Module]:
+    return empty_ltx2(CONFIGS_DIR)
+
+
+def test_every_component_has_a_config_naming_its_class() -> None:
+    names = {path.stem for path in CONFIGS_DIR.glob("*.json")}
+    assert names == set(CONFIG_NAMES)
+    assert (CONFIGS_DIR / "README.md").is_file()
+    for name in CONFIG_NAMES:
+        config = json.loads((CONFIGS_DIR / f"{name}.json").read_text())
+        assert config.get("_class_name") or config.get("architectures"), name
+
+
+def test_the_configs_build_every_model_without_weights(real: dict[str, torch.nn.Module]) -> None:
+    assert set(real) == set(MODEL_NAMES)
+    for name, model in real.items():
+        assert {param.device.type for param in model.parameters()} == {"meta"}, name
+
+
+def test_parameter_counts_match_the_published_sizes(real: dict[str, torch.nn.Module]) -> None:
+    counts = {name: count_parameters(model) for name, model in real.items()}
+    transformer = real["transformer"]
+    audio = sum(p.numel() for n, p in transformer.named_parameters() if "audio" in n)
+
+    # LTX-2 paper: 19B = 14B video + 5B audio (the audio stream and the audio<->video attention).
+    assert counts["transformer"] == 18_876_174_592
+    assert 4.5 * BILLION < audio < 6 * BILLION
+    assert 12.5 * BILLION < counts["transformer"] - audio < 14.5 * BILLION
+    # Gemma-3 12B (text 11.77B + SigLIP vision tower 0.42B; the output head is the tied embedding).
+    assert 11.5 * BILLION < counts["text_encoder"] < 12.5 * BILLION
+    # ltx-2-spatial-upscaler-x2-1.0.safetensors is about 1 GB in bf16.
+    assert 0.45 * BILLION < counts["latent_upsampler"] < 0.55 * BILLION
+    assert 1.0 * BILLION < counts["vae"] < 1.5 * BILLION
+    assert 1.3 * BILLION < counts["connectors"] < 1.5 * BILLION
+    assert counts["audio_vae"] < 0.1 * BILLION
+    assert counts["vocoder"] < 0.1 * BILLION
+
+
+def test_the_text_encoder_has_the_real_vocabulary_tied_to_its_head(
+    real: dict[str, torch.nn.Module],
+) -> None:
+    encoder = real["text_encoder"]
+    embedding = encoder.get_input_embeddings().weight
+    assert tuple(embedding.shape) == (262_208, 3840)
+    assert encoder.lm_head.weight is embedding
+
+
+def test_the_small_text_encoder_keeps_the_real_widths() -> None:
+    small = empty_ltx2(CONFIGS_DIR, text_encoder="small")
+    text = small["text_encoder"].config.text_config
+
+    assert (text.num_hidden_layers, text.hidden_size, text.vocab_size) == (2, 3840, 262_208)
+    assert small["connectors"].text_proj_in.in_features == 3 * 3840
+    assert count_parameters(small["text_encoder"]) < 2 * BILLION
+
+
+def test_inconsistent_configs_are_refused(tmp_path: Path) -> None:
+    configs = tmp_path / "ltx2"
+    configs.mkdir()
+    for name in CONFIG_NAMES:
+        (configs / f"{name}.json").write_text((CONFIGS_DIR / f"{name}.json").read_text())
+    connectors = json.loads((configs / "connectors.json").read_text())
+    (configs / "connectors.json").write_text(json.dumps({**connectors, "caption_channels": 4096}))
+
+    with pytest.raises(ValueError, match="caption_channels"):
+        load_configs(configs)
+    with pytest.raises(ValueError, match="text_encoder"):
+        load_configs(CONFIGS_DIR, text_encoder="huge")
+
+
+def test_materialize_allocates_in_the_target_dtype_keeps_ties_and_stays_sane() -> None:
+    encoder = empty_model("text_encoder", tiny._text_encoder().config.to_dict())
+    generator = torch.Generator().manual_seed(0)
+
+    encoder = materialize(
+        encoder, torch.device("cpu"), torch.bfloat16, generator, cast_buffers=False
+    )
+
+    params = list(encoder.parameters())
+    assert {(p.device.type, p.dtype) for p in params} == {("cpu", torch.bfloat16)}
+    assert encoder.lm_head.weight is encoder.get_input_embeddings().weight
+    assert all(torch.isfinite(p).all() and p.abs().max() <= 1 for p in params)  # norm scales: 1
+    assert all(not p.requires_grad for p in params)
+    norm = encoder.model.language_model.norm.weight  # Gemma's (1 + w) RMSNorm: neutral at 0
+    assert torch.all(norm == 0)
+    rope = dict(encoder.named_buffers())[
+        "model.language_model.rotary_emb.sliding_attention_inv_freq"
+    ]
+    assert rope.dtype == torch.float32
+
+
+def test_the_builder_runs_from_config_files(tmp_path: Path) -> None:
+    """build_random_ltx2 itself, on shrunken copies of the real configs (real ones need a GPU)."""
+    configs = _shrunken_configs(tmp_path)
+
+    pipeline, upsampler, facts = build_random_ltx2(configs, torch.device("cpu"), torch.bfloat16)
+
+    assert isinstance(pipeline, LTX2Pipeline)
+    assert isinstance(upsampler, LTX2LatentUpsamplerModel)
+    assert set(facts) == FACT_KEYS
+    assert facts["text_encoder"] == "real"
+    assert facts["dtype"] == "bfloat16"
+    assert set(facts["parameters"]) == set(MODEL_NAMES)
+    assert set(facts["build_seconds"]) == {*MODEL_NAMES, "total"}
+    dtypes = {p.dtype for name in MODEL_NAMES[:-1] for p in getattr(pipeline, name).parameters()}
+    assert dtypes == {torch.bfloat16}
+    assert pipeline.vae.latents_std.dtype == torch.bfloat16  # diffusers' buffers follow the dtype
+
+
+def test_the_tiny_build_generates_finite_frames_and_upsamples() -> None:
+    pipeline, upsampler, facts = build_random_ltx2_from_tiny(torch.device("cpu"), torch.float32)
+    assert set(facts) == FACT_KEYS
+    assert facts["text_encoder"] == "tiny"
+    call = {
+        "prompt": "a red fox jumps over a fence",
+        "negative_prompt": "",
+        "width": 64,
+        "height": 64,
+        "num_frames": 9,
+        "frame_rate": 24.0,
+        "num_inference_steps": 2,
+        "guidance_scale": 4.0,
+        "max_sequence_length": TINY_LTX2.max_sequence_length,
+        "return_dict": False,
+        **TINY_LTX2.extra_call_args,
+    }
+
+    with torch.inference_mode():
+        video, audio = pipeline(
+            **call, output_type="np", generator=torch.Generator().manual_seed(0)
+        )
+        latents, _ = pipeline(
+            **call, output_type="latent", generator=torch.Generator().manual_seed(0)
+        )
+        upsample = LTX2LatentUpsamplePipeline(vae=pipeline.vae, latent_upsampler=upsampler)
+        (upsampled,) = upsample(
+            latents=latents, height=64, width=64, num_frames=9, output_type="np", return_dict=False
+        )
+
+    assert video.shape == (1, 9, 64, 64, 3)
+    assert np.isfinite(video).all()
+    assert torch.isfinite(audio).all()
+    assert upsampled.shape == (1, 9, 128, 128, 3)
+    assert np.isfinite(upsampled).all()
+
+
+def _shrunken_configs(tmp_path: Path) -> Path:
+    """The real configs with every width and depth cut down, couplings kept."""
+    configs = {
+        name: json.loads((CONFIGS_DIR / f"{name}.json").read_text()) for name in CONFIG_NAMES
+    }
+    hidden = 32
+    configs["text_encoder"]["text_config"].update(
+        hidden_size=hidden,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+    )
+    configs["text_encoder"]["vision_config"].update(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=8,
+        patch_size=2,
+    )
+    configs["text_encoder"]["mm_tokens_per_image"] = 4
+    configs["connectors"].update(
+        caption_channels=hidden,
+        text_proj_in_factor=3,
+        video_connector_num_attention_heads=4,
+        video_connector_attention_head_dim=hidden // 4,
+        audio_connector_num_attention_heads=4,
+        audio_connector_attention_head_dim=hidden // 4,
+    )
+    configs["transformer"].update(
+        num_layers=1,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        cross_attention_dim=16,
+        audio_num_attention_heads=2,
+        audio_attention_head_dim=4,
+        audio_cross_attention_dim=8,
+        caption_channels=hidden,
+    )
+    configs["vae"].update(
+        block_out_channels=[8, 8, 8, 8],
+        decoder_block_out_channels=[8, 8, 8],
+        layers_per_block=[1, 1, 1, 1, 1],
+        decoder_layers_per_block=[1, 1, 1, 1],
+    )
+    configs["audio_vae"].update(base_channels=8)
+    configs["vocoder"].update(hidden_channels=32)
+    configs["latent_upsampler"].update(mid_channels=32, num_blocks_per_stage=1)
+    directory = tmp_path / "shrunken"
+    directory.mkdir()
+    for name, config in configs.items():
+        (directory / f"{name}.json").write_text(json.dumps(config))
+    return directory
