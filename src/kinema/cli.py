@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 import httpx
+import sqlalchemy.engine.url as sa_url
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
@@ -19,6 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from kinema.client import DEFAULT_MODEL, Client, Generation, ProgressCallback
+from kinema.config import Settings
 from kinema.engine.registry import KLING_ALIASES
 from kinema.errors import ClientError, KinemaError
 from kinema.runtime import (
@@ -31,7 +33,8 @@ from kinema.runtime import (
     stop_when_orphaned,
 )
 from kinema.service import KeyService
-from kinema.store.sql import open_store
+from kinema.store.migrations import migrate
+from kinema.store.sql import open_store_url
 
 app = typer.Typer(help="kinema: self-hosted text-to-video with sound.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
@@ -43,6 +46,16 @@ DataDir = Annotated[
     Path | None, typer.Option("--data-dir", envvar="KINEMA_DATA_DIR", help="jobs, keys, artifacts")
 ]
 Model = Annotated[str | None, typer.Option("--model", help="served model id [env KINEMA_MODEL]")]
+StoreUrl = Annotated[
+    str | None,
+    typer.Option("--store", help="jobs database URL [env KINEMA_STORE_URL; default SQLite]"),
+]
+StorageUrl = Annotated[
+    str | None,
+    typer.Option("--storage", help="artifacts: s3://bucket/prefix [env KINEMA_STORAGE]"),
+]
+db_app = typer.Typer(help="The jobs database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 
 def _configure_logging(level: str) -> None:
@@ -64,6 +77,8 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port to bind")] = None,
     model: Model = None,
     data_dir: DataDir = None,
+    store: StoreUrl = None,
+    storage: StorageUrl = None,
     workers: Annotated[int, typer.Option(help="worker processes to run beside the API")] = 1,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="run the API only")] = False,
     log_level: str = "info",
@@ -74,7 +89,9 @@ def serve(
     from kinema.api.app import create_app
 
     _configure_logging(log_level)
-    settings = make_settings(host=host, port=port, model=model, data_dir=data_dir)
+    settings = make_settings(
+        host=host, port=port, model=model, data_dir=data_dir, store_url=store, storage=storage
+    )
     server: uvicorn.Server | None = None
 
     def shut_down() -> None:
@@ -106,16 +123,44 @@ def _announce_keys(keys: KeyService, seeded: str) -> None:
 def worker(
     model: Model = None,
     data_dir: DataDir = None,
+    store: StoreUrl = None,
+    storage: StorageUrl = None,
+    gpus: Annotated[
+        str | None, typer.Option(help="one clip across these GPUs (context parallel), e.g. 0,1")
+    ] = None,
+    context_parallel: Annotated[str, typer.Option(help="ulysses | ring (CUDA only)")] = "ulysses",
+    cpu_ranks: Annotated[int, typer.Option(hidden=True)] = 0,  # tests: N gloo ranks on a CPU
     log_level: str = "info",
     exit_with_parent: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
-    """Run one worker: load the model once, then process jobs from the data directory's queue."""
+    """Run one worker: load the model once, then process jobs from the shared queue."""
     _configure_logging(log_level)
     stop = threading.Event()
     stop_on_signals(stop)
     if exit_with_parent:
         stop_when_orphaned(stop)
-    raise typer.Exit(run_worker(make_settings(model=model, data_dir=data_dir), stop))
+    settings = make_settings(model=model, data_dir=data_dir, store_url=store, storage=storage)
+    try:
+        ids = [int(g) for g in gpus.split(",") if g.strip()] if gpus else None
+    except ValueError:
+        raise _fail(f"--gpus takes GPU numbers like 0,1,2,3, not {gpus!r}") from None
+    if ids and len(ids) == 1:
+        settings = settings.model_copy(update={"device": f"cuda:{ids[0]}"})
+    if (ids and len(ids) > 1) or cpu_ranks > 1:
+        raise typer.Exit(_run_ranks(settings, ids, cpu_ranks, context_parallel, stop))
+    raise typer.Exit(run_worker(settings, stop))
+
+
+def _run_ranks(
+    settings: Settings, gpus: list[int] | None, cpu_ranks: int, mode: str, stop: threading.Event
+) -> int:
+    from kinema.parallel_worker import run_parallel_worker
+
+    devices = ["cpu"] * cpu_ranks if cpu_ranks > 1 else None
+    try:
+        return run_parallel_worker(settings, gpus, stop, devices=devices, mode=mode)
+    except ValueError as exc:  # e.g. a GPU named twice, or not visible
+        raise _fail(str(exc)) from None
 
 
 @app.command()
@@ -262,8 +307,8 @@ def _served_model_entries(server: str | None, model: str | None) -> list[dict[st
 
 
 @contextmanager
-def _keys(data_dir: Path | None) -> Iterator[KeyService]:
-    store = open_store(make_settings(data_dir=data_dir).database_path)
+def _keys(data_dir: Path | None, store_url: str | None) -> Iterator[KeyService]:
+    store = open_store_url(make_settings(data_dir=data_dir, store_url=store_url).database_url)
     try:
         yield KeyService(store)
     finally:
@@ -272,20 +317,22 @@ def _keys(data_dir: Path | None) -> Iterator[KeyService]:
 
 @keys_app.command("create")
 def keys_create(
-    name: Annotated[str, typer.Option(help="a label for the key")], data_dir: DataDir = None
+    name: Annotated[str, typer.Option(help="a label for the key")],
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
 ) -> None:
     """Create an API key and print it (the only time it is shown)."""
-    with _keys(data_dir) as keys:
+    with _keys(data_dir, store) as keys:
         key, raw_key = keys.create(name)
     console.print(f"created key {key.id} ({key.name}); it is shown only once:")
     print(raw_key)
 
 
 @keys_app.command("list")
-def keys_list(data_dir: DataDir = None) -> None:
+def keys_list(data_dir: DataDir = None, store: StoreUrl = None) -> None:
     """List API keys (ids and names; the keys themselves are stored only as hashes)."""
     table = Table("id", "name", "created", "revoked")
-    with _keys(data_dir) as keys:
+    with _keys(data_dir, store) as keys:
         listed = keys.list()
     for key in listed:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(key.created_at))
@@ -295,11 +342,61 @@ def keys_list(data_dir: DataDir = None) -> None:
 
 @keys_app.command("revoke")
 def keys_revoke(
-    key: Annotated[str, typer.Argument(help="key id or name")], data_dir: DataDir = None
+    key: Annotated[str, typer.Argument(help="key id or name")],
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
 ) -> None:
     """Revoke an API key by id or name."""
-    with _keys(data_dir) as keys:
+    with _keys(data_dir, store) as keys:
         revoked = keys.revoke(key)
     if revoked == 0:
         raise _fail(f"no active key {key!r}")
     console.print(f"revoked {key}")
+
+
+@app.command()
+def cancel(
+    generation_id: Annotated[str, typer.Argument(help="the generation to cancel")],
+    server: Annotated[str | None, typer.Option(envvar="KINEMA_SERVER", help="server URL")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="KINEMA_API_KEY")] = None,
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
+) -> None:
+    """Cancel a generation: on a server with a key, or (without --server) in the local store."""
+    try:
+        status = _cancel(generation_id, server, api_key, data_dir, store)
+    except (ClientError, KinemaError, httpx.HTTPError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"{generation_id}: {status}")
+
+
+def _cancel(
+    generation_id: str,
+    server: str | None,
+    api_key: str | None,
+    data_dir: Path | None,
+    store_url: str | None,
+) -> str:
+    if server:
+        with Client(server, api_key) as client:
+            return client.cancel(generation_id).status
+    store = open_store_url(make_settings(data_dir=data_dir, store_url=store_url).database_url)
+    try:
+        job = store.request_cancel(generation_id)
+    finally:
+        store.close()
+    if job is None:
+        raise KinemaError(f"generation {generation_id!r} not found")
+    return f"{job.status.value}{' (stops at its next step)' if job.cancel_requested else ''}"
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: DataDir = None, store: StoreUrl = None) -> None:
+    """Create or migrate the jobs database schema to this version of kinema."""
+    url = make_settings(data_dir=data_dir, store_url=store).database_url
+    migrate(url)
+    console.print(f"schema of {_redacted(url)} is current")
+
+
+def _redacted(url: str) -> str:
+    return sa_url.make_url(url).render_as_string(hide_password=True)

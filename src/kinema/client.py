@@ -143,6 +143,11 @@ class Client:
         response = self._http.get(CREATE_PATH, params={"generation_id": generation_id})
         return Generation.from_json(_checked(response))
 
+    def cancel(self, generation_id: str) -> Generation:
+        """Cancel: a queued generation ends at once, a running one at its next step."""
+        response = self._http.post(f"{CREATE_PATH}/cancel", params={"generation_id": generation_id})
+        return Generation.from_json(_checked(response))
+
     def wait(
         self,
         generation_id: str,
@@ -198,6 +203,12 @@ class AsyncClient:
 
     async def get(self, generation_id: str) -> Generation:
         response = await self._http.get(CREATE_PATH, params={"generation_id": generation_id})
+        return Generation.from_json(_checked(response))
+
+    async def cancel(self, generation_id: str) -> Generation:
+        response = await self._http.post(
+            f"{CREATE_PATH}/cancel", params={"generation_id": generation_id}
+        )
         return Generation.from_json(_checked(response))
 
     async def wait(

@@ -49,9 +49,19 @@ class Settings(BaseSettings):
     release_text_encoder: Toggle = "auto"  # move the text encoder off the GPU after encoding
     offload: Offload = "auto"  # auto picks none on a large GPU, model or group on a small one
 
+    # Where jobs and artifacts live. Default: SQLite and files under data_dir (one machine).
+    store_url: str | None = None  # e.g. postgresql+psycopg://kinema@db/kinema
+    storage: str | None = None  # e.g. s3://bucket/prefix (endpoint/credentials: AWS_* settings)
+
+    max_queued_per_key: int = 100  # beyond these a create is answered 429 with Retry-After
+    max_queued_total: int = 10_000
+    retry_after_seconds: int = 10
+    worker_liveness_seconds: float = 60.0  # a worker not seen for this long counts as gone
+
     lease_seconds: float = 30.0
     heartbeat_seconds: float = 5.0
-    poll_seconds: float = 0.5
+    poll_seconds: float = 0.5  # how often pollers (SQLite waits, clients) look again
+    idle_wait_seconds: float = 1.0  # an idle worker's longest wait for a wake-up (NOTIFY on PG)
     max_attempts: int = 3
     url_ttl_seconds: int = 24 * 3600
     max_body_bytes: int = 64 * 1024
@@ -65,6 +75,10 @@ class Settings(BaseSettings):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "kinema.db"
+
+    @property
+    def database_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.database_path}"
 
     @property
     def artifacts_dir(self) -> Path:

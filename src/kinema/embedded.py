@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -76,4 +75,4 @@ class EmbeddedRunner:
         job = self.services.jobs.store.get_job(generation.id)
         if job is None or job.artifact is None:
             raise NotFound(f"generation {generation.id} has no video")
-        shutil.copyfile(self.services.artifacts.path_for(job.artifact.key), output)
+        self.services.artifacts.download_to(job.artifact.key, output)

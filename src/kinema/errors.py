@@ -38,6 +38,18 @@ class PayloadTooLarge(KinemaError):
     pass
 
 
+class QueueFull(KinemaError):
+    """Too many queued jobs (for this key or in all); the client should retry later."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotReady(KinemaError):
+    """The deployment cannot take work now: database, storage or workers are missing."""
+
+
 class ModelUnavailable(KinemaError):
     """The model cannot be loaded: missing weights, unknown id, broken configuration."""
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from kinema.config import Settings
 from kinema.engine.registry import ServedModels
 from kinema.errors import ModelUnavailable
-from kinema.service import JobService, KeyService
-from kinema.storage.local import LocalArtifactStore, load_or_create_secret
-from kinema.store.sql import SqlJobStore, open_store
+from kinema.service import JobService, KeyService, QueueLimits
+from kinema.storage import ArtifactStore, load_or_create_secret, open_artifact_store
+from kinema.store.sql import SqlJobStore, open_store_url
 
 logger = logging.getLogger("kinema")
 
@@ -38,22 +38,30 @@ class Services:
     settings: Settings
     keys: KeyService
     jobs: JobService
-    artifacts: LocalArtifactStore
+    artifacts: ArtifactStore
 
     def close(self) -> None:
         self.jobs.close()
 
 
-def open_backends(settings: Settings) -> tuple[SqlJobStore, LocalArtifactStore]:
-    store = open_store(settings.database_path, max_attempts=settings.max_attempts)
-    secret = load_or_create_secret(settings.secret_path)
-    return store, LocalArtifactStore(settings.artifacts_dir, secret)
+def open_backends(settings: Settings) -> tuple[SqlJobStore, ArtifactStore]:
+    store = open_store_url(settings.database_url, max_attempts=settings.max_attempts)
+    artifacts = open_artifact_store(
+        settings.storage or "",
+        local_root=settings.artifacts_dir,
+        secret=load_or_create_secret(settings.secret_path),
+        staging_dir=settings.data_dir / "staging",
+    )
+    return store, artifacts
 
 
 def build_services(settings: Settings) -> Services:
     store, artifacts = open_backends(settings)
     served = ServedModels.of(served_models(settings))
-    jobs = JobService(store, artifacts, served, settings.url_ttl_seconds)
+    limits = QueueLimits(
+        settings.max_queued_per_key, settings.max_queued_total, settings.retry_after_seconds
+    )
+    jobs = JobService(store, artifacts, served, settings.url_ttl_seconds, limits)
     return Services(settings, KeyService(store), jobs, artifacts)
 
 

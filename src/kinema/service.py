@@ -5,16 +5,24 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from kinema.domain import ApiKey, GenerationRequest, Job, JobStatus
 from kinema.engine.registry import ServedModels
-from kinema.errors import FieldError, NotFound, Unauthorized, ValidationFailed
+from kinema.errors import FieldError, NotFound, QueueFull, Unauthorized, ValidationFailed
 from kinema.storage.base import ArtifactStore
 from kinema.store.base import JobStore
 
 MAX_SEED = 2**32 - 1
+
+
+def _probe(check: Callable[[], object]) -> str:
+    try:
+        check()
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}: {exc}"
+    return "ok"
 
 
 def hash_key(raw_key: str) -> str:
@@ -27,6 +35,22 @@ def new_raw_key() -> str:
 
 def new_job_id() -> str:
     return secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    per_key: int = 100
+    total: int = 10_000
+    retry_after: int = 10
+
+
+@dataclass(frozen=True)
+class Readiness:
+    checks: dict[str, str]  # name → "ok" or what is wrong
+
+    @property
+    def ready(self) -> bool:
+        return all(result == "ok" for result in self.checks.values())
 
 
 @dataclass(frozen=True)
@@ -78,12 +102,18 @@ class KeyService:
 
 class JobService:
     def __init__(
-        self, store: JobStore, storage: ArtifactStore, served: ServedModels, url_ttl: int
+        self,
+        store: JobStore,
+        storage: ArtifactStore,
+        served: ServedModels,
+        url_ttl: int,
+        limits: QueueLimits | None = None,
     ) -> None:
         self.store = store
         self._storage = storage
         self.served = served
         self._url_ttl = url_ttl
+        self._limits = limits or QueueLimits()
 
     def submit(self, owner: ApiKey, request: GenerationRequest) -> Job:
         model = self.served.resolve(request.model)
@@ -92,6 +122,7 @@ class JobService:
                 "Body validation error: unknown model",
                 [FieldError("model", f"must be one of: {', '.join(self.served.all_ids())}")],
             )
+        self._check_capacity(owner)
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
         job = Job(
             id=new_job_id(),
@@ -107,10 +138,41 @@ class JobService:
     def close(self) -> None:
         self.store.close()
 
-    def get(self, owner: ApiKey, job_id: str, base_url: str) -> JobView:
+    def _check_capacity(self, owner: ApiKey) -> None:
+        """Back-pressure: a bounded queue per key and in all (checked, then inserted: a burst of
+        concurrent creates can overshoot by the number of API threads, never more)."""
+        limits = self._limits
+        if self.store.count_queued(owner.id) >= limits.per_key:
+            message = f"this key already has {limits.per_key} generations queued; retry later"
+            raise QueueFull(message, limits.retry_after)
+        if self.store.count_queued() >= limits.total:
+            raise QueueFull("the server's queue is full; retry later", limits.retry_after)
+
+    def _owned(self, owner: ApiKey, job_id: str) -> Job:
         job = self.store.get_job(job_id)
         if job is None or job.owner != owner.id:
             raise NotFound(f"generation {job_id!r} not found")
+        return job
+
+    def cancel(self, owner: ApiKey, job_id: str, base_url: str) -> JobView:
+        """A queued job ends at once; a running one stops at its next denoising step."""
+        self.store.request_cancel(self._owned(owner, job_id).id)
+        return self.get(owner, job_id, base_url)
+
+    def readiness(self, liveness_seconds: float) -> Readiness:
+        checks = {"database": _probe(self.store.count_queued)}
+        checks["storage"] = _probe(lambda: self._storage.exists("readyz/probe"))
+        try:
+            live = self.store.live_workers(liveness_seconds)
+        except Exception as exc:
+            live = {}
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        for model in self.served.served:
+            checks[f"workers:{model}"] = "ok" if live.get(model) else "no live worker"
+        return Readiness(checks)
+
+    def get(self, owner: ApiKey, job_id: str, base_url: str) -> JobView:
+        job = self._owned(owner, job_id)
         position = self.store.queue_position(job) if job.status is JobStatus.QUEUED else None
         url = None
         if job.status is JobStatus.COMPLETED and job.artifact is not None:

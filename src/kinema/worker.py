@@ -83,6 +83,7 @@ class JobRun:
             try:
                 with self._lock:
                     self.lease = self.store.heartbeat(self.lease, self._settings.lease_seconds)
+                    self.store.worker_seen(self.lease.worker_id)
             except LeaseLost:
                 self.lost = True
                 return
@@ -149,18 +150,22 @@ class Worker:
         """Process jobs until `stop` is set; a job running then is given back to the queue."""
         logger.info("worker %s serving %s", self.worker_id, self.engine.spec.id)
         self.stopping = stop
+        models = [self.engine.spec.id]
+        self.store.register_worker(self.worker_id, models)
         try:
             while not stop.is_set():
                 try:
+                    self.store.worker_seen(self.worker_id)
                     worked = self._start_next()
                 except Exception:  # e.g. the database is briefly unreachable: keep serving
                     logger.exception("worker %s: cannot claim a job; retrying", self.worker_id)
                     stop.wait(ERROR_BACKOFF_SECONDS)
                     continue
                 if not worked:
-                    stop.wait(self.settings.poll_seconds)
+                    self.store.wait_for_work(models, self.settings.idle_wait_seconds)
         finally:
             self.drain()
+            self.store.forget_worker(self.worker_id)
 
     def run_once(self) -> bool:
         """Claim and process one job to its end; False if there was nothing to do."""
@@ -277,10 +282,17 @@ class Worker:
             has_audio=info.has_audio,
         )
 
+    def _remove_stale_artifacts(self, job_id: str, keep: str) -> None:
+        """A worker killed between its upload and its completion left a file under an old lease."""
+        for key in self.storage.keys(f"{job_id}/"):
+            if key != keep:
+                self.storage.delete(key)
+
     def _complete(self, run: JobRun, artifact: VideoArtifact, meta: dict[str, Any]) -> None:
         try:
             self.store.complete(run.lease, artifact, meta)
         except LeaseLost:
             self.storage.delete(artifact.key)  # another worker owns the job: leave no orphan
             raise
+        self._remove_stale_artifacts(run.lease.job.id, keep=artifact.key)
         logger.info("job %s completed: %s", run.lease.job.id, meta["timings"])

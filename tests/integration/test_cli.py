@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,9 @@ from pathlib import Path
 import av
 from typer.testing import CliRunner
 
+from kinema import Client
 from kinema.cli import app
-from tests.conftest import TEST_KEY, ServerProcess, kinema_env
+from tests.conftest import TEST_KEY, ServerProcess, kinema_env, launch_server, start_kinema
 
 runner = CliRunner()
 
@@ -99,3 +101,18 @@ def test_worker_without_weights_fails_naming_the_setting(tmp_path: Path) -> None
     result = kinema("worker", env=env, timeout=120)
     assert result.returncode == 3
     assert "KINEMA_LTX2_WEIGHTS" in result.stdout + result.stderr
+
+
+def test_worker_with_two_ranks_completes_a_job(tmp_path: Path, tiny_weights: Path) -> None:
+    api = launch_server(tmp_path / "data", tiny_weights, "--no-worker")
+    env = kinema_env(api.data_dir, tiny_weights)
+    ranks = start_kinema(["worker", "--cpu-ranks", "2"], env, tmp_path / "ranks.log")
+    try:
+        with Client(api.url, TEST_KEY) as client:
+            job = client.create("two ranks, one clip", duration=5)
+            done = client.wait(job.id, poll_interval=0.1, timeout=180)
+        assert done.status == "completed", (tmp_path / "ranks.log").read_text()
+    finally:
+        ranks.send_signal(signal.SIGTERM)
+        assert ranks.wait(60) == 0
+        api.stop()

@@ -1,31 +1,141 @@
-"""The SQLite job store: claims, leases, fencing, requeue and keys."""
+"""The store contract: one test class run against the in-memory fake, SQLite and PostgreSQL.
+
+PostgreSQL is the server of tests/pg.py (127.0.0.1:5432 by default); each run works in its own
+fresh database, dropped at the end. Nothing skips: without PostgreSQL, its tests fail.
+"""
 
 from __future__ import annotations
 
-import sqlite3
+import itertools
+import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from kinema.domain import ApiKey, GenerationRequest, Job, JobStatus, VideoArtifact
 from kinema.errors import LeaseLost
 from kinema.service import hash_key
-from kinema.store.sql import SqlJobStore, open_store
+from kinema.store import (
+    JobStore,
+    MemoryJobStore,
+    SchemaNotCurrent,
+    SqlJobStore,
+    head_revision,
+    migrate,
+    open_store_url,
+    schema_status,
+)
+from kinema.store.db import create_engine
+from kinema.store.listen import APPLICATION_NAME
+from kinema.store.migrations import INITIAL_REVISION
+from kinema.store.schema import jobs as jobs_table
+from tests.pg import create_database, drop_database, fresh_database
 
 MODEL = "tiny-ltx2"
+OTHER_MODEL = "ltx-2"
 ARTIFACT = VideoArtifact("job/t.mp4", "job.mp4", 10, 5.0, 96, 54, 24.0, True)
+BACKENDS = ["memory", "sqlite", "postgresql"]
+SQL_BACKENDS = ["sqlite", "postgresql"]
+_ids = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """This run's own PostgreSQL database, migrated once; tests empty it before they start."""
+    with fresh_database() as url:
+        migrate(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg_engine(pg_url: str) -> Iterator[sa.Engine]:
+    engine = create_engine(pg_url)
+    yield engine
+    engine.dispose()
+
+
+@dataclass
+class Backend:
+    """Opens stores of one kind over one database; closes them all at the end of the test."""
+
+    name: str
+    url: str | None  # None: in-memory
+    opened: list[JobStore] = field(default_factory=list)
+    memory: MemoryJobStore | None = None
+
+    def open(self, max_attempts: int = 2) -> JobStore:
+        if self.url is None:
+            if self.memory is None:
+                self.memory = MemoryJobStore(max_attempts=max_attempts)
+            return self.memory  # one process, one store: every "connection" is the same object
+        store = open_store_url(self.url, max_attempts=max_attempts)
+        self.opened.append(store)
+        return store
+
+    def raw_keys(self) -> str:
+        """Everything the backend holds about API keys, as text."""
+        if self.memory is not None:
+            return repr(self.memory._keys)
+        assert self.url is not None
+        engine = create_engine(self.url)
+        try:
+            with engine.connect() as conn:
+                return repr(conn.execute(sa.text("select * from api_keys")).all())
+        finally:
+            engine.dispose()
+
+    def close(self) -> None:
+        for store in self.opened:
+            store.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "memory":
+        chosen = Backend("memory", None)
+    elif request.param == "sqlite":
+        chosen = Backend("sqlite", f"sqlite:///{tmp_path / 'jobs.db'}")
+    else:
+        engine: sa.Engine = request.getfixturevalue("pg_engine")
+        with engine.begin() as conn:
+            conn.execute(sa.text("TRUNCATE jobs, api_keys, workers RESTART IDENTITY"))
+        chosen = Backend("postgresql", request.getfixturevalue("pg_url"))
+    yield chosen
+    chosen.close()
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqlJobStore:
-    return open_store(tmp_path / "jobs.db", max_attempts=2)
+def store(backend: Backend) -> JobStore:
+    return backend.open()
 
 
-def add(store: SqlJobStore, job_id: str, model: str = MODEL) -> Job:
+@pytest.fixture(params=SQL_BACKENDS)
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], str]]:
+    """Makes URLs of new, empty databases (no schema) of one SQL kind."""
+    made: list[str] = []
+
+    def make() -> str:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / f'empty-{len(made)}.db'}"
+        else:
+            url = create_database()
+        made.append(url)
+        return url
+
+    yield make
+    if request.param == "postgresql":
+        for url in made:
+            drop_database(url)
+
+
+def add(store: JobStore, job_id: str | None = None, model: str = MODEL, owner: str = "o") -> Job:
     job = Job(
-        id=job_id,
-        owner="owner",
+        id=job_id or f"job-{next(_ids)}",
+        owner=owner,
         request=GenerationRequest(model=model, prompt="p", seed=1),
         status=JobStatus.QUEUED,
         created_at=time.time(),
@@ -34,113 +144,448 @@ def add(store: SqlJobStore, job_id: str, model: str = MODEL) -> Job:
     return job
 
 
-def test_claims_in_submission_order_and_only_served_models(store: SqlJobStore) -> None:
-    add(store, "a")
-    add(store, "other", model="ltx-2")
-    add(store, "b")
-    first = store.claim([MODEL], "w1", 30)
-    second = store.claim([MODEL], "w2", 30)
-    assert first and second
-    assert (first.job.id, second.job.id) == ("a", "b")
-    assert first.job.status is JobStatus.RUNNING and first.job.attempts == 1
-    assert store.claim([MODEL], "w3", 30) is None
+def status_of(store: JobStore, job_id: str) -> JobStatus:
+    job = store.get_job(job_id)
+    assert job is not None
+    return job.status
 
 
-def test_queue_position_counts_jobs_ahead(store: SqlJobStore) -> None:
-    jobs = [add(store, name) for name in "abc"]
-    assert [store.queue_position(job) for job in jobs] == [0, 1, 2]
-    store.claim([MODEL], "w", 30)
-    assert store.queue_position(jobs[2]) == 1
+def claim_ids(store: JobStore, count: int, models: tuple[str, ...] = (MODEL,)) -> list[str]:
+    leases = [store.claim(list(models), f"w{i}", 30) for i in range(count)]
+    return [lease.job.id for lease in leases if lease is not None]
 
 
-def test_complete_needs_the_current_lease(store: SqlJobStore) -> None:
-    add(store, "a")
-    lease = store.claim([MODEL], "w", 30)
-    assert lease is not None
-    assert store.report_progress(lease, 42.0, "denoising") is False
-    store.complete(lease, ARTIFACT, {"timings": {"generate": 1.0}})
-    done = store.get_job("a")
-    assert done and done.status is JobStatus.COMPLETED and done.artifact == ARTIFACT
-    assert done.progress == 100.0
-    with pytest.raises(LeaseLost):
-        store.complete(lease, ARTIFACT, {})
+def run_sql(url: str, statement: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(statement))
+    finally:
+        engine.dispose()
 
 
-def test_expired_lease_is_requeued_and_the_old_holder_is_fenced_off(store: SqlJobStore) -> None:
-    add(store, "a")
-    stale = store.claim([MODEL], "dead", 0.01)
-    assert stale is not None
-    time.sleep(0.05)
-    fresh = store.claim([MODEL], "alive", 30)
-    assert fresh is not None and fresh.job.id == "a" and fresh.job.attempts == 2
-    for call in (
-        lambda: store.heartbeat(stale, 30),
-        lambda: store.report_progress(stale, 1.0, "x"),
-        lambda: store.complete(stale, ARTIFACT, {}),
-    ):
+class TestJobStore:
+    # -- claims, leases, fencing ---------------------------------------------------------------
+
+    def test_claims_in_submission_order_and_only_served_models(self, store: JobStore) -> None:
+        add(store, "a")
+        add(store, "other", model=OTHER_MODEL)
+        add(store, "b")
+        first = store.claim([MODEL], "w1", 30)
+        second = store.claim([MODEL], "w2", 30)
+        assert first and second
+        assert (first.job.id, second.job.id) == ("a", "b")
+        assert first.job.status is JobStatus.RUNNING and first.job.attempts == 1
+        assert first.job.started_at is not None and first.worker_id == "w1"
+        assert store.claim([MODEL], "w3", 30) is None
+        assert store.claim([], "w4", 30) is None
+        both = store.claim([MODEL, OTHER_MODEL], "w5", 30)
+        assert both is not None and both.job.id == "other"
+
+    def test_queue_position_counts_jobs_ahead(self, store: JobStore) -> None:
+        jobs = [add(store, name) for name in "abc"]
+        assert [store.queue_position(job) for job in jobs] == [0, 1, 2]
+        store.claim([MODEL], "w", 30)
+        assert store.queue_position(jobs[2]) == 1
+
+    def test_complete_needs_the_current_lease(self, store: JobStore) -> None:
+        add(store, "a")
+        lease = store.claim([MODEL], "w", 30)
+        assert lease is not None
+        assert store.report_progress(lease, 42.0, "denoising") is False
+        running = store.get_job("a")
+        assert running and (running.progress, running.stage) == (42.0, "denoising")
+        store.complete(lease, ARTIFACT, {"timings": {"generate": 1.0}})
+        done = store.get_job("a")
+        assert done and done.status is JobStatus.COMPLETED and done.artifact == ARTIFACT
+        assert done.progress == 100.0 and done.completed_at is not None
+        assert done.meta == {"timings": {"generate": 1.0}}
         with pytest.raises(LeaseLost):
-            call()
-    store.complete(fresh, ARTIFACT, {})
-    job = store.get_job("a")
-    assert job and job.status is JobStatus.COMPLETED
+            store.complete(lease, ARTIFACT, {})
 
-
-def test_heartbeat_keeps_a_lease_alive(store: SqlJobStore) -> None:
-    add(store, "a")
-    lease = store.claim([MODEL], "w", 0.2)
-    assert lease is not None
-    for _ in range(3):
-        time.sleep(0.1)
-        lease = store.heartbeat(lease, 0.2)
-    assert store.claim([MODEL], "thief", 30) is None
-
-
-def test_a_job_out_of_attempts_ends_in_error(store: SqlJobStore) -> None:
-    add(store, "a")
-    for _ in range(2):
-        assert store.claim([MODEL], "dies", 0.01) is not None
+    def test_expired_lease_is_requeued_and_the_old_holder_is_fenced_off(
+        self, store: JobStore
+    ) -> None:
+        add(store, "a")
+        stale = store.claim([MODEL], "dead", 0.01)
+        assert stale is not None
         time.sleep(0.05)
-    assert store.claim([MODEL], "w", 30) is None
-    job = store.get_job("a")
-    assert job and job.status is JobStatus.FAILED and job.error_name == "WorkerLost"
+        fresh = store.claim([MODEL], "alive", 30)
+        assert fresh is not None and fresh.job.id == "a" and fresh.job.attempts == 2
+        for call in (
+            lambda: store.heartbeat(stale, 30),
+            lambda: store.report_progress(stale, 1.0, "x"),
+            lambda: store.complete(stale, ARTIFACT, {}),
+            lambda: store.fail(stale, "X", "y", {}),
+            lambda: store.mark_canceled(stale),
+            lambda: store.release(stale),
+        ):
+            with pytest.raises(LeaseLost):
+                call()
+        store.complete(fresh, ARTIFACT, {})
+        assert status_of(store, "a") is JobStatus.COMPLETED
 
+    def test_heartbeat_keeps_a_lease_alive(self, store: JobStore) -> None:
+        add(store, "a")
+        lease = store.claim([MODEL], "w", 0.3)
+        assert lease is not None
+        for _ in range(3):
+            time.sleep(0.1)
+            lease = store.heartbeat(lease, 0.3)
+        assert store.claim([MODEL], "thief", 30) is None
 
-def test_release_puts_the_job_back_without_spending_an_attempt(store: SqlJobStore) -> None:
-    add(store, "a")
-    lease = store.claim([MODEL], "w", 30)
-    assert lease is not None
-    store.release(lease)
-    job = store.get_job("a")
-    assert job and job.status is JobStatus.QUEUED and job.attempts == 0
+    def test_a_job_out_of_attempts_ends_in_error(self, store: JobStore) -> None:
+        add(store, "a")
+        for _ in range(2):
+            assert store.claim([MODEL], "dies", 0.01) is not None
+            time.sleep(0.05)
+        assert store.claim([MODEL], "w", 30) is None
+        job = store.get_job("a")
+        assert job and job.status is JobStatus.FAILED and job.error_name == "WorkerLost"
+        assert job.attempts == 2 and job.completed_at is not None
 
+    def test_release_puts_the_job_back_without_spending_an_attempt(self, store: JobStore) -> None:
+        add(store, "a")
+        lease = store.claim([MODEL], "w", 30)
+        assert lease is not None
+        store.release(lease)
+        job = store.get_job("a")
+        assert job and job.status is JobStatus.QUEUED and job.attempts == 0
+        again = store.claim([MODEL], "w2", 30)
+        assert again is not None and again.job.id == "a" and again.job.attempts == 1
 
-def test_fail_records_the_error(store: SqlJobStore) -> None:
-    add(store, "a")
-    lease = store.claim([MODEL], "w", 30)
-    assert lease is not None
-    store.fail(lease, "GenerationFailed", "out of memory", {"timings": {}})
-    job = store.get_job("a")
-    assert job and job.status is JobStatus.FAILED
-    assert (job.error_name, job.error_message) == ("GenerationFailed", "out of memory")
+    def test_fail_records_the_error_and_merges_meta(self, store: JobStore) -> None:
+        add(store, "a")
+        lease = store.claim([MODEL], "w", 30)
+        assert lease is not None
+        store.fail(lease, "GenerationFailed", "out of memory", {"timings": {}})
+        job = store.get_job("a")
+        assert job and job.status is JobStatus.FAILED
+        assert (job.error_name, job.error_message) == ("GenerationFailed", "out of memory")
+        assert job.meta == {"timings": {}}
 
+    def test_concurrent_claims_never_hand_out_a_job_twice(self, store: JobStore) -> None:
+        ids = {add(store, owner=f"owner{i % 4}").id for i in range(200)}
+        claimed: list[str] = []
+        errors: list[BaseException] = []
 
-def test_jobs_survive_reopening_the_database(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.db"
-    first = open_store(path)
-    add(first, "a")
-    first.close()
-    second = open_store(path)
-    job = second.get_job("a")
-    assert job and job.status is JobStatus.QUEUED and job.request.prompt == "p"
+        def claimer(worker: str) -> None:
+            try:
+                while True:
+                    lease = store.claim([MODEL], worker, 60)
+                    if lease is not None:
+                        claimed.append(lease.job.id)
+                    elif store.count_queued() == 0:
+                        return
+            except BaseException as exc:  # reported below, in the test's thread
+                errors.append(exc)
 
+        threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not errors
+        assert len(claimed) == len(set(claimed)) == 200 and set(claimed) == ids
+        stats = store.stats()
+        assert stats.running == {MODEL: 200} and stats.queued == {}
 
-def test_keys_are_stored_only_as_hashes(store: SqlJobStore, tmp_path: Path) -> None:
-    raw = "kin_secret_value_123"
-    store.add_key(ApiKey("id1", "ci", time.time()), hash_key(raw))
-    assert store.find_key(hash_key(raw)) is not None
-    assert store.find_key(hash_key("kin_other")) is None
-    rows = sqlite3.connect(tmp_path / "jobs.db").execute("select * from api_keys").fetchall()
-    assert raw not in repr(rows)
-    assert store.revoke_key("ci") == 1
-    assert store.find_key(hash_key(raw)) is None
-    assert store.list_keys()[0].revoked
+    # -- fairness ------------------------------------------------------------------------------
+
+    def test_one_owner_s_backlog_does_not_starve_another(self, store: JobStore) -> None:
+        for _ in range(50):
+            add(store, owner="A")
+        lonely = add(store, owner="B")
+        assert lonely.id in claim_ids(store, 2)
+
+    def test_an_owner_deep_in_the_queue_still_gets_its_turn(self, store: JobStore) -> None:
+        for _ in range(150):  # deeper than the head of the queue a claim looks at first
+            add(store, owner="A")
+        lonely = add(store, owner="B")
+        claimed = claim_ids(store, 2)
+        assert claimed[1] == lonely.id
+        assert claim_ids(store, 1)[0] != lonely.id
+
+    def test_the_owner_with_fewest_running_jobs_goes_first(self, store: JobStore) -> None:
+        add(store, "a1", owner="A")
+        add(store, "a2", owner="A")
+        add(store, "b1", owner="B")
+        add(store, "c1", owner="C", model=OTHER_MODEL)  # not served: does not take a turn
+        assert claim_ids(store, 4) == ["a1", "b1", "a2"]
+
+    def test_running_jobs_of_other_models_count_toward_an_owner_s_share(
+        self, store: JobStore
+    ) -> None:
+        add(store, "a-other", owner="A", model=OTHER_MODEL)
+        assert claim_ids(store, 1, (OTHER_MODEL,)) == ["a-other"]
+        add(store, "a1", owner="A")
+        add(store, "b1", owner="B")
+        assert claim_ids(store, 2) == ["b1", "a1"]
+
+    # -- cancel --------------------------------------------------------------------------------
+
+    def test_cancel_ends_a_queued_job_at_once(self, store: JobStore) -> None:
+        add(store, "a")
+        job = store.request_cancel("a")
+        assert job is not None and job.status is JobStatus.CANCELED
+        assert (job.error_name, job.error_message) == ("Canceled", "the generation was canceled")
+        assert job.completed_at is not None
+        assert store.get_job("a") == job
+        assert store.claim([MODEL], "w", 30) is None
+        assert store.count_queued() == 0
+
+    def test_cancel_asks_a_running_job_to_stop(self, store: JobStore) -> None:
+        add(store, "a")
+        lease = store.claim([MODEL], "w", 30)
+        assert lease is not None
+        job = store.request_cancel("a")
+        assert job is not None and job.status is JobStatus.RUNNING and job.cancel_requested
+        assert store.report_progress(lease, 10.0, "denoising") is True
+        store.mark_canceled(lease)
+        done = store.get_job("a")
+        assert done and done.status is JobStatus.CANCELED and done.error_name == "Canceled"
+        assert done.completed_at is not None
+
+    def test_cancel_leaves_a_finished_job_and_ignores_unknown_ids(self, store: JobStore) -> None:
+        add(store, "a")
+        lease = store.claim([MODEL], "w", 30)
+        assert lease is not None
+        store.complete(lease, ARTIFACT, {})
+        before = store.get_job("a")
+        assert store.request_cancel("a") == before
+        assert store.request_cancel("nope") is None
+
+    def test_a_canceled_job_whose_worker_died_ends_canceled_not_requeued(
+        self, store: JobStore
+    ) -> None:
+        add(store, "a")
+        assert store.claim([MODEL], "dies", 0.05) is not None
+        store.request_cancel("a")
+        time.sleep(0.1)
+        assert store.claim([MODEL], "w", 30) is None
+        job = store.get_job("a")
+        assert job and job.status is JobStatus.CANCELED and job.error_name == "Canceled"
+
+    # -- counts and stats ----------------------------------------------------------------------
+
+    def test_count_queued_per_owner_and_in_all(self, store: JobStore) -> None:
+        for owner in "AAB":
+            add(store, owner=owner)
+        claim_ids(store, 1)  # A's first job
+        assert (store.count_queued("A"), store.count_queued("B")) == (1, 1)
+        assert (store.count_queued("C"), store.count_queued(), store.count_jobs()) == (0, 2, 3)
+
+    def test_stats_counts_queue_depth_running_and_statuses(self, store: JobStore) -> None:
+        assert store.stats().by_status == dict.fromkeys((s.value for s in JobStatus), 0)
+        for model in (MODEL, MODEL, MODEL, OTHER_MODEL):
+            add(store, model=model)
+        done = store.claim([MODEL], "w", 30)
+        running = store.claim([MODEL], "w", 30)
+        assert done and running
+        store.complete(done, ARTIFACT, {})
+        canceled = add(store, model=OTHER_MODEL)
+        store.request_cancel(canceled.id)
+        stats = store.stats()
+        assert stats.queued == {MODEL: 1, OTHER_MODEL: 1}
+        assert stats.running == {MODEL: 1}
+        assert stats.by_status == {
+            "queued": 2,
+            "running": 1,
+            "completed": 1,
+            "failed": 0,
+            "canceled": 1,
+        }
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def test_worker_liveness(self, store: JobStore) -> None:
+        assert store.live_workers(60) == {}
+        store.register_worker("w1", [MODEL, OTHER_MODEL])
+        store.register_worker("w2", [MODEL])
+        assert store.live_workers(60) == {MODEL: 2, OTHER_MODEL: 1}
+        time.sleep(0.3)
+        store.worker_seen("w2")
+        assert store.live_workers(0.2) == {MODEL: 1}
+        store.register_worker("w1", [OTHER_MODEL])  # a restart under the same id
+        assert store.live_workers(0.2) == {MODEL: 1, OTHER_MODEL: 1}
+        store.forget_worker("w2")
+        store.forget_worker("never-registered")
+        store.worker_seen("never-registered")
+        assert store.live_workers(60) == {OTHER_MODEL: 1}
+
+    # -- wake-ups ------------------------------------------------------------------------------
+
+    def test_wait_for_work_wakes_up_when_a_job_arrives(self, backend: Backend) -> None:
+        waiter, submitter = backend.open(), backend.open()
+        woke: list[float] = []
+        thread = threading.Thread(
+            target=lambda: (waiter.wait_for_work([MODEL], 10), woke.append(time.monotonic()))
+        )
+        thread.start()
+        time.sleep(0.5)
+        add(submitter, model=OTHER_MODEL)  # work for someone else: keep waiting
+        time.sleep(0.5)
+        assert not woke
+        added_at = time.monotonic()
+        add(submitter)
+        thread.join(10)
+        assert woke and woke[0] - added_at < 1.0
+        assert waiter.claim([MODEL], "w", 30) is not None
+
+    def test_wait_for_work_times_out_when_nothing_comes(self, store: JobStore) -> None:
+        start = time.monotonic()
+        store.wait_for_work([MODEL], 0.5)
+        assert 0.45 <= time.monotonic() - start < 2.0
+
+    def test_wait_for_work_wakes_up_for_an_expiring_lease(self, store: JobStore) -> None:
+        add(store, "a")
+        assert store.claim([MODEL], "dies", 0.3) is not None
+        start = time.monotonic()
+        store.wait_for_work([MODEL], 10)
+        assert time.monotonic() - start < 2.0
+        again = store.claim([MODEL], "w", 30)
+        assert again is not None and again.job.attempts == 2
+
+    def test_wait_for_work_survives_a_lost_listen_connection(
+        self, pg_engine: sa.Engine, pg_url: str
+    ) -> None:
+        backend = Backend("postgresql", pg_url)
+        try:
+            waiter, submitter = backend.open(), backend.open()
+            waiter.wait_for_work([MODEL], 0.1)  # listening now
+            with pg_engine.begin() as conn:
+                killed = conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND application_name = :name"
+                    ),
+                    {"name": APPLICATION_NAME},
+                ).all()
+            assert killed
+            waiter.wait_for_work([MODEL], 0.5)  # notices, logs, does not raise
+            timer = threading.Timer(0.5, lambda: add(submitter, "late"))
+            timer.start()
+            start = time.monotonic()
+            waiter.wait_for_work([MODEL], 10)  # listens again
+            timer.join()
+            assert time.monotonic() - start < 1.5
+            lease = waiter.claim([MODEL], "w", 30)
+            assert lease is not None and lease.job.id == "late"
+        finally:
+            backend.close()
+
+    # -- API keys ------------------------------------------------------------------------------
+
+    def test_keys_are_stored_only_as_hashes(self, backend: Backend) -> None:
+        store = backend.open()
+        raw = "kin_secret_value_123"
+        store.add_key(ApiKey("id1", "ci", time.time()), hash_key(raw))
+        store.add_key(ApiKey("id2", "other", time.time() + 1), hash_key("kin_other"))
+        found = store.find_key(hash_key(raw))
+        assert found is not None and (found.id, found.name, found.revoked) == ("id1", "ci", False)
+        assert store.find_key(hash_key("kin_unknown")) is None
+        assert raw not in backend.raw_keys() and hash_key(raw) in backend.raw_keys()
+        assert store.revoke_key("ci") == 1
+        assert store.revoke_key("ci") == 0
+        assert store.find_key(hash_key(raw)) is None
+        assert store.has_key_hash(hash_key(raw))  # revoked keys stay known
+        assert not store.has_key_hash(hash_key("kin_unknown"))
+        assert [(k.id, k.revoked) for k in store.list_keys()] == [("id1", True), ("id2", False)]
+        assert store.revoke_key("id2") == 1
+
+    # -- SQL only: durability and migrations ---------------------------------------------------
+
+    def test_jobs_survive_reopening_the_database(self, empty_url: Callable[[], str]) -> None:
+        url = empty_url()
+        migrate(url)
+        first = open_store_url(url)
+        add(first, "a")
+        first.close()
+        second = open_store_url(url)
+        try:
+            job = second.get_job("a")
+            assert job and job.status is JobStatus.QUEUED and job.request.prompt == "p"
+        finally:
+            second.close()
+
+    def test_a_fresh_database_is_missing_until_migrated(self, empty_url: Callable[[], str]) -> None:
+        url = empty_url()
+        assert schema_status(url) == "missing"
+        with pytest.raises(SchemaNotCurrent, match="kinema db upgrade") as refused:
+            open_store_url(url, auto_migrate=False, require_current=True)
+        assert refused.value.status == "missing"
+        migrate(url)
+        assert schema_status(url) == "current"
+        migrate(url)  # idempotent
+        open_store_url(url, auto_migrate=False).close()
+
+    def test_an_older_schema_is_refused_until_upgraded(self, empty_url: Callable[[], str]) -> None:
+        url = empty_url()
+        migrate(url, INITIAL_REVISION)
+        assert head_revision() != INITIAL_REVISION
+        assert schema_status(url) == "behind"
+        with pytest.raises(SchemaNotCurrent, match="kinema db upgrade"):
+            open_store_url(url, auto_migrate=False)
+        store = open_store_url(url, auto_migrate=True)
+        store.close()
+        assert schema_status(url) == "current"
+
+    def test_a_database_from_before_migrations_is_adopted(
+        self, empty_url: Callable[[], str]
+    ) -> None:
+        url = empty_url()
+        migrate(url, INITIAL_REVISION)
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE alembic_version"))
+            conn.execute(
+                jobs_table.insert().values(
+                    id="old",
+                    owner="o",
+                    model=MODEL,
+                    request={"model": MODEL, "prompt": "kept"},
+                    status="queued",
+                    progress=0.0,
+                    created_at=time.time(),
+                    attempts=0,
+                    max_attempts=3,
+                    cancel_requested=False,
+                    meta={},
+                )
+            )
+        engine.dispose()
+        assert schema_status(url) == "behind"
+        migrate(url)
+        assert schema_status(url) == "current"
+        store = open_store_url(url)
+        try:
+            job = store.get_job("old")
+            assert job and job.request.prompt == "kept"
+        finally:
+            store.close()
+
+    def test_a_newer_schema_is_refused(self, empty_url: Callable[[], str]) -> None:
+        url = empty_url()
+        migrate(url)
+        run_sql(url, "UPDATE alembic_version SET version_num = '9999_from_the_future'")
+        assert schema_status(url) == "ahead"
+        for auto_migrate in (False, True):
+            with pytest.raises(SchemaNotCurrent, match="newer than this kinema") as refused:
+                open_store_url(url, auto_migrate=auto_migrate)
+            assert refused.value.status == "ahead"
+        with pytest.raises(SchemaNotCurrent):
+            migrate(url)
+
+    def test_open_store_without_checks_and_create_schema(
+        self, empty_url: Callable[[], str]
+    ) -> None:
+        url = empty_url()
+        store = open_store_url(url, auto_migrate=False, require_current=False)
+        try:
+            assert isinstance(store, SqlJobStore)
+            store.create_schema()
+            assert schema_status(url) == "current"
+            add(store, "a")
+            assert store.count_jobs() == 1
+        finally:
+            store.close()

@@ -17,7 +17,9 @@ from kinema.errors import (
     KinemaError,
     ModelUnavailable,
     NotFound,
+    NotReady,
     PayloadTooLarge,
+    QueueFull,
     Unauthorized,
     ValidationFailed,
 )
@@ -30,6 +32,8 @@ STATUS_BY_ERROR: dict[type[KinemaError], int] = {
     Forbidden: 403,
     NotFound: 404,
     PayloadTooLarge: 413,
+    QueueFull: 429,
+    NotReady: 503,
     ModelUnavailable: 503,
 }
 
@@ -73,8 +77,15 @@ async def _kinema_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KinemaError)
     status = next((s for cls, s in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 500)
     errors = exc.errors if isinstance(exc, ValidationFailed) else None
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return envelope(request, status, str(exc), errors, headers)
+    return envelope(request, status, str(exc), errors, _headers_for(exc))
+
+
+def _headers_for(exc: KinemaError) -> dict[str, str] | None:
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, QueueFull):
+        return {"Retry-After": str(exc.retry_after)}
+    return None
 
 
 async def _request_validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from kinema.api.deps import services
-from kinema.errors import Forbidden
-from kinema.storage.local import FILES_ROUTE
+from kinema.errors import Forbidden, NotFound
+from kinema.storage.local import FILES_ROUTE, LocalArtifactStore
 
 router = APIRouter(tags=["files"])
 
@@ -15,7 +15,10 @@ router = APIRouter(tags=["files"])
 def download(request: Request, key: str, expires: str = "", signature: str = "") -> FileResponse:
     if not (expires.isascii() and expires.isdigit()) or not signature.isascii():
         raise Forbidden("a signed download link is required")
-    path = services(request).artifacts.verify(key, int(expires), signature)
+    artifacts = services(request).artifacts
+    if not isinstance(artifacts, LocalArtifactStore):
+        raise NotFound("downloads are served by the artifact store's own (presigned) URLs")
+    path = artifacts.verify(key, int(expires), signature)
     return FileResponse(path, media_type="video/mp4", filename=path.name)
 
 

@@ -12,7 +12,6 @@ from kinema.api.errors import field_errors_from_pydantic, validation_message
 from kinema.api.schemas import CreateGenerationBody, render_generation
 from kinema.domain import ApiKey
 from kinema.errors import FieldError, ValidationFailed
-from kinema.service import JobView
 
 PATHS = ("/v2/video/generations", "/v2/generate/video/kling/generation")
 CREATE_OPENAPI = {
@@ -43,16 +42,33 @@ def create_generation(
     return render_generation(view)
 
 
-def get_generation(request: Request, key: Key, generation_id: str | None = None) -> dict[str, Any]:
+def _required_id(generation_id: str | None) -> str:
     if not generation_id:
         raise ValidationFailed(
             "Query validation error: generation_id is required",
             [FieldError("generation_id", "is required")],
         )
-    view: JobView = services(request).jobs.get(key, generation_id, base_url(request))
+    return generation_id
+
+
+def get_generation(request: Request, key: Key, generation_id: str | None = None) -> dict[str, Any]:
+    view = services(request).jobs.get(key, _required_id(generation_id), base_url(request))
     return render_generation(view)
 
 
+def cancel_generation(
+    request: Request, key: Key, generation_id: str | None = None
+) -> dict[str, Any]:
+    view = services(request).jobs.cancel(key, _required_id(generation_id), base_url(request))
+    return render_generation(view)
+
+
+router.add_api_route(
+    f"{PATHS[0]}/cancel",
+    cancel_generation,
+    methods=["POST"],
+    summary="Cancel a generation (queued: at once; generating: at its next step)",
+)
 for index, path in enumerate(PATHS):
     legacy = index > 0
     router.add_api_route(

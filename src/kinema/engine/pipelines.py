@@ -182,17 +182,20 @@ class Engine:
     def warm_up(self, seconds: float = 1.0) -> None:
         """One short clip at the served default size: compiles the transformer blocks (stage 1
         and refine shapes, so later clips reuse dynamic-shape kernels) and fills caches."""
+        self.generate(self.warm_up_plan(seconds), lambda done, total: None, lambda: False)
+        logger.info("warm-up clip done: %s", self.last_timings)
+
+    def warm_up_plan(self, seconds: float = 1.0) -> GenerationPlan:
+        """The warm-up clip's plan: `seconds` long at the served default size."""
         aspect_ratio = next(iter(self.spec.output_sizes))
         request = GenerationRequest(model=self.spec.id, prompt="warm-up", aspect_ratio=aspect_ratio)
         plan = plan_generation(request, self.spec, seed=0)
         frames = max(1, round(seconds * plan.fps / self.spec.frame_multiple))
-        plan = replace(
+        return replace(
             plan,
             num_frames=frames * self.spec.frame_multiple + 1,
             output_frames=frames * self.spec.frame_multiple,
         )
-        self.generate(plan, lambda done, total: None, lambda: False)
-        logger.info("warm-up clip done: %s", self.last_timings)
 
 
 def _timings(plan: GenerationPlan, seconds: dict[str, float]) -> dict[str, float]:

@@ -6,16 +6,18 @@ import base64
 import hashlib
 import hmac
 import os
-import re
 import secrets
+import shutil
 import time
 import uuid
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from kinema.errors import Forbidden, NotFound
+from kinema.storage.base import KEY_PATTERN, check_key, staging_name, sweep_directory
 
-KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}(/[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}){0,3}$")
+__all__ = ["FILES_ROUTE", "KEY_PATTERN", "LocalArtifactStore", "load_or_create_secret"]
+
 FILES_ROUTE = "/files"
 
 
@@ -46,15 +48,13 @@ class LocalArtifactStore:
 
     def path_for(self, key: str) -> Path:
         """The file behind `key`; keys that could leave the store are refused."""
-        if not KEY_PATTERN.fullmatch(key):
-            raise NotFound(f"no artifact {key!r}")
-        path = (self.root / key).resolve()
+        path = (self.root / check_key(key)).resolve()
         if not path.is_relative_to(self.root) or path.is_relative_to(self._staging):
             raise NotFound(f"no artifact {key!r}")
         return path
 
     def staging_path(self, suffix: str) -> Path:
-        return self._staging / f"{uuid.uuid4().hex}{suffix}"
+        return self._staging / staging_name(suffix)
 
     def put(self, key: str, source: Path) -> int:
         target = self.path_for(key)
@@ -66,6 +66,30 @@ class LocalArtifactStore:
 
     def delete(self, key: str) -> None:
         self.path_for(key).unlink(missing_ok=True)
+
+    def exists(self, key: str) -> bool:
+        return self.path_for(key).is_file()
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Every file in the store but the staging area (valid key or not: this is an audit)."""
+        found = (
+            path.relative_to(self.root).as_posix()
+            for path in self.root.rglob("*")
+            if path.is_file() and not path.is_relative_to(self._staging)
+        )
+        return sorted(key for key in found if key.startswith(prefix))
+
+    def download_to(self, key: str, destination: Path) -> None:
+        """Copy through a temporary sibling of `destination`, so a failed copy leaves no stub."""
+        source = self.path_for(key)
+        if not source.is_file():
+            raise NotFound(f"no artifact {key!r}")
+        partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.part")
+        try:
+            shutil.copyfile(source, partial)
+            os.replace(partial, destination)
+        finally:
+            partial.unlink(missing_ok=True)
 
     def url(self, key: str, base_url: str, ttl_seconds: int) -> str:
         expires = int(time.time()) + ttl_seconds
@@ -86,8 +110,4 @@ class LocalArtifactStore:
 
     def sweep_staging(self, older_than_seconds: float = 3600.0) -> int:
         """Remove staging files left behind by workers that died mid-encode."""
-        cutoff = time.time() - older_than_seconds
-        stale = [p for p in self._staging.iterdir() if p.stat().st_mtime < cutoff]
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return len(stale)
+        return sweep_directory(self._staging, older_than_seconds)

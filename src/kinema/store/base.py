@@ -1,11 +1,37 @@
-"""The job store interface every backend implements."""
+"""The job store interface every backend implements, and the store's own data and errors."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 from kinema.domain import ApiKey, Job, Lease, VideoArtifact
+from kinema.errors import KinemaError
+
+SchemaStatus = Literal["current", "missing", "behind", "ahead"]
+
+CANCELED_NAME = "Canceled"
+CANCELED_MESSAGE = "the generation was canceled"
+WORKER_LOST_NAME = "WorkerLost"
+WORKER_LOST_MESSAGE = "the worker running this job stopped responding too many times"
+
+
+class SchemaNotCurrent(KinemaError):
+    """The database's schema is not the one this kinema needs (missing, older or newer)."""
+
+    def __init__(self, message: str, status: SchemaStatus) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """A snapshot for metrics: queue depth and running jobs per model, and jobs per status."""
+
+    queued: dict[str, int] = field(default_factory=dict)  # model → queued jobs
+    by_status: dict[str, int] = field(default_factory=dict)  # every JobStatus value → jobs, 0 too
+    running: dict[str, int] = field(default_factory=dict)  # model → running jobs
 
 
 class JobStore(Protocol):
@@ -14,18 +40,45 @@ class JobStore(Protocol):
     def get_job(self, job_id: str) -> Job | None: ...
     def queue_position(self, job: Job) -> int: ...
     def count_jobs(self) -> int: ...
+    def count_queued(self, owner: str | None = None) -> int:
+        """Queued jobs of one owner (API key id), or of everyone."""
+        ...
+
+    def request_cancel(self, job_id: str) -> Job | None:
+        """Cancel a job: a queued one ends `canceled` at once; a running one gets
+        `cancel_requested` (its worker stops at the next step and calls `mark_canceled`); a
+        finished one is left as it is. Returns the job after the change, None if unknown."""
+        ...
 
     # Jobs, seen from a worker. Every call that takes a lease raises LeaseLost once the lease is
     # no longer current, so a job is finished by exactly one worker.
-    def claim(
-        self, models: Sequence[str], worker_id: str, lease_seconds: float
-    ) -> Lease | None: ...
+    def claim(self, models: Sequence[str], worker_id: str, lease_seconds: float) -> Lease | None:
+        """Lease the next job for one of `models`, fairly across owners: the owner with the
+        fewest running jobs goes first (ties: the owner whose oldest queued job is oldest), and
+        gets its oldest queued job. Expired leases are requeued (or failed, out of attempts)."""
+        ...
+
+    def wait_for_work(self, models: Sequence[str], timeout: float) -> None:
+        """Block until work for one of `models` may have arrived, or `timeout` seconds passed.
+        Spurious returns are allowed: callers claim, and wait again when there was nothing."""
+        ...
+
     def heartbeat(self, lease: Lease, lease_seconds: float) -> Lease: ...
     def report_progress(self, lease: Lease, progress: float, stage: str) -> bool: ...
     def complete(self, lease: Lease, artifact: VideoArtifact, meta: dict[str, Any]) -> None: ...
     def fail(self, lease: Lease, name: str, message: str, meta: dict[str, Any]) -> None: ...
     def mark_canceled(self, lease: Lease) -> None: ...
     def release(self, lease: Lease) -> None: ...
+
+    # Workers: liveness for readiness checks and metrics.
+    def register_worker(self, worker_id: str, models: Sequence[str]) -> None: ...
+    def worker_seen(self, worker_id: str) -> None: ...
+    def forget_worker(self, worker_id: str) -> None: ...
+    def live_workers(self, max_age_seconds: float) -> dict[str, int]:
+        """Served model → number of workers seen within `max_age_seconds`."""
+        ...
+
+    def stats(self) -> StoreStats: ...
 
     # API keys (only hashes are stored).
     def add_key(self, key: ApiKey, key_hash: str) -> None: ...

@@ -1,87 +1,83 @@
-"""The SQL job store (SQLAlchemy 2 Core): SQLite in WAL mode, claims under BEGIN IMMEDIATE."""
+"""The SQL job store (SQLAlchemy 2 Core), one code for SQLite and PostgreSQL.
+
+SQLite (the embedded default): WAL, every write transaction starts with BEGIN IMMEDIATE, so claims
+are serialized. PostgreSQL (scale-out): READ COMMITTED, claims lock their row with
+`SELECT … FOR UPDATE SKIP LOCKED`, idle workers wait on LISTEN/NOTIFY.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Engine
 
 from kinema.domain import ApiKey, GenerationRequest, Job, JobStatus, Lease, VideoArtifact
 from kinema.errors import LeaseLost
-
-metadata = sa.MetaData()
-
-jobs = sa.Table(
-    "jobs",
-    metadata,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("id", sa.String(64), nullable=False, unique=True),
-    sa.Column("owner", sa.String(64), nullable=False),
-    sa.Column("model", sa.String(128), nullable=False),
-    sa.Column("request", sa.JSON, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("seed", sa.BigInteger),
-    sa.Column("progress", sa.Float, nullable=False, default=0.0),
-    sa.Column("stage", sa.String(32)),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("started_at", sa.Float),
-    sa.Column("completed_at", sa.Float),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("max_attempts", sa.Integer, nullable=False),
-    sa.Column("lease_token", sa.String(64)),
-    sa.Column("lease_worker", sa.String(128)),
-    sa.Column("lease_expires_at", sa.Float),
-    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
-    sa.Column("error_name", sa.String(64)),
-    sa.Column("error_message", sa.Text),
-    sa.Column("artifact", sa.JSON),
-    sa.Column("meta", sa.JSON, nullable=False),
-    sa.Index("ix_jobs_claim", "status", "model", "seq"),
+from kinema.store.base import (
+    CANCELED_MESSAGE,
+    CANCELED_NAME,
+    WORKER_LOST_MESSAGE,
+    WORKER_LOST_NAME,
+    StoreStats,
 )
-
-api_keys = sa.Table(
-    "api_keys",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("name", sa.String(128), nullable=False),
-    sa.Column("key_hash", sa.String(128), nullable=False, unique=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("revoked_at", sa.Float),
+from kinema.store.db import create_engine, is_postgres, libpq_conninfo
+from kinema.store.fair import (
+    idle_owners_oldest_jobs,
+    lock_oldest_queued,
+    owners_in_fair_order,
+    running_per_owner,
 )
+from kinema.store.listen import CHANNEL, PgListener
+from kinema.store.migrations import migrate_engine
+from kinema.store.migrations import require_current as require_current_schema
+from kinema.store.schema import api_keys, jobs, metadata, workers
+
+__all__ = ["SqlJobStore", "api_keys", "jobs", "metadata", "open_store", "open_store_url", "workers"]
+
+QUEUED = JobStatus.QUEUED.value
+RUNNING = JobStatus.RUNNING.value
+SQLITE_POLL_S = 0.25  # how often an idle SQLite waiter looks for work from other processes
+_EXPIRY_MARGIN_S = 0.05  # wake a little after a lease expires, not a little before
 
 
-def _sqlite_engine(path: Path) -> Engine:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+def open_store_url(
+    url: str | URL,
+    max_attempts: int = 3,
+    *,
+    auto_migrate: bool | None = None,
+    require_current: bool = True,
+) -> SqlJobStore:
+    """Open the store at `sqlite:///path` or `postgresql+psycopg://…`.
 
-    @sa.event.listens_for(engine, "connect")
-    def _configure(dbapi_connection: Any, _record: Any) -> None:
-        # Let us emit BEGIN ourselves, so that writers take the lock up front (BEGIN IMMEDIATE).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _begin(connection: Connection) -> None:
-        immediate = connection.get_execution_options().get("immediate", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
+    `auto_migrate` (default: on for SQLite, the embedded single-machine case; off for PostgreSQL,
+    where `kinema db upgrade` is the operator's job) upgrades the schema first. With
+    `require_current`, a schema that is missing, older or newer raises SchemaNotCurrent.
+    """
+    engine = create_engine(url)
+    try:
+        if auto_migrate is None:
+            auto_migrate = not is_postgres(engine)
+        if auto_migrate:
+            migrate_engine(engine)
+        if require_current:
+            require_current_schema(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return SqlJobStore(engine, max_attempts=max_attempts)
 
 
 def open_store(database_path: Path, max_attempts: int = 3) -> SqlJobStore:
-    store = SqlJobStore(_sqlite_engine(database_path), max_attempts=max_attempts)
-    store.create_schema()
-    return store
+    """The embedded SQLite store in a data directory (migrated on open)."""
+    return open_store_url(f"sqlite:///{database_path}", max_attempts=max_attempts)
 
 
 def _job_from_row(row: sa.Row[Any]) -> Job:
@@ -110,16 +106,26 @@ def _key_from_row(row: sa.Row[Any]) -> ApiKey:
     )
 
 
+def _expired(now: float) -> sa.ColumnElement[bool]:
+    return (jobs.c.status == RUNNING) & (jobs.c.lease_expires_at < now)
+
+
 class SqlJobStore:
     def __init__(self, engine: Engine, max_attempts: int = 3) -> None:
         self._engine = engine
         self._max_attempts = max_attempts
+        self._postgres = is_postgres(engine)
+        self._listener = PgListener(libpq_conninfo(engine.url)) if self._postgres else None
+        self._wakeups = 0  # same-process wake-ups for SQLite waiters
+        self._wakeup = threading.Condition()
 
     def create_schema(self) -> None:
-        with self._write() as conn:
-            metadata.create_all(conn)
+        """Upgrade the schema to the newest revision (kept for tests and old callers)."""
+        migrate_engine(self._engine)
 
     def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
         self._engine.dispose()
 
     @contextmanager
@@ -154,10 +160,16 @@ class SqlJobStore:
                     meta=job.meta,
                 )
             )
+            if job.status is JobStatus.QUEUED:
+                self._notify(conn, [job.request.model])
+        self._wake_local()
 
     def get_job(self, job_id: str) -> Job | None:
         with self._read() as conn:
-            row = conn.execute(jobs.select().where(jobs.c.id == job_id)).first()
+            return self._get(conn, job_id)
+
+    def _get(self, conn: Connection, job_id: str) -> Job | None:
+        row = conn.execute(jobs.select().where(jobs.c.id == job_id)).first()
         return _job_from_row(row) if row else None
 
     def queue_position(self, job: Job) -> int:
@@ -165,7 +177,7 @@ class SqlJobStore:
             sa.select(sa.func.count())
             .select_from(jobs)
             .where(
-                jobs.c.status == JobStatus.QUEUED.value,
+                jobs.c.status == QUEUED,
                 jobs.c.model == job.request.model,
                 jobs.c.seq < sa.select(jobs.c.seq).where(jobs.c.id == job.id).scalar_subquery(),
             )
@@ -177,70 +189,167 @@ class SqlJobStore:
         with self._read() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(jobs)).scalar_one())
 
+    def count_queued(self, owner: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(jobs).where(jobs.c.status == QUEUED)
+        if owner is not None:
+            query = query.where(jobs.c.owner == owner)
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def request_cancel(self, job_id: str) -> Job | None:
+        with self._write() as conn:
+            status = conn.execute(
+                sa.select(jobs.c.status).where(jobs.c.id == job_id).with_for_update()
+            ).scalar_one_or_none()
+            if status == QUEUED:
+                conn.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job_id)
+                    .values(
+                        status=JobStatus.CANCELED.value,
+                        completed_at=time.time(),
+                        stage=JobStatus.CANCELED.value,
+                        error_name=CANCELED_NAME,
+                        error_message=CANCELED_MESSAGE,
+                        cancel_requested=True,
+                    )
+                )
+            elif status == RUNNING:
+                conn.execute(jobs.update().where(jobs.c.id == job_id).values(cancel_requested=True))
+            return self._get(conn, job_id) if status is not None else None
+
+    def stats(self) -> StoreStats:
+        query = sa.select(jobs.c.status, jobs.c.model, sa.func.count()).group_by(
+            jobs.c.status, jobs.c.model
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        by_status = dict.fromkeys((s.value for s in JobStatus), 0)
+        queued: dict[str, int] = {}
+        running: dict[str, int] = {}
+        for status, model, count in rows:
+            by_status[status] = by_status.get(status, 0) + count
+            if status == QUEUED:
+                queued[model] = count
+            elif status == RUNNING:
+                running[model] = count
+        return StoreStats(queued=queued, by_status=by_status, running=running)
+
     # -- jobs, worker side ---------------------------------------------------------------------
 
     def claim(self, models: Sequence[str], worker_id: str, lease_seconds: float) -> Lease | None:
+        models = sorted(set(models))
         now = time.time()
-        if not self._anything_to_claim(models, now):
-            return None  # idle workers poll with a cheap read, not a write lock
+        if not models:
+            return None
+        if not self._postgres and not self._anything_to_claim(models, now):
+            return None  # SQLite: idle workers look with a cheap read, not the write lock
         with self._write() as conn:
-            self._requeue_expired(conn, now)
+            requeued = self._requeue_expired(conn, now)
+            lease = self._claim_fairly(conn, models, worker_id, now + lease_seconds, now)
+        if requeued:
+            self._wake_local()
+        return lease
+
+    def _claim_fairly(
+        self, conn: Connection, models: list[str], worker_id: str, expires_at: float, now: float
+    ) -> Lease | None:
+        """The owner with the fewest running jobs, ties to the oldest queued job; then that
+        owner's oldest job. A row another claimer holds is skipped (SKIP LOCKED): next one."""
+        running = running_per_owner(conn)
+        for seq in idle_owners_oldest_jobs(conn, models, running):
+            row = conn.execute(lock_oldest_queued(jobs.c.seq == seq)).first()
+            if row is not None:
+                return self._lease(conn, row, worker_id, expires_at, now)
+        for owner, model in owners_in_fair_order(conn, models, running, postgres=self._postgres):
             row = conn.execute(
-                jobs.select()
-                .where(jobs.c.status == JobStatus.QUEUED.value, jobs.c.model.in_(list(models)))
-                .order_by(jobs.c.seq)
-                .limit(1)
-                .with_for_update(skip_locked=True)
+                lock_oldest_queued(jobs.c.model == model, jobs.c.owner == owner)
             ).first()
-            if row is None:
-                return None
-            token = uuid.uuid4().hex
-            expires_at = now + lease_seconds
-            conn.execute(
-                jobs.update()
-                .where(jobs.c.seq == row.seq)
-                .values(
-                    status=JobStatus.RUNNING.value,
-                    attempts=row.attempts + 1,
-                    started_at=row.started_at or now,
-                    lease_token=token,
-                    lease_worker=worker_id,
-                    lease_expires_at=expires_at,
-                    stage="starting",
-                )
+            if row is not None:
+                return self._lease(conn, row, worker_id, expires_at, now)
+        return None
+
+    def _lease(
+        self, conn: Connection, row: sa.Row[Any], worker_id: str, expires_at: float, now: float
+    ) -> Lease:
+        token = uuid.uuid4().hex
+        claimed = conn.execute(
+            jobs.update()
+            .where(jobs.c.seq == row.seq)
+            .values(
+                status=RUNNING,
+                attempts=row.attempts + 1,
+                started_at=row.started_at or now,
+                lease_token=token,
+                lease_worker=worker_id,
+                lease_expires_at=expires_at,
+                stage="starting",
             )
-            claimed = conn.execute(jobs.select().where(jobs.c.seq == row.seq)).one()
+            .returning(*jobs.c)
+        ).one()
         return Lease(_job_from_row(claimed), token, worker_id, expires_at)
 
     def _anything_to_claim(self, models: Sequence[str], now: float) -> bool:
-        queued = (jobs.c.status == JobStatus.QUEUED.value) & jobs.c.model.in_(list(models))
-        expired = (jobs.c.status == JobStatus.RUNNING.value) & (jobs.c.lease_expires_at < now)
+        queued = (jobs.c.status == QUEUED) & jobs.c.model.in_(list(models))
         with self._read() as conn:
-            found = conn.execute(sa.select(jobs.c.seq).where(queued | expired).limit(1)).first()
+            found = conn.execute(sa.select(jobs.c.seq).where(queued).limit(1)).first()
+            if found is None:
+                found = conn.execute(sa.select(jobs.c.seq).where(_expired(now)).limit(1)).first()
         return found is not None
 
-    def _requeue_expired(self, conn: Connection, now: float) -> None:
-        expired = (jobs.c.status == JobStatus.RUNNING.value) & (jobs.c.lease_expires_at < now)
-        out_of_attempts = jobs.c.attempts >= jobs.c.max_attempts
-        conn.execute(
-            jobs.update()
-            .where(expired & out_of_attempts)
-            .values(
-                status=JobStatus.FAILED.value,
-                completed_at=now,
-                lease_token=None,
-                error_name="WorkerLost",
-                error_message=sa.func.coalesce(
-                    jobs.c.error_message,
-                    "the worker running this job stopped responding too many times",
-                ),
+    def _requeue_expired(self, conn: Connection, now: float) -> bool:
+        """Expired leases: requeue the job, or end it (canceled, or out of attempts)."""
+        rows = conn.execute(
+            sa.select(
+                jobs.c.seq,
+                jobs.c.model,
+                jobs.c.attempts,
+                jobs.c.max_attempts,
+                jobs.c.cancel_requested,
             )
+            .where(_expired(now))
+            .with_for_update(skip_locked=True)  # another claimer is on it: leave it to them
+        ).all()
+        if not rows:
+            return False
+        ended = {"lease_token": None, "lease_expires_at": None, "completed_at": now}
+        canceled = [r.seq for r in rows if r.cancel_requested]
+        lost = [r.seq for r in rows if not r.cancel_requested and r.attempts >= r.max_attempts]
+        again = [r for r in rows if not r.cancel_requested and r.attempts < r.max_attempts]
+        self._update_seqs(
+            conn,
+            canceled,
+            status=JobStatus.CANCELED.value,
+            stage=JobStatus.CANCELED.value,
+            error_name=CANCELED_NAME,
+            error_message=CANCELED_MESSAGE,
+            **ended,
         )
-        conn.execute(
-            jobs.update()
-            .where(expired & ~out_of_attempts)
-            .values(status=JobStatus.QUEUED.value, lease_token=None, progress=0.0, stage=None)
+        self._update_seqs(
+            conn,
+            lost,
+            status=JobStatus.FAILED.value,
+            stage=JobStatus.FAILED.value,
+            error_name=WORKER_LOST_NAME,
+            error_message=sa.func.coalesce(jobs.c.error_message, WORKER_LOST_MESSAGE),
+            **ended,
         )
+        self._update_seqs(
+            conn,
+            [r.seq for r in again],
+            status=QUEUED,
+            lease_token=None,
+            lease_expires_at=None,
+            progress=0.0,
+            stage=None,
+        )
+        self._notify(conn, {r.model for r in again})
+        return bool(again)
+
+    @staticmethod
+    def _update_seqs(conn: Connection, seqs: list[int], **values: Any) -> None:
+        if seqs:
+            conn.execute(jobs.update().where(jobs.c.seq.in_(seqs)).values(**values))
 
     def _update_leased(self, conn: Connection, lease: Lease, **values: Any) -> None:
         result = conn.execute(
@@ -248,7 +357,7 @@ class SqlJobStore:
             .where(
                 jobs.c.id == lease.job.id,
                 jobs.c.lease_token == lease.token,
-                jobs.c.status == JobStatus.RUNNING.value,
+                jobs.c.status == RUNNING,
             )
             .values(**values)
         )
@@ -279,10 +388,7 @@ class SqlJobStore:
 
     def mark_canceled(self, lease: Lease) -> None:
         self._finish(
-            lease,
-            JobStatus.CANCELED,
-            error_name="Canceled",
-            error_message="the generation was canceled",
+            lease, JobStatus.CANCELED, error_name=CANCELED_NAME, error_message=CANCELED_MESSAGE
         )
 
     def _finish(self, lease: Lease, status: JobStatus, **values: Any) -> None:
@@ -307,13 +413,96 @@ class SqlJobStore:
             self._update_leased(
                 conn,
                 lease,
-                status=JobStatus.QUEUED.value,
+                status=QUEUED,
                 attempts=jobs.c.attempts - 1,
                 lease_token=None,
                 lease_expires_at=None,
                 progress=0.0,
                 stage=None,
             )
+            self._notify(conn, [lease.job.request.model])
+        self._wake_local()
+
+    # -- wake-ups ------------------------------------------------------------------------------
+
+    def wait_for_work(self, models: Sequence[str], timeout: float) -> None:
+        """PostgreSQL: LISTEN until a NOTIFY for one of `models` (or the next lease expiry).
+        SQLite (one machine): wait for a same-process wake-up, looking every SQLITE_POLL_S."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        expiry = self._next_lease_expiry()
+        if expiry is not None:  # an expired lease needs a claim to requeue it: wake up for it
+            until_expiry = expiry - time.time() + _EXPIRY_MARGIN_S
+            deadline = min(deadline, time.monotonic() + max(until_expiry, SQLITE_POLL_S))
+        if self._listener is not None:
+            self._listener.wait(
+                set(models), deadline, lambda: self._anything_to_claim(models, time.time())
+            )
+        else:
+            self._poll(models, deadline)
+
+    def _poll(self, models: Sequence[str], deadline: float) -> None:
+        with self._wakeup:
+            seen = self._wakeups
+        while (remaining := deadline - time.monotonic()) > 0:
+            with self._wakeup:
+                if self._wakeups == seen:
+                    self._wakeup.wait(min(remaining, SQLITE_POLL_S))
+                seen = self._wakeups
+            if self._anything_to_claim(models, time.time()):
+                return
+
+    def _next_lease_expiry(self) -> float | None:
+        query = sa.select(sa.func.min(jobs.c.lease_expires_at)).where(jobs.c.status == RUNNING)
+        with self._read() as conn:
+            value = conn.execute(query).scalar_one_or_none()
+        return float(value) if value is not None else None
+
+    def _notify(self, conn: Connection, models: Iterable[str]) -> None:
+        """Tell LISTENing workers (at commit) that work for these models can be claimed."""
+        if not self._postgres:
+            return
+        for model in sorted(set(models)):
+            conn.execute(sa.select(sa.func.pg_notify(CHANNEL, model)))
+
+    def _wake_local(self) -> None:
+        with self._wakeup:
+            self._wakeups += 1
+            self._wakeup.notify_all()
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def register_worker(self, worker_id: str, models: Sequence[str]) -> None:
+        now = time.time()
+        values = {"id": worker_id, "models": list(models), "started_at": now, "last_seen": now}
+        dialect = postgresql if self._postgres else sqlite
+        upsert = dialect.insert(workers).values(**values)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[workers.c.id],
+            set_={"models": upsert.excluded.models, "started_at": now, "last_seen": now},
+        )
+        with self._write() as conn:
+            conn.execute(upsert)
+
+    def worker_seen(self, worker_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                workers.update().where(workers.c.id == worker_id).values(last_seen=time.time())
+            )
+
+    def forget_worker(self, worker_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(workers.delete().where(workers.c.id == worker_id))
+
+    def live_workers(self, max_age_seconds: float) -> dict[str, int]:
+        since = time.time() - max_age_seconds
+        with self._read() as conn:
+            rows = conn.execute(sa.select(workers.c.models).where(workers.c.last_seen >= since))
+            served = [list(models or []) for (models,) in rows]
+        counts: dict[str, int] = {}
+        for models in served:
+            for model in set(models):
+                counts[model] = counts.get(model, 0) + 1
+        return counts
 
     # -- API keys ------------------------------------------------------------------------------
 

@@ -1,0 +1,60 @@
+"""Operations: readiness for load balancers, metrics for Prometheus."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+
+from kinema.api.deps import services
+from kinema.api.errors import envelope
+from kinema.service import JobService
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/readyz")
+def readyz(request: Request) -> Any:
+    app = services(request)
+    readiness = app.jobs.readiness(app.settings.worker_liveness_seconds)
+    if not readiness.ready:
+        failing = ", ".join(f"{k}: {v}" for k, v in readiness.checks.items() if v != "ok")
+        return envelope(request, 503, f"not ready: {failing}")
+    return JSONResponse({"status": "ready", "checks": readiness.checks})
+
+
+class StoreCollector:
+    """Reads the shared store at scrape time, so every API replica reports the same numbers."""
+
+    def __init__(self, jobs: JobService, liveness_seconds: float) -> None:
+        self._jobs = jobs
+        self._liveness = liveness_seconds
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._jobs.store.stats()
+        yield _gauge("kinema_queue_depth", "Queued jobs per model", "model", stats.queued)
+        yield _gauge("kinema_running_jobs", "Running jobs per model", "model", stats.running)
+        yield _gauge("kinema_jobs", "Jobs per status", "status", stats.by_status)
+        live = self._jobs.store.live_workers(self._liveness)
+        workers = {model: live.get(model, 0) for model in self._jobs.served.served}
+        yield _gauge("kinema_live_workers", "Workers seen recently per model", "model", workers)
+
+
+def _gauge(name: str, documentation: str, label: str, values: dict[str, int]) -> Metric:
+    family = GaugeMetricFamily(name, documentation, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    app = services(request)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(app.jobs, app.settings.worker_liveness_seconds))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

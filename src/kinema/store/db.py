@@ -1,0 +1,62 @@
+"""Engines for the two databases: SQLite (WAL, BEGIN IMMEDIATE for writers) and PostgreSQL
+(psycopg 3, READ COMMITTED)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+POSTGRES_DRIVER = "postgresql+psycopg"
+
+
+def normalize_url(url: str | URL) -> URL:
+    """`postgresql://` and `postgres://` mean psycopg 3 here (psycopg2 is not a dependency)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername=POSTGRES_DRIVER)
+    return parsed
+
+
+def create_engine(url: str | URL) -> Engine:
+    parsed = normalize_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(parsed)
+    if backend == "postgresql":
+        return sa.create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=16)
+    raise ValueError(f"unsupported store URL {parsed!r}: use sqlite:///… or postgresql+psycopg://…")
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def libpq_conninfo(url: URL) -> str:
+    """The URL as psycopg.connect() takes it (for the LISTEN connection)."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Let us emit BEGIN ourselves, so that writers take the lock up front (BEGIN IMMEDIATE).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get("immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine

@@ -1,0 +1,1 @@
+"""Alembic revisions, oldest first. Never edit a released one: add a new revision."""
