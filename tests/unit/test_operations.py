@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from kinema.api.app import create_app
 from kinema.config import Settings
+from kinema.domain import VideoArtifact
 
 PATH = "/v2/video/generations"
 BODY = {"model": "tiny-ltx2", "prompt": "a lighthouse at night"}
@@ -115,3 +116,15 @@ def test_metrics_report_queue_depth_statuses_and_workers(api: Api) -> None:
     assert 'kinema_running_jobs{model="tiny-ltx2"} 1.0' in text
     assert 'kinema_jobs{status="queued"} 2.0' in text
     assert 'kinema_live_workers{model="tiny-ltx2"} 1.0' in text
+
+
+def test_metrics_histogram_stage_durations_of_completed_jobs(api: Api) -> None:
+    api.create()
+    lease = api.store.claim(["tiny-ltx2"], "w", 30)
+    artifact = VideoArtifact("j/x.mp4", "x.mp4", 1, 5.0, 96, 54, 24.0, True)
+    api.store.complete(lease, artifact, {"timings": {"generate": 0.3, "encode": 0.07}})
+    text = api.client.get("/metrics").text
+    assert 'kinema_stage_seconds_bucket{le="0.25",model="tiny-ltx2",stage="generate"} 0.0' in text
+    assert 'kinema_stage_seconds_bucket{le="0.5",model="tiny-ltx2",stage="generate"} 1.0' in text
+    assert 'kinema_stage_seconds_count{model="tiny-ltx2",stage="encode"} 1.0' in text
+    assert 'kinema_stage_seconds_sum{model="tiny-ltx2",stage="generate"} 0.3' in text

@@ -375,6 +375,16 @@ class TestJobStore:
         assert (store.count_queued("A"), store.count_queued("B")) == (1, 1)
         assert (store.count_queued("C"), store.count_queued(), store.count_jobs()) == (0, 2, 3)
 
+    def test_stage_timings_come_from_completed_jobs_only(self, store: JobStore) -> None:
+        done, failed = add(store), add(store)
+        add(store)  # still queued
+        first = store.claim([MODEL], "w", 30)
+        second = store.claim([MODEL], "w", 30)
+        assert first and second and first.job.id == done.id and second.job.id == failed.id
+        store.complete(first, ARTIFACT, {"timings": {"generate": 1.5, "encode": 0.25}})
+        store.fail(second, "GenerationFailed", "boom", {"timings": {"generate": 9.0}})
+        assert store.stage_timings() == [(MODEL, {"generate": 1.5, "encode": 0.25})]
+
     def test_stats_counts_queue_depth_running_and_statuses(self, store: JobStore) -> None:
         assert store.stats().by_status == dict.fromkeys((s.value for s in JobStatus), 0)
         for model in (MODEL, MODEL, MODEL, OTHER_MODEL):

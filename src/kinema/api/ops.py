@@ -8,7 +8,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CollectorRegistry,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import generate_latest
 
 from kinema.api.deps import services
@@ -16,6 +21,7 @@ from kinema.api.errors import envelope
 from kinema.service import JobService
 
 router = APIRouter(tags=["ops"])
+STAGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300, 600)
 
 
 @router.get("/readyz")
@@ -43,6 +49,27 @@ class StoreCollector:
         live = self._jobs.store.live_workers(self._liveness)
         workers = {model: live.get(model, 0) for model in self._jobs.served.served}
         yield _gauge("kinema_live_workers", "Workers seen recently per model", "model", workers)
+        yield _stage_histogram(self._jobs.store.stage_timings())
+
+
+def _stage_histogram(timings: list[tuple[str, dict[str, float]]]) -> Metric:
+    """Cumulative over every completed job in the shared store (read at scrape time, so every
+    replica reports the same; the scan grows with the table: see the issue note)."""
+    family = HistogramMetricFamily(
+        "kinema_stage_seconds", "Seconds per stage of completed jobs", labels=["model", "stage"]
+    )
+    samples: dict[tuple[str, str], list[float]] = {}
+    for model, stages in timings:
+        for stage, seconds in stages.items():
+            samples.setdefault((model, stage), []).append(float(seconds))
+    for (model, stage), values in sorted(samples.items()):
+        buckets = [(_bucket_label(le), sum(v <= le for v in values)) for le in STAGE_BUCKETS]
+        family.add_metric([model, stage], [*buckets, ("+Inf", len(values))], sum(values))
+    return family
+
+
+def _bucket_label(bound: float) -> str:
+    return repr(float(bound))
 
 
 def _gauge(name: str, documentation: str, label: str, values: dict[str, int]) -> Metric:

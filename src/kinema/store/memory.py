@@ -153,6 +153,14 @@ class MemoryJobStore:
                     running[model] = running.get(model, 0) + 1
         return StoreStats(queued=queued, by_status=by_status, running=running)
 
+    def stage_timings(self) -> list[tuple[str, dict[str, float]]]:
+        with self._lock:
+            return [
+                (row.job.request.model, dict(row.job.meta.get("timings") or {}))
+                for row in self._rows.values()
+                if row.status is JobStatus.COMPLETED
+            ]
+
     # -- jobs, worker side ---------------------------------------------------------------------
 
     def claim(self, models: Sequence[str], worker_id: str, lease_seconds: float) -> Lease | None:

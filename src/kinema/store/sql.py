@@ -44,6 +44,7 @@ __all__ = ["SqlJobStore", "api_keys", "jobs", "metadata", "open_store", "open_st
 
 QUEUED = JobStatus.QUEUED.value
 RUNNING = JobStatus.RUNNING.value
+COMPLETED = JobStatus.COMPLETED.value
 SQLITE_POLL_S = 0.25  # how often an idle SQLite waiter looks for work from other processes
 _EXPIRY_MARGIN_S = 0.05  # wake a little after a lease expires, not a little before
 
@@ -234,6 +235,12 @@ class SqlJobStore:
             elif status == RUNNING:
                 running[model] = count
         return StoreStats(queued=queued, by_status=by_status, running=running)
+
+    def stage_timings(self) -> list[tuple[str, dict[str, float]]]:
+        query = sa.select(jobs.c.model, jobs.c.meta).where(jobs.c.status == COMPLETED)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [(model, dict((meta or {}).get("timings") or {})) for model, meta in rows]
 
     # -- jobs, worker side ---------------------------------------------------------------------
 
