@@ -17,6 +17,10 @@ import pytest
 
 from kinema.config import Settings
 
+# The tiny model gains nothing from threads, and two threads spinning on a busy two-core machine
+# slow it 10-30x. Set before any test module imports torch (it reads this once).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 TEST_KEY = "kin_test_key_for_the_suite_0123456789"
 OTHER_KEY = "kin_other_key_for_the_suite_987654321"
 
