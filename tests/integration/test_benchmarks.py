@@ -77,3 +77,13 @@ def test_claim_latency_benchmark_runs_against_postgresql() -> None:
     assert result["ratio_p50"] == pytest.approx(
         result["claim_ms"]["p50"] / result["select1_ms"]["p50"], rel=0.05
     )
+
+
+def test_api_overhead_benchmark_compares_with_a_bare_endpoint() -> None:
+    result = run_benchmark("api_overhead.py", "--requests", "200", "--concurrency", "4")
+    assert result["benchmark"] == "api_overhead" and result["requests"] == 200
+    for name in ("bare", "poll", "create"):
+        assert result[name]["rps"] > 0 and result[name]["p99_ms"] >= result[name]["p50_ms"]
+    assert result["poll_rps_ratio_vs_bare"] == pytest.approx(
+        result["poll"]["rps"] / result["bare"]["rps"], abs=0.002
+    )
