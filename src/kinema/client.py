@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,11 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from httpx_sse import ServerSentEvent, aconnect_sse, connect_sse
 
 from kinema.errors import ClientError
 
 DEFAULT_MODEL = "klingai/video-v2-6-pro-text-to-video"
 CREATE_PATH = "/v2/video/generations"
+EVENTS_PATH = "/v2/video/generations/events"
+# A server without the event stream (e.g. the hosted API) answers these; the client then polls.
+NO_STREAM_STATUSES = frozenset({404, 405, 406, 501})
+STREAM_TIMEOUT = httpx.Timeout(30.0, read=45.0)  # the server pings every 15 s
 PENDING = frozenset({"queued", "generating"})
 
 
@@ -107,6 +113,40 @@ def _video_url(target: Generation | str) -> str:
     return target.video.url
 
 
+class _NoStream(Exception):
+    """This server offers no event stream for the generation (or it ended early): poll instead."""
+
+
+def _check_stream(response: httpx.Response) -> None:
+    if response.status_code in NO_STREAM_STATUSES:
+        raise _NoStream
+    if response.status_code >= 400:
+        _checked(response)
+    if not response.headers.get("content-type", "").startswith("text/event-stream"):
+        raise _NoStream
+
+
+def _observe(
+    event: ServerSentEvent, on_progress: ProgressCallback | None, deadline: float | None
+) -> Generation | None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise TimeoutError("generation not done in time")
+    if event.event not in ("progress", "completed", "error"):
+        return None
+    generation = Generation.from_json(json.loads(event.data))
+    if on_progress:
+        on_progress(generation)
+    return generation
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
 def _download_request(
     http: httpx.Client | httpx.AsyncClient, target: Generation | str
 ) -> httpx.Request:
@@ -155,13 +195,37 @@ class Client:
         poll_interval: float = 1.0,
         timeout: float | None = 600.0,
         on_progress: ProgressCallback | None = None,
+        stream: bool = True,
     ) -> Generation:
+        """Follow the server's event stream when it has one; poll otherwise (or if it breaks)."""
+        deadline = _deadline(timeout)
+        if stream:
+            try:
+                return self._wait_streaming(generation_id, deadline, on_progress)
+            except (_NoStream, httpx.TransportError):
+                pass
         return poll_until_done(
             lambda: self.get(generation_id),
             poll_interval=poll_interval,
-            timeout=timeout,
+            timeout=_remaining(deadline),
             on_progress=on_progress,
         )
+
+    def _wait_streaming(
+        self, generation_id: str, deadline: float | None, on_progress: ProgressCallback | None
+    ) -> Generation:
+        params = {"generation_id": generation_id}
+        with connect_sse(
+            self._http, "GET", EVENTS_PATH, params=params, timeout=STREAM_TIMEOUT
+        ) as source:
+            if source.response.status_code >= 400:
+                source.response.read()
+            _check_stream(source.response)
+            for event in source.iter_sse():
+                generation = _observe(event, on_progress, deadline)
+                if generation is not None and generation.done:
+                    return generation
+        raise _NoStream
 
     def download(self, target: Generation | str, path: Path | str) -> Path:
         path = Path(path)
@@ -218,8 +282,14 @@ class AsyncClient:
         poll_interval: float = 1.0,
         timeout: float | None = 600.0,
         on_progress: ProgressCallback | None = None,
+        stream: bool = True,
     ) -> Generation:
         async with asyncio.timeout(timeout):
+            if stream:
+                try:
+                    return await self._wait_streaming(generation_id, on_progress)
+                except (_NoStream, httpx.TransportError):
+                    pass
             while True:
                 generation = await self.get(generation_id)
                 if on_progress:
@@ -227,6 +297,22 @@ class AsyncClient:
                 if generation.done:
                     return generation
                 await asyncio.sleep(poll_interval)
+
+    async def _wait_streaming(
+        self, generation_id: str, on_progress: ProgressCallback | None
+    ) -> Generation:
+        params = {"generation_id": generation_id}
+        async with aconnect_sse(
+            self._http, "GET", EVENTS_PATH, params=params, timeout=STREAM_TIMEOUT
+        ) as source:
+            if source.response.status_code >= 400:
+                await source.response.aread()
+            _check_stream(source.response)
+            async for event in source.aiter_sse():
+                generation = _observe(event, on_progress, None)
+                if generation is not None and generation.done:
+                    return generation
+        raise _NoStream
 
     async def download(self, target: Generation | str, path: Path | str) -> Path:
         path = Path(path)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
+from sse_starlette import EventSourceResponse
 
 from kinema.api.deps import base_url, current_key, json_object_body, services
 from kinema.api.errors import field_errors_from_pydantic, validation_message
 from kinema.api.schemas import CreateGenerationBody, render_generation
 from kinema.domain import ApiKey
 from kinema.errors import FieldError, ValidationFailed
+from kinema.service import JobView
 
 PATHS = ("/v2/video/generations", "/v2/generate/video/kling/generation")
 CREATE_OPENAPI = {
@@ -56,6 +62,43 @@ def get_generation(request: Request, key: Key, generation_id: str | None = None)
     return render_generation(view)
 
 
+FINAL_WIRE_STATUSES = ("completed", "error")
+PING_SECONDS = 15
+
+
+async def generation_events(
+    request: Request, key: Key, generation_id: str | None = None
+) -> EventSourceResponse:
+    """Server-Sent Events: `progress` while the job is pending, then one `completed` or `error`
+    event carrying the same body as the poll endpoint, then the stream ends."""
+    job_id = _required_id(generation_id)
+    app = services(request)
+    base = base_url(request)
+    first = await run_in_threadpool(app.jobs.get, key, job_id, base)  # a 404 before streaming
+
+    def current() -> JobView:
+        return app.jobs.get(key, job_id, base)
+
+    events = _generation_events(first, current, app.settings.progress_min_interval)
+    return EventSourceResponse(events, ping=PING_SECONDS)
+
+
+async def _generation_events(
+    view: JobView, current: Callable[[], JobView], interval: float
+) -> AsyncIterator[dict[str, str]]:
+    last: dict[str, Any] | None = None
+    while True:
+        payload = render_generation(view)
+        if payload != last:
+            final = payload["status"] in FINAL_WIRE_STATUSES
+            yield {"event": payload["status"] if final else "progress", "data": json.dumps(payload)}
+            if final:
+                return
+            last = payload
+        await asyncio.sleep(interval)
+        view = await run_in_threadpool(current)
+
+
 def cancel_generation(
     request: Request, key: Key, generation_id: str | None = None
 ) -> dict[str, Any]:
@@ -63,6 +106,13 @@ def cancel_generation(
     return render_generation(view)
 
 
+router.add_api_route(
+    f"{PATHS[0]}/events",
+    generation_events,
+    methods=["GET"],
+    summary="Follow a generation as Server-Sent Events",
+    response_class=EventSourceResponse,
+)
 router.add_api_route(
     f"{PATHS[0]}/cancel",
     cancel_generation,
