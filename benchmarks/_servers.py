@@ -38,7 +38,6 @@ def start_kinema(data_dir: Path, *serve_args: str) -> tuple[subprocess.Popen[byt
         "KINEMA_DATA_DIR": str(data_dir),
         "KINEMA_MODEL": "tiny-ltx2",
         "KINEMA_API_KEYS": BENCH_KEY,
-        "KINEMA_POLL_SECONDS": "0.05",
         # a benchmark measures the API, not its back-pressure
         "KINEMA_MAX_QUEUED_PER_KEY": "1000000",
         "KINEMA_MAX_QUEUED_TOTAL": "1000000",

@@ -87,7 +87,6 @@ def kinema_env(data_dir: Path, tiny_weights: Path, **extra: str) -> dict[str, st
         "KINEMA_MODEL": "tiny-ltx2",
         "KINEMA_TINY_WEIGHTS": str(tiny_weights),
         "KINEMA_API_KEYS": f"{TEST_KEY},{OTHER_KEY}",
-        "KINEMA_POLL_SECONDS": "0.1",
         "HF_HUB_OFFLINE": "1",
         # The tiny model gains nothing from threads, and two-thread spinning on a busy
         # two-core machine slows it 10x.

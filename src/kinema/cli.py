@@ -34,7 +34,7 @@ from kinema.runtime import (
 )
 from kinema.service import KeyService
 from kinema.store.migrations import migrate
-from kinema.store.sql import open_store_url
+from kinema.store.sql import SqlJobStore, open_store_url
 
 app = typer.Typer(help="kinema: self-hosted text-to-video with sound.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
@@ -307,12 +307,18 @@ def _served_model_entries(server: str | None, model: str | None) -> list[dict[st
 
 
 @contextmanager
-def _keys(data_dir: Path | None, store_url: str | None) -> Iterator[KeyService]:
+def _local_store(data_dir: Path | None, store_url: str | None) -> Iterator[SqlJobStore]:
     store = open_store_url(make_settings(data_dir=data_dir, store_url=store_url).database_url)
     try:
-        yield KeyService(store)
+        yield store
     finally:
         store.close()
+
+
+@contextmanager
+def _keys(data_dir: Path | None, store_url: str | None) -> Iterator[KeyService]:
+    with _local_store(data_dir, store_url) as store:
+        yield KeyService(store)
 
 
 @keys_app.command("create")
@@ -380,11 +386,8 @@ def _cancel(
     if server:
         with Client(server, api_key) as client:
             return client.cancel(generation_id).status
-    store = open_store_url(make_settings(data_dir=data_dir, store_url=store_url).database_url)
-    try:
+    with _local_store(data_dir, store_url) as store:
         job = store.request_cancel(generation_id)
-    finally:
-        store.close()
     if job is None:
         raise KinemaError(f"generation {generation_id!r} not found")
     return f"{job.status.value}{' (stops at its next step)' if job.cancel_requested else ''}"

@@ -60,7 +60,6 @@ class Settings(BaseSettings):
 
     lease_seconds: float = 30.0
     heartbeat_seconds: float = 5.0
-    poll_seconds: float = 0.5  # how often pollers (SQLite waits, clients) look again
     idle_wait_seconds: float = 1.0  # an idle worker's longest wait for a wake-up (NOTIFY on PG)
     max_attempts: int = 3
     url_ttl_seconds: int = 24 * 3600

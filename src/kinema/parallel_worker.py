@@ -294,17 +294,8 @@ def _bridge(channel: Any, stop: threading.Event) -> None:
 
 
 def serve_jobs(engine: ParallelEngine, settings: Settings, stop: threading.Event) -> int:
-    """Rank 0's work in `kinema worker --gpus`: what `runtime.run_worker` does once the model is
-    loaded, with the engine that runs each clip on every rank."""
-    from kinema.runtime import open_backends
-    from kinema.worker import Worker
+    """Rank 0's work in `kinema worker --gpus`: the normal worker loop, with the engine that runs
+    each clip on every rank (its warm-up compiles on every rank too)."""
+    from kinema.runtime import serve_engine
 
-    if engine.features.get("compile", "off") != "off":
-        engine.warm_up(seconds=5.0)  # compile at the shape real jobs have, on every rank
-    store, artifacts = open_backends(settings)
-    artifacts.sweep_staging()
-    try:
-        Worker(store, artifacts, engine, settings).run(stop)  # type: ignore[arg-type]
-    finally:
-        store.close()
-    return 0
+    return serve_engine(engine, settings, stop)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kinema.config import Settings
 from kinema.engine.registry import ServedModels
@@ -18,6 +19,9 @@ from kinema.errors import ModelUnavailable
 from kinema.service import JobService, KeyService, QueueLimits
 from kinema.storage import ArtifactStore, load_or_create_secret, open_artifact_store
 from kinema.store.sql import SqlJobStore, open_store_url
+
+if TYPE_CHECKING:
+    from kinema.engine.pipelines import Engine
 
 logger = logging.getLogger("kinema")
 
@@ -68,7 +72,7 @@ def build_services(settings: Settings) -> Services:
 def run_worker(settings: Settings, stop: threading.Event) -> int:
     """Load the model once, then process jobs until `stop` is set. Returns an exit code."""
     from kinema.engine.registry import get_spec
-    from kinema.worker import Worker, load_engine
+    from kinema.worker import load_engine
 
     model = served_models(settings)[0]
     try:
@@ -76,6 +80,13 @@ def run_worker(settings: Settings, stop: threading.Event) -> int:
     except ModelUnavailable as exc:
         logger.error("cannot serve %s: %s", model, exc)
         return EXIT_MODEL_UNAVAILABLE
+    return serve_engine(engine, settings, stop)
+
+
+def serve_engine(engine: Engine, settings: Settings, stop: threading.Event) -> int:
+    """With the model loaded: warm up, then process jobs until `stop` is set."""
+    from kinema.worker import Worker
+
     if engine.features.get("compile", "off") != "off":
         engine.warm_up(seconds=5.0)  # compile now, at the shape real jobs have, not on job one
     store, artifacts = open_backends(settings)

@@ -160,13 +160,11 @@ class JobService:
         return self.get(owner, job_id, base_url)
 
     def readiness(self, liveness_seconds: float) -> Readiness:
-        checks = {"database": _probe(self.store.count_queued)}
-        checks["storage"] = _probe(lambda: self._storage.exists("readyz/probe"))
-        try:
-            live = self.store.live_workers(liveness_seconds)
-        except Exception as exc:
-            live = {}
-            checks["database"] = f"unreachable: {type(exc).__name__}"
+        live: dict[str, int] = {}
+        checks = {
+            "database": _probe(lambda: live.update(self.store.live_workers(liveness_seconds))),
+            "storage": _probe(lambda: self._storage.exists("readyz/probe")),
+        }
         for model in self.served.served:
             checks[f"workers:{model}"] = "ok" if live.get(model) else "no live worker"
         return Readiness(checks)

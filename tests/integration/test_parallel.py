@@ -48,7 +48,6 @@ def tiny_settings(data_dir: Path, tiny_weights: Path) -> Settings:
         tiny_weights=str(tiny_weights),
         device="cpu",
         lease_seconds=10,
-        poll_seconds=0.1,
         idle_wait_seconds=0.2,
         progress_min_interval=0.0,
     )
