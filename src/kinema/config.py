@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = 64 * 1024
     progress_min_interval: float = 0.25
 
+    # Webhooks: POSTed when a job ends, signed per Standard Webhooks with the key's secret.
+    webhook_url: str | None = None  # for jobs that name no callback_url of their own
+    webhook_allow_private: bool = False  # allow private/loopback/link-local destinations
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_seconds: float = 5.0  # the first retry's delay; doubled on every failure
+    webhook_max_retry_seconds: float = 3600.0  # retries are never further apart than this
+    webhook_give_up_seconds: float = 24 * 3600.0  # no more tries this long after the job ended
+
     @property
     def heartbeat_interval(self) -> float:
         """Renew leases often enough that one late heartbeat never loses a job."""

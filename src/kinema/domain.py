@@ -53,13 +53,19 @@ class VideoArtifact:
     height: int
     fps: float
     has_audio: bool
+    thumbnail_key: str | None = None  # a JPEG still of the clip (absent on older artifacts)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VideoArtifact:
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__})
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+
+    @property
+    def keys(self) -> list[str]:
+        """Every stored object this artifact consists of."""
+        return [self.key, *([self.thumbnail_key] if self.thumbnail_key else [])]
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ class Job:
     artifact: VideoArtifact | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     cancel_requested: bool = False
+    callback_url: str | None = None  # where the final poll body is POSTed (a webhook)
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,7 @@ class ApiKey:
     name: str
     created_at: float
     revoked: bool = False
+    webhook_secret: str | None = None  # Standard Webhooks signing secret ("whsec_…")
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,12 @@ from av.video.reformatter import (
 
 from kinema.domain import Clip
 
-__all__ = ["MediaInfo", "center_crop", "encode_mp4", "frame_rate", "probe"]
+__all__ = ["MediaInfo", "center_crop", "encode_mp4", "encode_thumbnail", "frame_rate", "probe"]
 
 _VIDEO_ENCODER = "libx264"
 _AUDIO_ENCODER = "aac"
 _PIX_FMT = "yuv420p"
+_JPEG_PIX_FMT = "yuvj420p"  # full-range yuv, what JPEG files hold
 _AVCOL_SPC_BT709 = 1  # AVColorSpace (the codec's tag), not swscale's Colorspace enum
 _AUDIO_BITRATE_PER_CHANNEL = 96_000
 _FALLBACK_SAMPLE_RATE = 48_000
@@ -87,6 +88,27 @@ def encode_mp4(
             _mux_audio(container, clip.audio, clip.sample_rate, Fraction(len(frames)) / rate)
         _mux_video(container, video, frames, rate)
     return probe(path)
+
+
+def encode_thumbnail(image: np.ndarray, path: Path, *, max_width: int = 640) -> tuple[int, int]:
+    """Write one RGB image (H, W, 3) as a JPEG no wider than ``max_width``; returns its size."""
+    height, width = image.shape[:2]
+    scale = min(1.0, max_width / width)
+    out_width, out_height = _even(width * scale), _even(height * scale)
+    codec = av.CodecContext.create("mjpeg", "w")
+    codec.width, codec.height = out_width, out_height
+    codec.pix_fmt = _JPEG_PIX_FMT
+    codec.time_base = Fraction(1, 25)
+    codec.options = {"qmin": "3", "qmax": "3"}  # fixed quality: small, no visible blocks
+    rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+    frame = rgb.reformat(width=out_width, height=out_height, format=_JPEG_PIX_FMT)
+    packets = [*codec.encode(frame), *codec.encode(None)]
+    Path(path).write_bytes(b"".join(bytes(packet) for packet in packets))
+    return out_width, out_height
+
+
+def _even(value: float) -> int:
+    return max(2, round(value / 2) * 2)
 
 
 def probe(path: Path) -> MediaInfo:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from kinema.config import Settings
 from kinema.engine.registry import ServedModels
 from kinema.errors import ModelUnavailable
-from kinema.service import JobService, KeyService, QueueLimits
+from kinema.service import JobService, KeyService, QueueLimits, WebhookPolicy
 from kinema.storage import ArtifactStore, load_or_create_secret, open_artifact_store
 from kinema.store.sql import SqlJobStore, open_store_url
 
@@ -65,7 +65,8 @@ def build_services(settings: Settings) -> Services:
     limits = QueueLimits(
         settings.max_queued_per_key, settings.max_queued_total, settings.retry_after_seconds
     )
-    jobs = JobService(store, artifacts, served, settings.url_ttl_seconds, limits)
+    webhooks = WebhookPolicy(settings.webhook_url, settings.webhook_allow_private)
+    jobs = JobService(store, artifacts, served, settings.url_ttl_seconds, limits, webhooks)
     return Services(settings, KeyService(store), jobs, artifacts)
 
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from kinema.domain import ApiKey, GenerationRequest, Job, JobStatus
 from kinema.engine.registry import ServedModels
 from kinema.errors import FieldError, NotFound, QueueFull, Unauthorized, ValidationFailed
 from kinema.storage.base import ArtifactStore
 from kinema.store.base import JobStore
+from kinema.webhooks import CallbackRefused, check_callback_url, new_secret
+
+Variant = Literal["video", "thumbnail"]
 
 MAX_SEED = 2**32 - 1
 
@@ -45,6 +49,12 @@ class QueueLimits:
 
 
 @dataclass(frozen=True)
+class WebhookPolicy:
+    global_url: str | None = None  # used for jobs that name no callback_url of their own
+    allow_private: bool = False  # let callbacks reach private/loopback hosts (tests, intranets)
+
+
+@dataclass(frozen=True)
 class Readiness:
     checks: dict[str, str]  # name → "ok" or what is wrong
 
@@ -60,6 +70,13 @@ class JobView:
     job: Job
     queue_position: int | None
     video_url: str | None
+    thumbnail_url: str | None = None
+
+
+@dataclass(frozen=True)
+class JobPage:
+    views: list[JobView]
+    has_more: bool
 
 
 class KeyService:
@@ -73,10 +90,26 @@ class KeyService:
         return key
 
     def create(self, name: str, raw_key: str | None = None) -> tuple[ApiKey, str]:
+        """A new key (and its webhook signing secret); the raw key is returned only here."""
         raw_key = raw_key or new_raw_key()
-        key = ApiKey(id=secrets.token_hex(8), name=name, created_at=time.time())
+        key = ApiKey(
+            id=secrets.token_hex(8), name=name, created_at=time.time(), webhook_secret=new_secret()
+        )
         self._store.add_key(key, hash_key(raw_key))
         return key, raw_key
+
+    def webhook_secret(self, key_id: str) -> str | None:
+        """The key's webhook signing secret, made now for keys from before webhooks existed."""
+        key = self._store.get_key(key_id)
+        if key is None:
+            return None
+        if key.webhook_secret is None:
+            return self.rotate_webhook_secret(key.id)
+        return key.webhook_secret
+
+    def rotate_webhook_secret(self, id_or_name: str) -> str | None:
+        secret = new_secret()
+        return secret if self._store.set_webhook_secret(id_or_name, secret) else None
 
     def list(self) -> list[ApiKey]:
         return self._store.list_keys()
@@ -108,32 +141,50 @@ class JobService:
         served: ServedModels,
         url_ttl: int,
         limits: QueueLimits | None = None,
+        webhooks: WebhookPolicy | None = None,
     ) -> None:
         self.store = store
         self._storage = storage
         self.served = served
         self._url_ttl = url_ttl
         self._limits = limits or QueueLimits()
+        self.webhooks = webhooks or WebhookPolicy()
 
-    def submit(self, owner: ApiKey, request: GenerationRequest) -> Job:
+    def submit(
+        self, owner: ApiKey, request: GenerationRequest, callback_url: str | None = None
+    ) -> Job:
         model = self.served.resolve(request.model)
         if model is None:
             raise ValidationFailed(
                 "Body validation error: unknown model",
                 [FieldError("model", f"must be one of: {', '.join(self.served.all_ids())}")],
             )
+        callback_url = self._checked_callback(callback_url) or self.webhooks.global_url
         self._check_capacity(owner)
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
+        meta: dict[str, object] = {"requested_model": request.model}
+        if callback_url:
+            meta["webhook"] = {"url": callback_url, "state": "pending", "attempts": []}
         job = Job(
             id=new_job_id(),
             owner=owner.id,
             request=replace(request, model=model, seed=seed),
             status=JobStatus.QUEUED,
             created_at=time.time(),
-            meta={"requested_model": request.model},
+            meta=meta,
+            callback_url=callback_url,
         )
         self.store.add_job(job)
         return job
+
+    def _checked_callback(self, url: str | None) -> str | None:
+        if not url:
+            return None
+        try:
+            return check_callback_url(url, self.webhooks.allow_private)
+        except CallbackRefused as exc:
+            message = f"Body validation error: callback_url: {exc}"
+            raise ValidationFailed(message, [FieldError("callback_url", str(exc))]) from None
 
     def close(self) -> None:
         self.store.close()
@@ -170,9 +221,60 @@ class JobService:
         return Readiness(checks)
 
     def get(self, owner: ApiKey, job_id: str, base_url: str) -> JobView:
-        job = self._owned(owner, job_id)
+        return self.view(self._owned(owner, job_id), base_url)
+
+    def view(self, job: Job, base_url: str) -> JobView:
         position = self.store.queue_position(job) if job.status is JobStatus.QUEUED else None
-        url = None
-        if job.status is JobStatus.COMPLETED and job.artifact is not None:
-            url = self._storage.url(job.artifact.key, base_url, self._url_ttl)
-        return JobView(job, position, url)
+        artifact = job.artifact if job.status is JobStatus.COMPLETED else None
+        if artifact is None:
+            return JobView(job, position, None)
+        video_url = self._storage.url(artifact.key, base_url, self._url_ttl)
+        thumbnail = artifact.thumbnail_key
+        thumbnail_url = self._storage.url(thumbnail, base_url, self._url_ttl) if thumbnail else None
+        return JobView(job, position, video_url, thumbnail_url)
+
+    def list(
+        self,
+        owner: ApiKey,
+        base_url: str,
+        *,
+        after: str | None = None,
+        limit: int = 20,
+        newest_first: bool = True,
+    ) -> JobPage:
+        """A page of the owner's jobs after the job `after` (which must be the owner's)."""
+        cursor = self.store.get_job(after) if after is not None else None
+        if after is not None and (cursor is None or cursor.owner != owner.id):
+            raise ValidationFailed(
+                f"Query validation error: no generation {after!r} to list after",
+                [FieldError("after", "must be the id of one of your generations")],
+            )
+        jobs = self.store.list_jobs(
+            owner.id, after=after, limit=limit + 1, newest_first=newest_first
+        )
+        views = [self.view(job, base_url) for job in jobs[:limit]]
+        return JobPage(views, has_more=len(jobs) > limit)
+
+    def delete(self, owner: ApiKey, job_id: str) -> Job:
+        """Hide the job from every read and remove its files; a pending job is canceled."""
+        job = self._owned(owner, job_id)
+        self.store.delete_job(job.id)
+        for key in self._storage.keys(f"{job.id}/"):
+            self._storage.delete(key)
+        return job
+
+    def artifact_key(self, owner: ApiKey, job_id: str, variant: Variant) -> str:
+        """The stored key of a finished job's video or thumbnail."""
+        job = self._owned(owner, job_id)
+        if job.status is not JobStatus.COMPLETED or job.artifact is None:
+            raise ValidationFailed(
+                f"generation {job_id!r} is not completed (status: {job.status.value})",
+                [FieldError("id", "the generation has no content yet")],
+            )
+        key = job.artifact.key if variant == "video" else job.artifact.thumbnail_key
+        if key is None:
+            raise NotFound(f"generation {job_id!r} has no {variant}")
+        return key
+
+    def open_artifact(self, key: str) -> Iterator[bytes]:
+        return self._storage.iter_bytes(key)

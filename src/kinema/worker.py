@@ -257,22 +257,29 @@ class Worker:
     def _encode_and_store(
         self, run: JobRun, plan: GenerationPlan, clip: Clip, timings: Timings
     ) -> VideoArtifact:
-        from kinema.media import encode_mp4
+        from kinema.media import center_crop, encode_mp4, encode_thumbnail
 
         run.report(ENCODING_PROGRESS, "encoding", force=True)
         start = time.perf_counter()
         staging = self.storage.staging_path(".mp4")
+        still = self.storage.staging_path(".jpg")
+        output_size = (plan.output_width, plan.output_height)
+        stem = f"{run.lease.job.id}/{run.lease.token}"
         try:
-            info = encode_mp4(clip, staging, size=(plan.output_width, plan.output_height))
+            info = encode_mp4(clip, staging, size=output_size)
+            middle = clip.frames[len(clip.frames) // 2]
+            encode_thumbnail(center_crop(middle, *output_size), still)
             timings.measure("encode", start)
             start = time.perf_counter()
-            key = f"{run.lease.job.id}/{run.lease.token}.mp4"
-            size = self.storage.put(key, staging)
+            size = self.storage.put(f"{stem}.mp4", staging)
+            self.storage.put(f"{stem}.jpg", still)
             timings.measure("store", start)
         finally:
             staging.unlink(missing_ok=True)
+            still.unlink(missing_ok=True)
         return VideoArtifact(
-            key=key,
+            key=f"{stem}.mp4",
+            thumbnail_key=f"{stem}.jpg",
             file_name=f"{run.lease.job.id}.mp4",
             file_size=size,
             duration=round(info.duration, 3),
@@ -282,17 +289,18 @@ class Worker:
             has_audio=info.has_audio,
         )
 
-    def _remove_stale_artifacts(self, job_id: str, keep: str) -> None:
+    def _remove_stale_artifacts(self, job_id: str, keep: list[str]) -> None:
         """A worker killed between its upload and its completion left a file under an old lease."""
         for key in self.storage.keys(f"{job_id}/"):
-            if key != keep:
+            if key not in keep:
                 self.storage.delete(key)
 
     def _complete(self, run: JobRun, artifact: VideoArtifact, meta: dict[str, Any]) -> None:
         try:
             self.store.complete(run.lease, artifact, meta)
-        except LeaseLost:
-            self.storage.delete(artifact.key)  # another worker owns the job: leave no orphan
+        except LeaseLost:  # another worker owns the job, or it was deleted: leave no orphan
+            for key in artifact.keys:
+                self.storage.delete(key)
             raise
-        self._remove_stale_artifacts(run.lease.job.id, keep=artifact.key)
+        self._remove_stale_artifacts(run.lease.job.id, keep=artifact.keys)
         logger.info("job %s completed: %s", run.lease.job.id, meta["timings"])

@@ -96,6 +96,25 @@ class ArtifactStoreContract:
         back = (tmp_path / "large.mp4").read_bytes()
         assert hashlib.sha256(back).digest() == hashlib.sha256(data).digest()
 
+    def test_iter_bytes_streams_the_artifact_and_refuses_missing_ones(
+        self, store: ArtifactStore
+    ) -> None:
+        data = os.urandom(3 * 1024 * 1024 + 17)
+        put_bytes(store, "job1/a.mp4", data)
+        chunks = list(store.iter_bytes("job1/a.mp4"))
+        assert len(chunks) > 1, "streamed in chunks, not read whole"
+        assert b"".join(chunks) == data
+        with pytest.raises(NotFound):
+            store.iter_bytes("job1/missing.mp4")
+
+    def test_a_thumbnail_is_served_as_a_jpeg(
+        self, store: ArtifactStore, http_get: HttpGet, base_url: str
+    ) -> None:
+        put_bytes(store, "job1/a.jpg", b"\xff\xd8\xff not really a jpeg")
+        response = http_get(store.url("job1/a.jpg", base_url, ttl_seconds=60))
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "image/jpeg"
+
     def test_url_downloads_without_credentials_whole_and_in_ranges(
         self, store: ArtifactStore, http_get: HttpGet, base_url: str
     ) -> None:

@@ -484,6 +484,85 @@ class TestJobStore:
         finally:
             backend.close()
 
+    # -- listing and deleting ------------------------------------------------------------------
+
+    def test_list_jobs_pages_an_owner_s_jobs_both_ways(self, store: JobStore) -> None:
+        mine = [add(store, f"m{i}", owner="me").id for i in range(5)]
+        add(store, "theirs", owner="them")
+        assert [j.id for j in store.list_jobs("me", newest_first=True)] == mine[::-1]
+        assert [j.id for j in store.list_jobs("me", limit=2, newest_first=False)] == mine[:2]
+        after = store.list_jobs("me", after="m3", limit=10, newest_first=True)
+        assert [j.id for j in after] == ["m2", "m1", "m0"]
+        after = store.list_jobs("me", after="m1", limit=2, newest_first=False)
+        assert [j.id for j in after] == ["m2", "m3"]
+        assert len(store.list_jobs(None, limit=100, newest_first=True)) == 6
+
+    def test_delete_hides_a_job_and_cancels_it_if_pending(self, store: JobStore) -> None:
+        add(store, "queued")
+        add(store, "kept")
+        deleted = store.delete_job("queued")
+        assert deleted is not None and deleted.status is JobStatus.CANCELED
+        assert store.get_job("queued") is None
+        assert [j.id for j in store.list_jobs("o", newest_first=True)] == ["kept"]
+        assert store.claim([MODEL], "w", 30) is not None  # "kept", not the deleted one
+        assert store.delete_job("nope") is None
+
+    def test_a_job_deleted_while_running_cannot_complete(self, store: JobStore) -> None:
+        add(store, "a")
+        lease = store.claim([MODEL], "w", 30)
+        assert lease is not None
+        store.delete_job("a")
+        assert store.report_progress(lease, 50.0, "denoising") is True  # asked to stop
+        with pytest.raises(LeaseLost):
+            store.complete(lease, ARTIFACT, {})
+        assert store.get_job("a") is None
+        assert store.stats().by_status["canceled"] == 1
+        assert store.stats().by_status["completed"] == 0
+
+    # -- webhooks ------------------------------------------------------------------------------
+
+    def test_webhooks_are_claimed_once_due_and_record_their_attempts(
+        self, store: JobStore
+    ) -> None:
+        job = Job(
+            id="hooked",
+            owner="o",
+            request=GenerationRequest(model=MODEL, prompt="p", seed=1),
+            status=JobStatus.QUEUED,
+            created_at=time.time(),
+            meta={"webhook": {"url": "https://example.com/h", "state": "pending", "attempts": []}},
+            callback_url="https://example.com/h",
+        )
+        store.add_job(job)
+        add(store, "plain")
+        now = time.time()
+        assert store.claim_webhook(now + 1, 30) is None, "not final yet: nothing to deliver"
+        lease = store.claim([MODEL], "w", 30)
+        assert lease is not None and lease.job.callback_url == "https://example.com/h"
+        store.complete(lease, ARTIFACT, {})
+        claimed = store.claim_webhook(now + 1, 30)
+        assert claimed is not None and claimed.id == "hooked"
+        assert store.claim_webhook(now + 2, 30) is None, "held by the first deliverer"
+        store.record_webhook_attempt("hooked", {"status_code": 500}, "pending", now + 40)
+        assert store.claim_webhook(now + 39, 30) is None
+        again = store.claim_webhook(now + 41, 30)
+        assert again is not None and again.meta["webhook"]["attempts"] == [{"status_code": 500}]
+        store.record_webhook_attempt("hooked", {"status_code": 204}, "delivered", None)
+        assert store.claim_webhook(now + 10_000, 30) is None
+        done = store.get_job("hooked")
+        assert done is not None and done.meta["webhook"]["state"] == "delivered"
+        assert [a["status_code"] for a in done.meta["webhook"]["attempts"]] == [500, 204]
+        assert done.artifact == ARTIFACT, "recording attempts leaves the rest of the job alone"
+
+    def test_webhook_secrets_are_kept_per_key(self, store: JobStore) -> None:
+        store.add_key(ApiKey("k1", "one", time.time(), webhook_secret="whsec_a"), "h1")
+        key = store.get_key("k1")
+        assert key is not None and key.webhook_secret == "whsec_a"
+        assert store.set_webhook_secret("one", "whsec_b") == 1
+        key = store.get_key("k1")
+        assert key is not None and key.webhook_secret == "whsec_b"
+        assert store.get_key("nope") is None
+
     # -- API keys ------------------------------------------------------------------------------
 
     def test_keys_are_stored_only_as_hashes(self, backend: Backend) -> None:

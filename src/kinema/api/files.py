@@ -7,6 +7,7 @@ from fastapi.responses import FileResponse
 
 from kinema.api.deps import services
 from kinema.errors import Forbidden, NotFound
+from kinema.storage.base import content_type
 from kinema.storage.local import FILES_ROUTE, LocalArtifactStore
 
 router = APIRouter(tags=["files"])
@@ -19,7 +20,7 @@ def download(request: Request, key: str, expires: str = "", signature: str = "")
     if not isinstance(artifacts, LocalArtifactStore):
         raise NotFound("downloads are served by the artifact store's own (presigned) URLs")
     path = artifacts.verify(key, int(expires), signature)
-    return FileResponse(path, media_type="video/mp4", filename=path.name)
+    return FileResponse(path, media_type=content_type(key), filename=path.name)
 
 
 router.add_api_route(f"{FILES_ROUTE}/{{key:path}}", download, methods=["GET"])

@@ -58,6 +58,8 @@ class CreateGenerationBody(BaseModel):
     seed: Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)] | None = None
     enhance_prompt: StrictBool = False
     provider: StrictStr | None = None
+    # Where to POST the final poll body (a signed webhook), as Kling's own API allows.
+    callback_url: Annotated[StrictStr, Field(max_length=2048)] | None = None
 
     @model_validator(mode="before")
     @classmethod

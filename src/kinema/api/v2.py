@@ -42,8 +42,8 @@ def parse_create_body(body: dict[str, Any]) -> CreateGenerationBody:
 def create_generation(
     request: Request, key: Key, body: Annotated[dict[str, Any], Depends(json_object_body)]
 ) -> dict[str, Any]:
-    generation = parse_create_body(body).to_request()
-    job = services(request).jobs.submit(key, generation)
+    parsed = parse_create_body(body)
+    job = services(request).jobs.submit(key, parsed.to_request(), parsed.callback_url)
     view = services(request).jobs.get(key, job.id, base_url(request))
     return render_generation(view)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import mimetypes
 import os
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +23,14 @@ def check_key(key: str) -> str:
     if not KEY_PATTERN.fullmatch(key):
         raise NotFound(f"no artifact {key!r}")
     return key
+
+
+CHUNK_BYTES = 1 << 20
+
+
+def content_type(key: str) -> str:
+    """The media type an artifact is served with, from its key's suffix."""
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 
 def staging_name(suffix: str) -> str:
@@ -78,6 +88,10 @@ class ArtifactStore(Protocol):
 
     def download_to(self, key: str, destination: Path) -> None:
         """Copy the artifact to the local file `destination`; NotFound if there is none."""
+        ...
+
+    def iter_bytes(self, key: str) -> Iterator[bytes]:
+        """The artifact's bytes in chunks; NotFound (before the first chunk) if there is none."""
         ...
 
     def url(self, key: str, base_url: str, ttl_seconds: int) -> str:

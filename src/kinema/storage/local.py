@@ -10,11 +10,18 @@ import secrets
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from kinema.errors import Forbidden, NotFound
-from kinema.storage.base import KEY_PATTERN, check_key, staging_name, sweep_directory
+from kinema.storage.base import (
+    CHUNK_BYTES,
+    KEY_PATTERN,
+    check_key,
+    staging_name,
+    sweep_directory,
+)
 
 __all__ = ["FILES_ROUTE", "KEY_PATTERN", "LocalArtifactStore", "load_or_create_secret"]
 
@@ -37,6 +44,12 @@ def load_or_create_secret(path: Path) -> bytes:
 def _signature(secret: bytes, key: str, expires: int) -> str:
     digest = hmac.new(secret, f"{key}\n{expires}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _chunks_of(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            yield chunk
 
 
 class LocalArtifactStore:
@@ -90,6 +103,12 @@ class LocalArtifactStore:
             os.replace(partial, destination)
         finally:
             partial.unlink(missing_ok=True)
+
+    def iter_bytes(self, key: str) -> Iterator[bytes]:
+        path = self.path_for(key)
+        if not path.is_file():
+            raise NotFound(f"no artifact {key!r}")
+        return _chunks_of(path)
 
     def url(self, key: str, base_url: str, ttl_seconds: int) -> str:
         expires = int(time.time()) + ttl_seconds

@@ -5,13 +5,13 @@ boto3 is imported only inside the methods that need it, so local-only installs w
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from kinema.errors import NotFound
-from kinema.storage.base import check_key, staging_name, sweep_directory
+from kinema.storage.base import CHUNK_BYTES, check_key, content_type, staging_name, sweep_directory
 
-CONTENT_TYPE = "video/mp4"
 MULTIPART_THRESHOLD = 8 * 1024 * 1024  # files above this go up in parts of this size
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4 presigned URLs live at most a week
 _MISSING = {"404", "NoSuchKey", "NotFound"}
@@ -66,7 +66,7 @@ class S3ArtifactStore:
             str(source),
             self.bucket,
             name,
-            ExtraArgs={"ContentType": CONTENT_TYPE},
+            ExtraArgs={"ContentType": content_type(key)},
             Config=_transfer_config(),
         )
         source.unlink(missing_ok=True)
@@ -103,6 +103,15 @@ class S3ArtifactStore:
             if _is_missing(error):
                 raise NotFound(f"no artifact {key!r}") from error
             raise
+
+    def iter_bytes(self, key: str) -> Iterator[bytes]:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._object(key))["Body"]
+        except Exception as error:
+            if _is_missing(error):
+                raise NotFound(f"no artifact {key!r}") from error
+            raise
+        return body.iter_chunks(CHUNK_BYTES)  # type: ignore[no-any-return]
 
     def url(self, key: str, base_url: str, ttl_seconds: int) -> str:
         """A presigned GET URL; `base_url` is unused (the bucket's endpoint serves it).

@@ -10,6 +10,7 @@ from kinema.domain import ApiKey, Job, Lease, VideoArtifact
 from kinema.errors import KinemaError
 
 SchemaStatus = Literal["current", "missing", "behind", "ahead"]
+WebhookState = Literal["pending", "delivered", "failed"]
 
 CANCELED_NAME = "Canceled"
 CANCELED_MESSAGE = "the generation was canceled"
@@ -44,6 +45,18 @@ class JobStore(Protocol):
         """Queued jobs of one owner (API key id), or of everyone."""
         ...
 
+    def list_jobs(
+        self, owner: str | None, *, after: str | None = None, limit: int = 20, newest_first: bool
+    ) -> list[Job]:
+        """An owner's jobs (everyone's with None) in submission order or its reverse, starting
+        after the job `after` (which the caller checked exists); deleted jobs are left out."""
+        ...
+
+    def delete_job(self, job_id: str) -> Job | None:
+        """Hide a job from every read; a queued one is canceled, a running one asked to stop (its
+        worker's `complete` then raises LeaseLost). Returns the job as it was, None if unknown."""
+        ...
+
     def request_cancel(self, job_id: str) -> Job | None:
         """Cancel a job: a queued one ends `canceled` at once; a running one gets
         `cancel_requested` (its worker stops at the next step and calls `mark_canceled`); a
@@ -70,6 +83,19 @@ class JobStore(Protocol):
     def mark_canceled(self, lease: Lease) -> None: ...
     def release(self, lease: Lease) -> None: ...
 
+    # Webhooks: an outbox of final jobs with a callback URL, claimed like jobs.
+    def claim_webhook(self, now: float, hold_seconds: float) -> Job | None:
+        """A finished job whose webhook is pending and due, held for `hold_seconds` so that no
+        other deliverer takes it meanwhile."""
+        ...
+
+    def record_webhook_attempt(
+        self, job_id: str, attempt: dict[str, Any], state: WebhookState, next_at: float | None
+    ) -> None:
+        """Append an attempt to meta["webhook"]["attempts"] and set the delivery's state (and,
+        when still pending, when to try again)."""
+        ...
+
     # Workers: liveness for readiness checks and metrics.
     def register_worker(self, worker_id: str, models: Sequence[str]) -> None: ...
     def worker_seen(self, worker_id: str) -> None: ...
@@ -87,6 +113,11 @@ class JobStore(Protocol):
     def add_key(self, key: ApiKey, key_hash: str) -> None: ...
     def has_key_hash(self, key_hash: str) -> bool: ...
     def find_key(self, key_hash: str) -> ApiKey | None: ...
+    def get_key(self, key_id: str) -> ApiKey | None:
+        """A key by id, revoked or not."""
+        ...
+
+    def set_webhook_secret(self, id_or_name: str, secret: str) -> int: ...
     def list_keys(self) -> list[ApiKey]: ...
     def revoke_key(self, id_or_name: str) -> int: ...
 

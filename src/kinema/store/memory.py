@@ -21,9 +21,11 @@ from kinema.store.base import (
     WORKER_LOST_MESSAGE,
     WORKER_LOST_NAME,
     StoreStats,
+    WebhookState,
 )
 
 QUEUED, RUNNING = JobStatus.QUEUED, JobStatus.RUNNING
+FINAL = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED)
 
 
 @dataclass
@@ -34,6 +36,9 @@ class _Row:
     lease_token: str | None = None
     lease_worker: str | None = None
     lease_expires_at: float | None = None
+    deleted_at: float | None = None
+    webhook_state: WebhookState | None = None
+    webhook_next_at: float | None = None
 
     @property
     def status(self) -> JobStatus:
@@ -88,13 +93,39 @@ class MemoryJobStore:
             if job.id in self._rows:
                 raise ValueError(f"job {job.id} exists")
             self._seq += 1
-            self._rows[job.id] = _Row(self._seq, _copy(job), self._max_attempts)
+            row = _Row(self._seq, _copy(job), self._max_attempts)
+            if job.callback_url:
+                row.webhook_state, row.webhook_next_at = "pending", job.created_at
+            self._rows[job.id] = row
             self._wake()
 
     def get_job(self, job_id: str) -> Job | None:
         with self._lock:
             row = self._rows.get(job_id)
-            return _copy(row.job) if row else None
+            return _copy(row.job) if row and row.deleted_at is None else None
+
+    def list_jobs(
+        self, owner: str | None, *, after: str | None = None, limit: int = 20, newest_first: bool
+    ) -> list[Job]:
+        with self._lock:
+            rows = sorted(self._rows.values(), key=lambda row: row.seq, reverse=newest_first)
+            cursor = self._rows[after].seq if after in self._rows else None
+            chosen = [
+                row
+                for row in rows
+                if row.deleted_at is None
+                and (owner is None or row.job.owner == owner)
+                and (cursor is None or (row.seq < cursor if newest_first else row.seq > cursor))
+            ]
+            return [_copy(row.job) for row in chosen[:limit]]
+
+    def delete_job(self, job_id: str) -> Job | None:
+        with self._lock:
+            job = self.request_cancel(job_id)
+            row = self._rows.get(job_id)
+            if row is not None and row.deleted_at is None:
+                row.deleted_at = time.time()
+            return job
 
     def queue_position(self, job: Job) -> int:
         with self._lock:
@@ -239,7 +270,11 @@ class MemoryJobStore:
             return row.job.cancel_requested
 
     def complete(self, lease: Lease, artifact: VideoArtifact, meta: dict[str, Any]) -> None:
-        self._finish(lease, JobStatus.COMPLETED, artifact=artifact, meta=meta, progress=100.0)
+        with self._lock:
+            if self._leased(lease).deleted_at is not None:  # deleted while it ran
+                self.mark_canceled(lease)
+                raise LeaseLost(f"job {lease.job.id} was deleted")
+            self._finish(lease, JobStatus.COMPLETED, artifact=artifact, meta=meta, progress=100.0)
 
     def fail(self, lease: Lease, name: str, message: str, meta: dict[str, Any]) -> None:
         self._finish(lease, JobStatus.FAILED, error_name=name, error_message=message, meta=meta)
@@ -263,6 +298,33 @@ class MemoryJobStore:
             row.lease_token = row.lease_expires_at = None
             row.set(status=QUEUED, attempts=row.job.attempts - 1, progress=0.0, stage=None)
             self._wake()
+
+    def claim_webhook(self, now: float, hold_seconds: float) -> Job | None:
+        with self._lock:
+            due = [
+                row
+                for row in self._rows.values()
+                if row.webhook_state == "pending"
+                and row.webhook_next_at is not None
+                and row.webhook_next_at <= now
+                and row.status in FINAL
+            ]
+            if not due:
+                return None
+            row = min(due, key=lambda row: row.webhook_next_at or 0.0)
+            row.webhook_next_at = now + hold_seconds
+            return _copy(row.job)
+
+    def record_webhook_attempt(
+        self, job_id: str, attempt: dict[str, Any], state: WebhookState, next_at: float | None
+    ) -> None:
+        with self._lock:
+            row = self._rows[job_id]
+            webhook = dict(row.job.meta.get("webhook") or {})
+            webhook["attempts"] = [*webhook.get("attempts", []), attempt]
+            webhook["state"] = state
+            row.set(meta={**row.job.meta, "webhook": webhook})
+            row.webhook_state, row.webhook_next_at = state, next_at
 
     def wait_for_work(self, models: Sequence[str], timeout: float) -> None:
         deadline = time.monotonic() + max(0.0, timeout)
@@ -335,6 +397,22 @@ class MemoryJobStore:
                 if entry.key_hash == key_hash and entry.revoked_at is None:
                     return entry.key
         return None
+
+    def get_key(self, key_id: str) -> ApiKey | None:
+        with self._lock:
+            entry = self._keys.get(key_id)
+            if entry is None:
+                return None
+            return dataclasses.replace(entry.key, revoked=entry.revoked_at is not None)
+
+    def set_webhook_secret(self, id_or_name: str, secret: str) -> int:
+        changed = 0
+        with self._lock:
+            for entry in self._keys.values():
+                if id_or_name in (entry.key.id, entry.key.name):
+                    entry.key = dataclasses.replace(entry.key, webhook_secret=secret)
+                    changed += 1
+        return changed
 
     def list_keys(self) -> list[ApiKey]:
         with self._lock:

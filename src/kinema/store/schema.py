@@ -32,6 +32,12 @@ jobs = sa.Table(
     sa.Column("error_message", sa.Text),
     sa.Column("artifact", sa.JSON),
     sa.Column("meta", sa.JSON, nullable=False),
+    sa.Column("callback_url", sa.Text),
+    sa.Column("deleted_at", sa.Float),  # deleted by its owner: hidden from every read
+    # Webhook outbox: "pending" until delivered or given up ("delivered" / "failed"); a pending
+    # delivery is due at webhook_next_at (a deliverer pushes it on while it is trying).
+    sa.Column("webhook_state", sa.String(16)),
+    sa.Column("webhook_next_at", sa.Float),
     # Queue order per model, with the owner for the claim's look at the head of the queue
     # (index-only), queue_position and "anything to claim?".
     sa.Index("ix_jobs_queue", "status", "model", "seq", "owner"),
@@ -39,6 +45,9 @@ jobs = sa.Table(
     sa.Index("ix_jobs_fair", "status", "model", "owner", "seq"),
     # Running jobs per owner, queued jobs per owner (back-pressure).
     sa.Index("ix_jobs_owner", "status", "owner"),
+    # An owner's jobs in submission order (listing and pagination).
+    sa.Index("ix_jobs_owner_seq", "owner", "seq"),
+    sa.Index("ix_jobs_webhooks", "webhook_state", "webhook_next_at"),
 )
 
 api_keys = sa.Table(
@@ -49,6 +58,7 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(128), nullable=False, unique=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float),
+    sa.Column("webhook_secret", sa.String(128)),
 )
 
 workers = sa.Table(

@@ -27,6 +27,7 @@ from kinema.store.base import (
     WORKER_LOST_MESSAGE,
     WORKER_LOST_NAME,
     StoreStats,
+    WebhookState,
 )
 from kinema.store.db import create_engine, is_postgres, libpq_conninfo
 from kinema.store.fair import (
@@ -45,8 +46,10 @@ __all__ = ["SqlJobStore", "api_keys", "jobs", "metadata", "open_store", "open_st
 QUEUED = JobStatus.QUEUED.value
 RUNNING = JobStatus.RUNNING.value
 COMPLETED = JobStatus.COMPLETED.value
+FINAL = [COMPLETED, JobStatus.FAILED.value, JobStatus.CANCELED.value]
 SQLITE_POLL_S = 0.25  # how often an idle SQLite waiter looks for work from other processes
 _EXPIRY_MARGIN_S = 0.05  # wake a little after a lease expires, not a little before
+_CANCELED_ERROR = {"error_name": CANCELED_NAME, "error_message": CANCELED_MESSAGE}
 
 
 def open_store_url(
@@ -98,12 +101,17 @@ def _job_from_row(row: sa.Row[Any]) -> Job:
         artifact=VideoArtifact.from_dict(row.artifact) if row.artifact else None,
         meta=dict(row.meta or {}),
         cancel_requested=row.cancel_requested,
+        callback_url=row.callback_url,
     )
 
 
 def _key_from_row(row: sa.Row[Any]) -> ApiKey:
     return ApiKey(
-        id=row.id, name=row.name, created_at=row.created_at, revoked=row.revoked_at is not None
+        id=row.id,
+        name=row.name,
+        created_at=row.created_at,
+        revoked=row.revoked_at is not None,
+        webhook_secret=row.webhook_secret,
     )
 
 
@@ -159,6 +167,9 @@ class SqlJobStore:
                     max_attempts=self._max_attempts,
                     cancel_requested=False,
                     meta=job.meta,
+                    callback_url=job.callback_url,
+                    webhook_state="pending" if job.callback_url else None,
+                    webhook_next_at=job.created_at if job.callback_url else None,
                 )
             )
             if job.status is JobStatus.QUEUED:
@@ -167,7 +178,34 @@ class SqlJobStore:
 
     def get_job(self, job_id: str) -> Job | None:
         with self._read() as conn:
-            return self._get(conn, job_id)
+            row = conn.execute(
+                jobs.select().where(jobs.c.id == job_id, jobs.c.deleted_at.is_(None))
+            ).first()
+        return _job_from_row(row) if row else None
+
+    def list_jobs(
+        self, owner: str | None, *, after: str | None = None, limit: int = 20, newest_first: bool
+    ) -> list[Job]:
+        query = jobs.select().where(jobs.c.deleted_at.is_(None))
+        if owner is not None:
+            query = query.where(jobs.c.owner == owner)
+        if after is not None:
+            cursor = sa.select(jobs.c.seq).where(jobs.c.id == after).scalar_subquery()
+            query = query.where(jobs.c.seq < cursor if newest_first else jobs.c.seq > cursor)
+        query = query.order_by(jobs.c.seq.desc() if newest_first else jobs.c.seq).limit(limit)
+        with self._read() as conn:
+            return [_job_from_row(row) for row in conn.execute(query)]
+
+    def delete_job(self, job_id: str) -> Job | None:
+        with self._write() as conn:
+            job = self._cancel(conn, job_id)
+            if job is not None:
+                conn.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job_id, jobs.c.deleted_at.is_(None))
+                    .values(deleted_at=time.time())
+                )
+        return job
 
     def _get(self, conn: Connection, job_id: str) -> Job | None:
         row = conn.execute(jobs.select().where(jobs.c.id == job_id)).first()
@@ -199,25 +237,28 @@ class SqlJobStore:
 
     def request_cancel(self, job_id: str) -> Job | None:
         with self._write() as conn:
-            status = conn.execute(
-                sa.select(jobs.c.status).where(jobs.c.id == job_id).with_for_update()
-            ).scalar_one_or_none()
-            if status == QUEUED:
-                conn.execute(
-                    jobs.update()
-                    .where(jobs.c.id == job_id)
-                    .values(
-                        status=JobStatus.CANCELED.value,
-                        completed_at=time.time(),
-                        stage=JobStatus.CANCELED.value,
-                        error_name=CANCELED_NAME,
-                        error_message=CANCELED_MESSAGE,
-                        cancel_requested=True,
-                    )
+            return self._cancel(conn, job_id)
+
+    def _cancel(self, conn: Connection, job_id: str) -> Job | None:
+        status = conn.execute(
+            sa.select(jobs.c.status).where(jobs.c.id == job_id).with_for_update()
+        ).scalar_one_or_none()
+        if status == QUEUED:
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id)
+                .values(
+                    status=JobStatus.CANCELED.value,
+                    completed_at=time.time(),
+                    stage=JobStatus.CANCELED.value,
+                    error_name=CANCELED_NAME,
+                    error_message=CANCELED_MESSAGE,
+                    cancel_requested=True,
                 )
-            elif status == RUNNING:
-                conn.execute(jobs.update().where(jobs.c.id == job_id).values(cancel_requested=True))
-            return self._get(conn, job_id) if status is not None else None
+            )
+        elif status == RUNNING:
+            conn.execute(jobs.update().where(jobs.c.id == job_id).values(cancel_requested=True))
+        return self._get(conn, job_id) if status is not None else None
 
     def stats(self) -> StoreStats:
         query = sa.select(jobs.c.status, jobs.c.model, sa.func.count()).group_by(
@@ -386,33 +427,41 @@ class SqlJobStore:
         return bool(canceled)
 
     def complete(self, lease: Lease, artifact: VideoArtifact, meta: dict[str, Any]) -> None:
-        self._finish(
-            lease, JobStatus.COMPLETED, artifact=artifact.to_dict(), meta=meta, progress=100.0
-        )
+        deleted_at = sa.select(jobs.c.deleted_at).where(jobs.c.id == lease.job.id)
+        with self._write() as conn:
+            deleted = conn.execute(deleted_at.with_for_update()).scalar_one_or_none() is not None
+            if deleted:  # deleted while it ran: its output is unwanted
+                self._finish_in(conn, lease, JobStatus.CANCELED, **_CANCELED_ERROR)
+            else:
+                values = {"artifact": artifact.to_dict(), "meta": meta, "progress": 100.0}
+                self._finish_in(conn, lease, JobStatus.COMPLETED, **values)
+        if deleted:
+            raise LeaseLost(f"job {lease.job.id} was deleted")
 
     def fail(self, lease: Lease, name: str, message: str, meta: dict[str, Any]) -> None:
         self._finish(lease, JobStatus.FAILED, error_name=name, error_message=message, meta=meta)
 
     def mark_canceled(self, lease: Lease) -> None:
-        self._finish(
-            lease, JobStatus.CANCELED, error_name=CANCELED_NAME, error_message=CANCELED_MESSAGE
-        )
+        self._finish(lease, JobStatus.CANCELED, **_CANCELED_ERROR)
 
     def _finish(self, lease: Lease, status: JobStatus, **values: Any) -> None:
         with self._write() as conn:
-            if "meta" in values:
-                current = conn.execute(sa.select(jobs.c.meta).where(jobs.c.id == lease.job.id))
-                values["meta"] = {**(current.scalar_one_or_none() or {}), **values["meta"]}
-            self._update_leased(
-                conn,
-                lease,
-                status=status.value,
-                completed_at=time.time(),
-                lease_token=None,
-                lease_expires_at=None,
-                stage=status.value,
-                **values,
-            )
+            self._finish_in(conn, lease, status, **values)
+
+    def _finish_in(self, conn: Connection, lease: Lease, status: JobStatus, **values: Any) -> None:
+        if "meta" in values:
+            current = conn.execute(sa.select(jobs.c.meta).where(jobs.c.id == lease.job.id))
+            values["meta"] = {**(current.scalar_one_or_none() or {}), **values["meta"]}
+        self._update_leased(
+            conn,
+            lease,
+            status=status.value,
+            completed_at=time.time(),
+            lease_token=None,
+            lease_expires_at=None,
+            stage=status.value,
+            **values,
+        )
 
     def release(self, lease: Lease) -> None:
         """Give a job back untouched (graceful shutdown): it does not count as an attempt."""
@@ -429,6 +478,52 @@ class SqlJobStore:
             )
             self._notify(conn, [lease.job.request.model])
         self._wake_local()
+
+    # -- webhooks ------------------------------------------------------------------------------
+
+    def claim_webhook(self, now: float, hold_seconds: float) -> Job | None:
+        due = (
+            sa.select(jobs.c.seq)
+            .where(
+                jobs.c.webhook_state == "pending",
+                jobs.c.webhook_next_at <= now,
+                jobs.c.status.in_(FINAL),
+            )
+            .order_by(jobs.c.webhook_next_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        with self._write() as conn:
+            seq = conn.execute(due).scalar_one_or_none()
+            if seq is None:
+                return None
+            row = conn.execute(
+                jobs.update()
+                .where(jobs.c.seq == seq)
+                .values(webhook_next_at=now + hold_seconds)
+                .returning(*jobs.c)
+            ).one()
+        return _job_from_row(row)
+
+    def record_webhook_attempt(
+        self, job_id: str, attempt: dict[str, Any], state: WebhookState, next_at: float | None
+    ) -> None:
+        with self._write() as conn:
+            meta = conn.execute(
+                sa.select(jobs.c.meta).where(jobs.c.id == job_id).with_for_update()
+            ).scalar_one()
+            webhook = dict(meta.get("webhook") or {})
+            webhook["attempts"] = [*webhook.get("attempts", []), attempt]
+            webhook["state"] = state
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id)
+                .values(
+                    meta={**meta, "webhook": webhook},
+                    webhook_state=state,
+                    webhook_next_at=next_at,
+                )
+            )
 
     # -- wake-ups ------------------------------------------------------------------------------
 
@@ -517,7 +612,11 @@ class SqlJobStore:
         with self._write() as conn:
             conn.execute(
                 api_keys.insert().values(
-                    id=key.id, name=key.name, key_hash=key_hash, created_at=key.created_at
+                    id=key.id,
+                    name=key.name,
+                    key_hash=key_hash,
+                    created_at=key.created_at,
+                    webhook_secret=key.webhook_secret,
                 )
             )
 
@@ -535,6 +634,20 @@ class SqlJobStore:
                 )
             ).first()
         return _key_from_row(row) if row else None
+
+    def get_key(self, key_id: str) -> ApiKey | None:
+        with self._read() as conn:
+            row = conn.execute(api_keys.select().where(api_keys.c.id == key_id)).first()
+        return _key_from_row(row) if row else None
+
+    def set_webhook_secret(self, id_or_name: str, secret: str) -> int:
+        with self._write() as conn:
+            result = conn.execute(
+                api_keys.update()
+                .where((api_keys.c.id == id_or_name) | (api_keys.c.name == id_or_name))
+                .values(webhook_secret=secret)
+            )
+        return int(result.rowcount)
 
     def list_keys(self) -> list[ApiKey]:
         with self._read() as conn:
