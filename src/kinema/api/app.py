@@ -14,6 +14,7 @@ from kinema import __version__
 from kinema.api import files, ops, v2
 from kinema.api.deps import services
 from kinema.api.errors import install_error_handlers
+from kinema.api.webhooks import WebhookDeliverer
 from kinema.config import Settings
 from kinema.runtime import WorkerSupervisor, build_services
 
@@ -39,12 +40,15 @@ def _models(request: Request) -> dict[str, Any]:
 def create_app(
     settings: Settings | None = None, supervisor: WorkerSupervisor | None = None
 ) -> FastAPI:
-    """The ASGI app; `supervisor`'s workers live exactly as long as the app does."""
+    """The ASGI app; `supervisor`'s workers and the webhook deliverer live exactly as long as
+    the app does."""
     settings = settings or Settings()
     app_services = build_services(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        deliverer = WebhookDeliverer(app_services)
+        deliverer.start()
         if supervisor:
             supervisor.start()
         try:
@@ -52,6 +56,7 @@ def create_app(
         finally:
             if supervisor:
                 await asyncio.to_thread(supervisor.stop)
+            await asyncio.to_thread(deliverer.stop)
             app_services.close()
 
     app = FastAPI(title="kinema", version=__version__, lifespan=lifespan)

@@ -1,0 +1,141 @@
+"""Webhook delivery: when a job with a callback URL ends, POST its poll body there, signed.
+
+Every API process runs one deliverer thread. Deliveries are an outbox in the jobs table, claimed
+like jobs (a claim holds the delivery for a while), so replicas never send one attempt twice and
+a crash mid-attempt only delays it. Failed attempts are retried with exponential backoff until
+`webhook_give_up_seconds` after the job ended; every attempt is recorded in the job's
+`meta["webhook"]`, which the poll endpoint shows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from kinema import __version__
+from kinema.api.schemas import render_generation
+from kinema.config import Settings
+from kinema.domain import Job
+from kinema.runtime import Services
+from kinema.store.base import WebhookState
+from kinema.webhooks import CallbackRefused, check_destination, sign
+
+logger = logging.getLogger("kinema.webhooks")
+
+IDLE_POLL_SECONDS = 1.0
+HOLD_MARGIN_SECONDS = 5.0  # a claim outlives the request's timeout by this much
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One attempt's result, as recorded in `meta["webhook"]["attempts"]`."""
+
+    record: dict[str, Any]
+    delivered: bool
+    retryable: bool
+
+
+def delivery_base_url(settings: Settings) -> str:
+    """Where the signed download URL in a webhook's body points."""
+    return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+
+
+class WebhookDeliverer:
+    def __init__(self, services: Services, http: httpx.Client | None = None) -> None:
+        self._services = services
+        self._settings = services.settings
+        self._http = http or httpx.Client(follow_redirects=False, trust_env=False)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kinema-webhooks", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self._settings.webhook_timeout_seconds + 5)
+        self._http.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.deliver_one()
+            except Exception:  # a database hiccup must not end deliveries for good
+                logger.exception("webhook delivery loop error")
+                busy = False
+            if not busy:
+                self._stop.wait(IDLE_POLL_SECONDS)
+
+    def deliver_one(self) -> bool:
+        """Claim one due delivery and attempt it; False when none was due."""
+        hold = self._settings.webhook_timeout_seconds + HOLD_MARGIN_SECONDS
+        job = self._services.jobs.store.claim_webhook(time.time(), hold)
+        if job is None:
+            return False
+        outcome = self._attempt(job)
+        state, next_at = self._next_step(job, outcome)
+        self._services.jobs.store.record_webhook_attempt(job.id, outcome.record, state, next_at)
+        logger.info("webhook for job %s: %s (%s)", job.id, state, outcome.record)
+        return True
+
+    def _attempt(self, job: Job) -> Outcome:
+        assert job.callback_url is not None
+        number = len(job.meta.get("webhook", {}).get("attempts", [])) + 1
+        record: dict[str, Any] = {"attempt": number, "at": round(time.time(), 3)}
+        started = time.perf_counter()
+        try:
+            check_destination(job.callback_url, self._settings.webhook_allow_private)
+            response = self._post(job)
+        except CallbackRefused as exc:
+            return Outcome({**record, "error": f"refused: {exc}"}, False, retryable=False)
+        except httpx.HTTPError as exc:
+            record["error"] = f"{type(exc).__name__}: {exc}"
+            return Outcome(_timed(record, started), False, retryable=True)
+        record["status_code"] = response.status_code
+        return Outcome(_timed(record, started), response.is_success, retryable=True)
+
+    def _post(self, job: Job) -> httpx.Response:
+        assert job.callback_url is not None
+        view = self._services.jobs.view(job, delivery_base_url(self._settings))
+        body = json.dumps(render_generation(view)).encode()
+        message_id = f"msg_{job.id}"  # the same for every retry, so receivers can deduplicate
+        timestamp = int(time.time())
+        headers = {
+            "content-type": "application/json",
+            "user-agent": f"kinema-webhooks/{__version__}",
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+        }
+        secret = self._services.keys.webhook_secret(job.owner)
+        if secret is not None:
+            headers["webhook-signature"] = sign(secret, message_id, timestamp, body)
+        timeout = self._settings.webhook_timeout_seconds
+        return self._http.post(job.callback_url, content=body, headers=headers, timeout=timeout)
+
+    def _next_step(self, job: Job, outcome: Outcome) -> tuple[WebhookState, float | None]:
+        if outcome.delivered:
+            return "delivered", None
+        if not outcome.retryable:
+            return "failed", None
+        settings = self._settings
+        delay = min(
+            settings.webhook_retry_seconds * 2 ** (outcome.record["attempt"] - 1),
+            settings.webhook_max_retry_seconds,
+        )
+        next_at = time.time() + delay
+        ended = job.completed_at or job.created_at
+        if next_at > ended + settings.webhook_give_up_seconds:
+            return "failed", None
+        return "pending", next_at
+
+
+def _timed(record: dict[str, Any], started: float) -> dict[str, Any]:
+    return {**record, "duration_ms": round((time.perf_counter() - started) * 1000, 1)}

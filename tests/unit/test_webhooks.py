@@ -1,0 +1,222 @@
+"""Webhooks: signing (checked by the Standard Webhooks reference verifier), where callbacks may
+go, and the deliverer's attempts, retries and give-up against a real HTTP endpoint on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from standardwebhooks import Webhook
+
+from kinema.api.app import create_app
+from kinema.api.webhooks import WebhookDeliverer
+from kinema.config import Settings
+from kinema.domain import ApiKey, GenerationRequest, Job, VideoArtifact
+from kinema.runtime import Services, build_services
+from kinema.webhooks import CallbackRefused, check_callback_url, check_destination, new_secret
+from tests.webhook_receiver import Receiver, webhook_receiver
+
+PRIVATE_URLS = [
+    "http://127.0.0.1:9/hook",
+    "http://localhost/hook",
+    "http://LOCALHOST:8080/hook",
+    "http://10.1.2.3/hook",
+    "http://192.168.0.10/hook",
+    "http://172.16.5.4/hook",
+    "http://169.254.169.254/latest/meta-data",
+    "http://[::1]/hook",
+    "http://[fe80::1]/hook",
+    "http://[::ffff:127.0.0.1]/hook",
+    "http://0.0.0.0/hook",
+    "http://224.0.0.1/hook",
+]
+NOT_HTTP = ["ftp://example.com/x", "file:///etc/passwd", "javascript:alert(1)", "example.com", ""]
+
+
+def test_signatures_verify_with_the_standard_webhooks_reference() -> None:
+    from kinema.webhooks import sign
+
+    secret = new_secret()
+    body = json.dumps({"id": "abc", "status": "completed"}).encode()
+    timestamp = int(time.time())
+    headers = {
+        "webhook-id": "msg_abc",
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, "msg_abc", timestamp, body),
+    }
+    assert Webhook(secret).verify(body, headers) == {"id": "abc", "status": "completed"}
+    with pytest.raises(Exception, match="signature"):
+        Webhook(new_secret()).verify(body, headers)
+
+
+@pytest.mark.parametrize("url", PRIVATE_URLS)
+def test_private_destinations_are_refused_unless_allowed(url: str) -> None:
+    with pytest.raises(CallbackRefused, match="private"):
+        check_callback_url(url, allow_private=False)
+    assert check_callback_url(url, allow_private=True) == url
+
+
+@pytest.mark.parametrize("url", NOT_HTTP)
+def test_only_http_urls_are_accepted(url: str) -> None:
+    for allow_private in (False, True):
+        with pytest.raises(CallbackRefused, match="http"):
+            check_callback_url(url, allow_private)
+
+
+def test_a_public_url_is_accepted() -> None:
+    assert check_callback_url("https://hooks.example.com/k", False) == "https://hooks.example.com/k"
+
+
+def test_a_name_that_resolves_to_a_private_address_is_refused_at_delivery(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def resolve(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        assert host == "rebound.example.com"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    with pytest.raises(CallbackRefused, match="private"):
+        check_destination("https://rebound.example.com/hook", allow_private=False)
+    check_destination("https://rebound.example.com/hook", allow_private=True)
+
+
+# -- the API side: a callback_url on a request --------------------------------------------------
+
+
+def _client(settings: Settings) -> tuple[TestClient, dict[str, str]]:
+    client = TestClient(create_app(settings))
+    _, raw = client.app.state.services.keys.create("hooks")  # type: ignore[attr-defined]
+    return client, {"Authorization": f"Bearer {raw}"}
+
+
+def test_a_private_callback_url_is_a_400_and_stores_nothing(settings: Settings) -> None:
+    client, auth = _client(settings)
+    with client:
+        body = {"model": "tiny-ltx2", "prompt": "p", "callback_url": "http://127.0.0.1:1/h"}
+        response = client.post("/v2/video/generations", json=body, headers=auth)
+        assert response.status_code == 400, response.text
+        assert [e["field"] for e in response.json()["errors"]] == ["callback_url"]
+        assert client.app.state.services.jobs.store.count_jobs() == 0  # type: ignore[attr-defined]
+
+
+def test_a_callback_url_shows_as_a_pending_webhook_in_meta(settings: Settings) -> None:
+    settings = settings.model_copy(update={"webhook_allow_private": True})
+    client, auth = _client(settings)
+    with client:
+        body = {"model": "tiny-ltx2", "prompt": "p", "callback_url": "http://127.0.0.1:1/h"}
+        created = client.post("/v2/video/generations", json=body, headers=auth)
+        assert created.status_code == 200, created.text
+        webhook = created.json()["meta"]["webhook"]
+        assert webhook == {"url": "http://127.0.0.1:1/h", "state": "pending", "attempts": []}
+
+
+# -- the deliverer ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with webhook_receiver([500]) as running:
+        yield running
+
+
+def _services(tmp_path: Path, **settings: Any) -> Services:
+    values = {"webhook_allow_private": True, "webhook_retry_seconds": 0.05, **settings}
+    return build_services(Settings(data_dir=tmp_path / "data", model="tiny-ltx2", **values))
+
+
+def _finished_job(services: Services, callback_url: str) -> tuple[ApiKey, Job]:
+    key, _ = services.keys.create("owner")
+    request = GenerationRequest(model="tiny-ltx2", prompt="a fox", seed=7)
+    job = services.jobs.submit(key, request, callback_url)
+    lease = services.jobs.store.claim(["tiny-ltx2"], "w", 30)
+    assert lease is not None
+    artifact = VideoArtifact(
+        f"{job.id}/t.mp4", "x.mp4", 10, 5.0, 64, 64, 24.0, True, f"{job.id}/t.jpg"
+    )
+    services.jobs.store.complete(lease, artifact, {"timings": {"encode": 0.1}})
+    return key, job
+
+
+def _deliver_until_idle(deliverer: WebhookDeliverer, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not deliverer.deliver_one():
+            time.sleep(0.02)
+
+
+def test_a_failed_delivery_is_retried_then_recorded_as_delivered(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    services = _services(tmp_path)
+    key, job = _finished_job(services, f"{receiver.url}/hooks/kinema")
+    deliverer = WebhookDeliverer(services)
+    assert deliverer.deliver_one() is True
+    first = services.jobs.store.get_job(job.id)
+    assert first is not None and first.meta["webhook"]["state"] == "pending"
+    _deliver_until_idle(deliverer, 1.0)
+    deliverer.stop()
+
+    calls = receiver.wait_for(2)
+    assert [call.path for call in calls] == ["/hooks/kinema"] * 2
+    secret = services.keys.webhook_secret(key.id)
+    assert secret is not None
+    payload = Webhook(secret).verify(calls[1].body, calls[1].headers)
+    assert payload["id"] == job.id and payload["status"] == "completed"
+    assert payload["video"]["url"].startswith("http://127.0.0.1:8000/files/")
+    assert calls[0].headers["webhook-id"] == calls[1].headers["webhook-id"] == f"msg_{job.id}"
+    done = services.jobs.store.get_job(job.id)
+    assert done is not None
+    webhook = done.meta["webhook"]
+    assert webhook["state"] == "delivered"
+    assert [a["status_code"] for a in webhook["attempts"]] == [500, 204]
+    assert [a["attempt"] for a in webhook["attempts"]] == [1, 2]
+    services.close()
+
+
+def test_delivery_gives_up_after_the_bounded_time(tmp_path: Path) -> None:
+    with webhook_receiver([500] * 10) as failing:
+        services = _services(tmp_path, webhook_give_up_seconds=0.3)
+        _, job = _finished_job(services, f"{failing.url}/h")
+        deliverer = WebhookDeliverer(services)
+        _deliver_until_idle(deliverer, 2.0)
+        deliverer.stop()
+    done = services.jobs.store.get_job(job.id)
+    assert done is not None
+    webhook = done.meta["webhook"]
+    assert webhook["state"] == "failed"
+    assert 2 <= len(webhook["attempts"]) < 10
+    assert all(a["status_code"] == 500 for a in webhook["attempts"])
+    services.close()
+
+
+def test_a_destination_that_became_private_is_refused_without_retries(tmp_path: Path) -> None:
+    services = _services(tmp_path)
+    _, job = _finished_job(services, "http://127.0.0.1:9/h")  # accepted while allowed
+    strict = Settings(data_dir=tmp_path / "data", model="tiny-ltx2", webhook_allow_private=False)
+    deliverer = WebhookDeliverer(Services(strict, services.keys, services.jobs, services.artifacts))
+    assert deliverer.deliver_one() is True
+    assert deliverer.deliver_one() is False
+    deliverer.stop()
+    done = services.jobs.store.get_job(job.id)
+    assert done is not None and done.meta["webhook"]["state"] == "failed"
+    assert done.meta["webhook"]["attempts"][0]["error"].startswith("refused:")
+    services.close()
+
+
+def test_a_deployment_wide_webhook_url_serves_jobs_without_their_own(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    services = _services(tmp_path, webhook_url=f"{receiver.url}/global")
+    key, _ = services.keys.create("owner")
+    request = GenerationRequest(model="tiny-ltx2", prompt="a fox", seed=7)
+    own = services.jobs.submit(key, request, f"{receiver.url}/own")
+    default = services.jobs.submit(key, request)
+    assert own.callback_url == f"{receiver.url}/own"
+    assert default.callback_url == f"{receiver.url}/global"
+    services.close()
