@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from kinema import __version__
-from kinema.api import files, ops, v2
+from kinema.api import files, openai_videos, ops, playground, v2
 from kinema.api.deps import services
 from kinema.api.errors import install_error_handlers
 from kinema.api.webhooks import WebhookDeliverer
@@ -63,8 +63,10 @@ def create_app(
     app.state.services = app_services
     install_error_handlers(app)
     app.include_router(v2.router)
+    app.include_router(openai_videos.router)
     app.include_router(files.router)
     app.include_router(ops.router)
+    app.include_router(playground.router)
     app.add_api_route("/healthz", _health, methods=["GET"], tags=["ops"])
     app.add_api_route("/v1/models", _models, methods=["GET"], tags=["models"])
     return app

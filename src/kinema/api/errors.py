@@ -1,4 +1,5 @@
-"""The hosted API's error envelope, on every response with a status of 400 or more."""
+"""The hosted API's error envelope, on every response with a status of 400 or more; OpenAI's error
+shape instead on the OpenAI-compatible routes (/v1/videos…)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,60 @@ def envelope(
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
+OPENAI_PATH = "/v1/videos"
+# status → (error type, error code) on the OpenAI-compatible routes
+OPENAI_KINDS: dict[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "forbidden"),
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "request_too_large"),
+    429: ("rate_limit_exceeded", "rate_limit_exceeded"),
+    503: ("server_error", "service_unavailable"),
+}
+WHOLE_BODY = "body"  # the field name of errors about the body as a whole (it names no param)
+
+
+def is_openai_path(path: str) -> bool:
+    return path == OPENAI_PATH or path.startswith(f"{OPENAI_PATH}/")
+
+
+def openai_error(
+    status_code: int,
+    message: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """`{"error": {"message", "type", "param", "code"}}`, as OpenAI's API answers errors."""
+    fallback = ("invalid_request_error", None) if status_code < 500 else ("server_error", None)
+    error_type, code = OPENAI_KINDS.get(status_code, fallback)
+    param = next((e.field for e in errors or [] if e.field != WHOLE_BODY), None)
+    if status_code == 400 and param is not None:
+        code = "invalid_value"
+    body = {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def invalid_params_message(errors: list[FieldError]) -> str:
+    return "; ".join(
+        e.message if e.field == WHOLE_BODY else f"Invalid '{e.field}': {e.message}" for e in errors
+    )
+
+
+def error_response(
+    request: Request,
+    status_code: int,
+    message: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The error body the route's contract uses."""
+    if is_openai_path(request.url.path):
+        return openai_error(status_code, message, errors, headers)
+    return envelope(request, status_code, message, errors, headers)
+
+
 def field_errors_from_pydantic(
     raw_errors: list[dict[str, object]], drop: int = 0
 ) -> list[FieldError]:
@@ -77,7 +132,7 @@ async def _kinema_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KinemaError)
     status = next((s for cls, s in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 500)
     errors = exc.errors if isinstance(exc, ValidationFailed) else None
-    return envelope(request, status, str(exc), errors, _headers_for(exc))
+    return error_response(request, status, str(exc), errors, _headers_for(exc))
 
 
 def _headers_for(exc: KinemaError) -> dict[str, str] | None:
@@ -91,17 +146,19 @@ def _headers_for(exc: KinemaError) -> dict[str, str] | None:
 async def _request_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = field_errors_from_pydantic(list(exc.errors()), drop=1)
+    if is_openai_path(request.url.path):
+        return openai_error(400, invalid_params_message(errors), errors)
     return envelope(request, 400, validation_message(errors), errors)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return envelope(request, exc.status_code, str(exc.detail), headers=exc.headers)
+    return error_response(request, exc.status_code, str(exc.detail), headers=exc.headers)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s", request.url.path, exc_info=exc)
-    return envelope(request, 500, "internal server error")
+    return error_response(request, 500, "internal server error")
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,0 +1,130 @@
+"""The real OpenAI Python SDK works against kinema's /v1/videos by changing only its base URL.
+
+The SDK lives in .venv-openai (see requirements/openai-sdk.txt), so it runs in a subprocess:
+tests/integration/openai_sdk_client.py drives a real `kinema serve` and prints what it saw.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kinema.media import probe
+from tests.conftest import TEST_KEY, ServerProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+OPENAI_PYTHON = ROOT / ".venv-openai" / "bin" / "python"
+SDK_CLIENT = Path(__file__).with_name("openai_sdk_client.py")
+TINY_16_9 = (96, 54)  # the tiny model's 16:9 frame size (the wire `size` is the requested one)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def openai_python() -> Path:
+    if not OPENAI_PYTHON.exists():
+        pytest.fail(f"{OPENAI_PYTHON} is missing: run `bash scripts/setup.sh` to create it")
+    return OPENAI_PYTHON
+
+
+@pytest.fixture(scope="module")
+def seen(
+    openai_python: Path, server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("openai-sdk")
+    result = subprocess.run(
+        [str(openai_python), str(SDK_CLIENT), server.url, TEST_KEY, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, f"{result.stderr}\n--- server log ---\n{server.output()}"
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_create_goes_as_multipart_and_answers_a_queued_video(seen: dict[str, Any]) -> None:
+    assert seen["create_content_type"].startswith("multipart/form-data; boundary=")
+    created = seen["created"]
+    assert (created["object"], created["status"], created["model"]) == (
+        "video",
+        "queued",
+        "tiny-ltx2",
+    )
+    assert (created["seconds"], created["size"], created["aspect_ratio"]) == (
+        "5",
+        "1920x1080",
+        "16:9",
+    )
+    assert (created["seed"], created["generate_audio"], created["negative_prompt"]) == (
+        7,
+        True,
+        "blur",
+    )
+
+
+def test_polling_with_retrieve_reaches_completed(seen: dict[str, Any]) -> None:
+    order = {"queued": 0, "in_progress": 1, "completed": 2}
+    statuses = seen["statuses"]
+    assert statuses[-1] == "completed"
+    assert [order[s] for s in statuses] == sorted(order[s] for s in statuses)
+    done = seen["done"]
+    assert (done["progress"], done["error"]) == (100, None)
+    assert done["completed_at"] >= done["created_at"]
+    assert {"generate", "encode"} <= done["timings"].keys()
+    assert done["has_audio"] is True and abs(done["duration"] - 5.0) < 0.05
+    assert done["video_url"].startswith("http://127.0.0.1:") and done["thumbnail_url"]
+
+
+def test_download_content_is_the_mp4_with_sound(seen: dict[str, Any]) -> None:
+    mp4 = Path(seen["mp4"])
+    info = probe(mp4)
+    assert abs(info.duration - 5.0) <= 1 / info.fps + 1e-6
+    assert info.has_audio and (info.video_codec, info.audio_codec) == ("h264", "aac")
+    assert (info.width, info.height) == TINY_16_9
+    assert info.file_size == seen["done"]["file_size"]
+
+
+def test_download_content_thumbnail_is_a_jpeg(seen: dict[str, Any]) -> None:
+    assert seen["thumbnail_head"] == "ffd8ff" and seen["thumbnail_size"] > 100
+
+
+def test_list_pages_with_after_in_both_orders(seen: dict[str, Any]) -> None:
+    fox = seen["created"]["id"]
+    first, second = seen["newer"]
+    assert seen["first_page"] == {"ids": [second, first], "has_more": True}
+    assert seen["second_page"] == {"ids": [fox], "has_more": False}
+    assert seen["oldest_first"] == {"ids": [fox, first], "has_more": True}
+    assert seen["every_id"] == [second, first, fox]
+
+
+def test_delete_removes_the_videos(seen: dict[str, Any]) -> None:
+    assert seen["deleted"] == [
+        {"id": video_id, "object": "video.deleted", "deleted": True} for video_id in seen["newer"]
+    ]
+    assert seen["after_delete"] == [seen["created"]["id"]]
+    assert seen["deleted_retrieve"]["class"] == "NotFoundError"
+    assert seen["deleted_retrieve"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("name", ["size_error", "seconds_error"])
+def test_unsupported_values_are_bad_request_errors_naming_the_param(
+    seen: dict[str, Any], name: str
+) -> None:
+    error = seen[name]
+    param = name.removesuffix("_error")
+    assert (error["class"], error["status"], error["param"]) == ("BadRequestError", 400, param)
+    assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_value")
+
+
+def test_a_wrong_key_is_an_authentication_error(seen: dict[str, Any]) -> None:
+    error = seen["auth_error"]
+    assert (error["class"], error["status"], error["code"]) == (
+        "AuthenticationError",
+        401,
+        "invalid_api_key",
+    )
