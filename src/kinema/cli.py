@@ -2,31 +2,54 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 import httpx
 import sqlalchemy.engine.url as sa_url
 import typer
-from rich.console import Console
+from rich import filesize
+from rich.console import Console, JustifyMethod
 from rich.logging import RichHandler
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
-from kinema.client import DEFAULT_MODEL, Client, Generation, ProgressCallback
+from kinema.client import (
+    DEFAULT_MODEL,
+    Client,
+    DownloadCallback,
+    Generation,
+    ProgressCallback,
+)
 from kinema.config import Settings
-from kinema.engine.registry import KLING_ALIASES
-from kinema.errors import ClientError, KinemaError
+from kinema.domain import ApiKey, Job, JobStatus
+from kinema.engine.registry import KLING_ALIASES, MODELS, PRESET_ALIASES
+from kinema.errors import ClientError, KinemaError, NotFound
 from kinema.runtime import (
     EXIT_MODEL_UNAVAILABLE,
     WorkerSupervisor,
     make_settings,
+    open_artifacts,
     run_worker,
     served_models,
     stop_on_signals,
@@ -36,23 +59,69 @@ from kinema.service import KeyService
 from kinema.store.migrations import migrate
 from kinema.store.sql import SqlJobStore, open_store_url
 
-app = typer.Typer(help="kinema: self-hosted text-to-video with sound.", no_args_is_help=True)
-keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+COMPLETION_HELP = (
+    "Shell completion (bash, zsh, fish, PowerShell): run `kinema --install-completion` once and "
+    "restart the shell, or `kinema --show-completion` to print the script. "
+    "Commands, options and --model ids complete."
+)
+PIPED_WIDTH = 240
+WEBHOOK_SECRET_HELP = (
+    "Webhooks for this key's jobs are signed with it per the Standard Webhooks scheme "
+    "(webhook-id, webhook-timestamp and webhook-signature headers; standardwebhooks.com)."
+)
+
+app = typer.Typer(
+    help="kinema: self-hosted text-to-video with sound.",
+    epilog=COMPLETION_HELP,
+    no_args_is_help=True,
+    add_completion=True,
+)
+keys_app = typer.Typer(
+    help="Manage API keys and their webhook signing secrets.", no_args_is_help=True
+)
 app.add_typer(keys_app, name="keys")
+jobs_app = typer.Typer(
+    help="List, show, cancel and delete generations: on a server (--server) or, without it, "
+    "in the local data dir's database (every key's jobs).",
+    no_args_is_help=True,
+)
+app.add_typer(jobs_app, name="jobs")
 
 console = Console(stderr=True)
+
+
+def _complete_model(incomplete: str) -> list[str]:
+    """--model completion: every model id kinema knows, its presets and the Kling aliases."""
+    known = [*MODELS, *PRESET_ALIASES, *KLING_ALIASES]
+    return [model_id for model_id in known if model_id.startswith(incomplete)]
+
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", envvar="KINEMA_DATA_DIR", help="jobs, keys, artifacts")
 ]
-Model = Annotated[str | None, typer.Option("--model", help="served model id [env KINEMA_MODEL]")]
+Model = Annotated[
+    str | None,
+    typer.Option(
+        "--model", help="served model id (env KINEMA_MODEL)", autocompletion=_complete_model
+    ),
+]
+Server = Annotated[
+    str | None,
+    typer.Option("--server", envvar="KINEMA_SERVER", help="server URL; without it: this machine"),
+]
+ApiKeyOption = Annotated[
+    str | None, typer.Option("--api-key", envvar="KINEMA_API_KEY", help="the server's API key")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON on stdout, for scripts")]
 StoreUrl = Annotated[
     str | None,
-    typer.Option("--store", help="jobs database URL [env KINEMA_STORE_URL; default SQLite]"),
+    typer.Option(
+        "--store", help="jobs database URL (env KINEMA_STORE_URL; default: SQLite in the data dir)"
+    ),
 ]
 StorageUrl = Annotated[
     str | None,
-    typer.Option("--storage", help="artifacts: s3://bucket/prefix [env KINEMA_STORAGE]"),
+    typer.Option("--storage", help="artifacts: s3://bucket/prefix (env KINEMA_STORAGE)"),
 ]
 db_app = typer.Typer(help="The jobs database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -167,19 +236,26 @@ def _run_ranks(
 def generate(
     prompt: Annotated[str, typer.Argument(help="what the clip shows and sounds like")],
     output: Annotated[Path, typer.Option("--output", "-o", help="mp4 file to write")],
-    model: Annotated[str | None, typer.Option(help="model id or alias")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="model id or alias", autocompletion=_complete_model)
+    ] = None,
     aspect_ratio: Annotated[str, typer.Option(help="16:9, 9:16 or 1:1")] = "16:9",
     duration: Annotated[int, typer.Option(help="seconds: 5 or 10")] = 5,
     negative_prompt: Annotated[str | None, typer.Option()] = None,
     cfg_scale: Annotated[float, typer.Option(help="0..1, higher follows the prompt closer")] = 0.5,
     audio: Annotated[bool, typer.Option("--audio/--no-audio", help="generate sound")] = True,
     seed: Annotated[int | None, typer.Option()] = None,
-    server: Annotated[str | None, typer.Option(envvar="KINEMA_SERVER", help="server URL")] = None,
-    api_key: Annotated[str | None, typer.Option(envvar="KINEMA_API_KEY")] = None,
+    server: Server = None,
+    api_key: ApiKeyOption = None,
     data_dir: DataDir = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for the clip")] = 3600.0,
+    as_json: AsJson = False,
 ) -> None:
-    """Turn a prompt into an mp4, on a server or (without --server) right here."""
+    """Turn a prompt into an mp4, on a server or (without --server) right here.
+
+    Shows the queue position, the stage and step progress, then the download; with --json the
+    progress stays on stderr and stdout gets one JSON object (id, status, path, file_size,
+    duration, seconds_taken, seed, model)."""
     options = {
         "aspect_ratio": aspect_ratio,
         "duration": duration,
@@ -190,16 +266,46 @@ def generate(
     }
     start = time.monotonic()
     try:
-        with _generation_source(server, api_key, data_dir, model) as source:
-            result = _run_generation(source, prompt, options, output, timeout)
+        with _progress_display() as progress:
+            display = GenerationDisplay(progress)
+            with _generation_source(server, api_key, data_dir, model, display.downloaded) as source:
+                result = _run_generation(source, prompt, options, output, timeout, display)
     except (ClientError, KinemaError, TimeoutError, httpx.HTTPError) as exc:
         raise _fail(str(exc)) from None
+    summary = _generation_summary(result, output, time.monotonic() - start)
+    if as_json:
+        _print_json(summary)
     if result.status != "completed" or result.video is None:
         error = result.error or {}
         raise _fail(f"{error.get('name')}: {error.get('message')}")
-    console.print(
-        f"[green]wrote[/green] {output} ({output.stat().st_size} bytes, "
-        f"{result.video.duration} s) in {time.monotonic() - start:.1f} s"
+    if not as_json:
+        console.print(_summary_line(summary))
+
+
+def _generation_summary(result: Generation, output: Path, seconds: float) -> dict[str, Any]:
+    """What `generate --json` prints: the outcome, the file and how long it all took."""
+    done = result.status == "completed" and result.video is not None
+    summary: dict[str, Any] = {
+        "id": result.id,
+        "status": result.status,
+        "path": str(output.resolve()) if done else None,
+        "file_size": output.stat().st_size if done else None,
+        "duration": result.video.duration if result.video else None,
+        "seconds_taken": round(seconds, 3),
+        "seed": result.meta.get("seed"),
+        "model": result.meta.get("model"),
+    }
+    if result.error:
+        summary["error"] = result.error
+    return summary
+
+
+def _summary_line(summary: dict[str, Any]) -> str:
+    size = summary["file_size"]
+    return (
+        f"[green]wrote[/green] {summary['path']}: {filesize.decimal(size)} ({size} bytes), "
+        f"a {summary['duration']:.1f} s clip (seed {summary['seed']}), "
+        f"in {summary['seconds_taken']:.1f} s"
     )
 
 
@@ -212,9 +318,12 @@ class GenerationSource(Protocol):
 class RemoteSource:
     """A kinema (or AI/ML API) server, through `kinema.Client`."""
 
-    def __init__(self, client: Client, model: str) -> None:
+    def __init__(
+        self, client: Client, model: str, on_bytes: DownloadCallback | None = None
+    ) -> None:
         self._client = client
         self._model = model
+        self._on_bytes = on_bytes
 
     def submit(self, prompt: str, options: dict[str, Any]) -> str:
         return self._client.create(prompt, model=self._model, **options).id
@@ -225,16 +334,20 @@ class RemoteSource:
         )
 
     def save(self, generation: Generation, output: Path) -> None:
-        self._client.download(generation, output)
+        self._client.download(generation, output, on_bytes=self._on_bytes)
 
 
 @contextmanager
 def _generation_source(
-    server: str | None, api_key: str | None, data_dir: Path | None, model: str | None
+    server: str | None,
+    api_key: str | None,
+    data_dir: Path | None,
+    model: str | None,
+    on_bytes: DownloadCallback | None = None,
 ) -> Iterator[GenerationSource]:
     if server:
         with Client(server, api_key) as client:
-            yield RemoteSource(client, model or DEFAULT_MODEL)
+            yield RemoteSource(client, model or DEFAULT_MODEL, on_bytes)
         return
     from kinema.embedded import EmbeddedRunner
 
@@ -244,26 +357,63 @@ def _generation_source(
 
 
 def _run_generation(
-    source: GenerationSource, prompt: str, options: dict[str, Any], output: Path, timeout: float
+    source: GenerationSource,
+    prompt: str,
+    options: dict[str, Any],
+    output: Path,
+    timeout: float,
+    display: GenerationDisplay,
 ) -> Generation:
-    with _progress_display() as progress:
-        task = progress.add_task("submitting", total=100)
-
-        def show(generation: Generation) -> None:
-            progress.update(task, completed=generation.progress, description=_describe(generation))
-
-        job_id = source.submit(prompt, options)
-        result = source.wait(job_id, timeout=timeout, on_progress=show)
-        if result.video is not None:
-            source.save(result, output)
+    display.phase("submitting")
+    job_id = source.submit(prompt, options)
+    result = source.wait(job_id, timeout=timeout, on_progress=display.show)
+    if result.video is not None:
+        display.phase(f"{result.status}, saving")
+        source.save(result, output)
     return result
+
+
+class GenerationDisplay:
+    """One generation's progress: queue position, then stage and step %, then the download."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._generation = progress.add_task("starting", total=100)
+        self._download: TaskID | None = None
+
+    def phase(self, description: str) -> None:
+        self._progress.update(self._generation, description=description)
+
+    def show(self, generation: Generation) -> None:
+        self._progress.update(
+            self._generation, completed=generation.progress, description=_describe(generation)
+        )
+
+    def downloaded(self, received: int, size: int | None) -> None:
+        if self._download is None:
+            self._download = self._progress.add_task("downloading", total=size, unit="bytes")
+        self._progress.update(self._download, completed=received, total=size)
+
+
+class _AmountColumn(ProgressColumn):
+    """A generation's step percentage; a download's bytes of its size and the transfer speed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bytes = DownloadColumn()
+        self._speed = TransferSpeedColumn()
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("unit") == "bytes":
+            return Text.assemble(self._bytes.render(task), " ", self._speed.render(task))
+        return Text(f"{task.percentage:>5.1f}%")
 
 
 def _progress_display() -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.percentage:>5.1f}%"),
+        _AmountColumn(),
         TimeElapsedColumn(),
         console=console,
     )
@@ -272,15 +422,19 @@ def _progress_display() -> Progress:
 def _describe(generation: Generation) -> str:
     if generation.status == "queued":
         return f"queued (position {generation.queue_position})"
-    stage = generation.meta.get("stage") or generation.status
-    return f"{generation.status}: {stage}"
+    stage = generation.meta.get("stage")
+    return (
+        f"{generation.status}: {stage}"
+        if stage and stage != generation.status
+        else generation.status
+    )
 
 
 @app.command()
 def models(
-    server: Annotated[str | None, typer.Option(envvar="KINEMA_SERVER", help="server URL")] = None,
+    server: Server = None,
     model: Model = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """List the models served (by a server, or by this machine's configuration)."""
     try:
@@ -293,7 +447,7 @@ def models(
     table = Table("id", "serves as", "description")
     for entry in entries:
         table.add_row(entry["id"], entry.get("alias_of", ""), entry.get("description", ""))
-    Console().print(table)
+    _stdout().print(table)
 
 
 def _served_model_entries(server: str | None, model: str | None) -> list[dict[str, str]]:
@@ -307,8 +461,8 @@ def _served_model_entries(server: str | None, model: str | None) -> list[dict[st
 
 
 @contextmanager
-def _local_store(data_dir: Path | None, store_url: str | None) -> Iterator[SqlJobStore]:
-    store = open_store_url(make_settings(data_dir=data_dir, store_url=store_url).database_url)
+def _local_store(settings: Settings) -> Iterator[SqlJobStore]:
+    store = open_store_url(settings.database_url)
     try:
         yield store
     finally:
@@ -317,8 +471,30 @@ def _local_store(data_dir: Path | None, store_url: str | None) -> Iterator[SqlJo
 
 @contextmanager
 def _keys(data_dir: Path | None, store_url: str | None) -> Iterator[KeyService]:
-    with _local_store(data_dir, store_url) as store:
+    with _local_store(make_settings(data_dir=data_dir, store_url=store_url)) as store:
         yield KeyService(store)
+
+
+def _stdout() -> Console:
+    """Tables for people on stdout; piped, they keep whole lines instead of an 80-column cut."""
+    plain = Console()
+    return plain if plain.is_terminal else Console(width=PIPED_WIDTH)
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _local_time(timestamp: float | None, layout: str = "%Y-%m-%d %H:%M:%S") -> str:
+    return "" if timestamp is None else time.strftime(layout, time.localtime(timestamp))
+
+
+def _short_time(timestamp: float | None) -> str:
+    return _local_time(timestamp, "%m-%d %H:%M")
+
+
+def _key_json(key: ApiKey) -> dict[str, Any]:
+    return {"id": key.id, "name": key.name, "created_at": key.created_at, "revoked": key.revoked}
 
 
 @keys_app.command("create")
@@ -326,24 +502,32 @@ def keys_create(
     name: Annotated[str, typer.Option(help="a label for the key")],
     data_dir: DataDir = None,
     store: StoreUrl = None,
+    as_json: AsJson = False,
 ) -> None:
-    """Create an API key and print it (the only time it is shown)."""
+    """Create an API key and print it (the only time it is shown), with its webhook secret."""
     with _keys(data_dir, store) as keys:
         key, raw_key = keys.create(name)
+    if as_json:
+        _print_json({**_key_json(key), "key": raw_key, "webhook_secret": key.webhook_secret})
+        return
     console.print(f"created key {key.id} ({key.name}); it is shown only once:")
     print(raw_key)
+    console.print(f"webhook signing secret: {key.webhook_secret}")
+    console.print(f"{WEBHOOK_SECRET_HELP} `kinema keys secret {key.name}` shows it again.")
 
 
 @keys_app.command("list")
-def keys_list(data_dir: DataDir = None, store: StoreUrl = None) -> None:
+def keys_list(data_dir: DataDir = None, store: StoreUrl = None, as_json: AsJson = False) -> None:
     """List API keys (ids and names; the keys themselves are stored only as hashes)."""
-    table = Table("id", "name", "created", "revoked")
     with _keys(data_dir, store) as keys:
         listed = keys.list()
+    if as_json:
+        _print_json([_key_json(key) for key in listed])
+        return
+    table = Table("id", "name", "created", "revoked")
     for key in listed:
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(key.created_at))
-        table.add_row(key.id, key.name, created, "yes" if key.revoked else "")
-    Console().print(table)
+        table.add_row(key.id, key.name, _local_time(key.created_at), "yes" if key.revoked else "")
+    _stdout().print(table)
 
 
 @keys_app.command("revoke")
@@ -360,37 +544,600 @@ def keys_revoke(
     console.print(f"revoked {key}")
 
 
-@app.command()
-def cancel(
-    generation_id: Annotated[str, typer.Argument(help="the generation to cancel")],
-    server: Annotated[str | None, typer.Option(envvar="KINEMA_SERVER", help="server URL")] = None,
-    api_key: Annotated[str | None, typer.Option(envvar="KINEMA_API_KEY")] = None,
+@keys_app.command("secret")
+def keys_secret(
+    key: Annotated[str, typer.Argument(help="key id or name")],
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="replace the secret (the old one stops working)")
+    ] = False,
     data_dir: DataDir = None,
     store: StoreUrl = None,
+    as_json: AsJson = False,
 ) -> None:
-    """Cancel a generation: on a server with a key, or (without --server) in the local store."""
+    """Print a key's webhook signing secret (--rotate: make a new one first)."""
     try:
-        status = _cancel(generation_id, server, api_key, data_dir, store)
-    except (ClientError, KinemaError, httpx.HTTPError) as exc:
+        with _keys(data_dir, store) as keys:
+            found = _find_key(keys.list(), key)
+            secret = (
+                keys.rotate_webhook_secret(found.id) if rotate else keys.webhook_secret(found.id)
+            )
+    except KinemaError as exc:
         raise _fail(str(exc)) from None
-    console.print(f"{generation_id}: {status}")
+    if as_json:
+        _print_json(
+            {"id": found.id, "name": found.name, "webhook_secret": secret, "rotated": rotate}
+        )
+        return
+    revoked = " [yellow](revoked)[/yellow]" if found.revoked else ""
+    what = "new webhook signing secret" if rotate else "webhook signing secret"
+    console.print(f"{what} of key {found.id} ({found.name}){revoked}:")
+    print(secret)
+    console.print(WEBHOOK_SECRET_HELP)
 
 
-def _cancel(
-    generation_id: str,
+def _find_key(listed: list[ApiKey], id_or_name: str) -> ApiKey:
+    """The key with this id, else the one key with this name."""
+    by_id = [key for key in listed if key.id == id_or_name]
+    matches = by_id or [key for key in listed if key.name == id_or_name]
+    if not matches:
+        raise NotFound(f"no key {id_or_name!r}")
+    if len(matches) > 1:
+        ids = ", ".join(key.id for key in matches)
+        raise KinemaError(f"several keys are named {id_or_name!r}; name one by id: {ids}")
+    return matches[0]
+
+
+# -- jobs: one view of a generation, from the local store or from a server ----------------------
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """One generation as `kinema jobs` shows it, whether it came from the store or a server."""
+
+    id: str
+    status: str  # queued | running | completed | failed | canceled
+    progress: float = 0.0
+    stage: str | None = None
+    queue_position: int | None = None
+    model: str | None = None
+    prompt: str | None = None
+    owner: str | None = None  # the API key id (local mode only: a server shows only yours)
+    owner_name: str | None = None
+    created_at: float | None = None
+    started_at: float | None = None
+    completed_at: float | None = None
+    attempts: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] | None = None
+    video: dict[str, Any] | None = None  # url (server) or file (local), file_size, duration, …
+    error: dict[str, Any] | None = None  # code, message
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class JobListing:
+    jobs: list[JobInfo]
+    has_more: bool
+
+    def to_json(self) -> dict[str, Any]:
+        last_id = self.jobs[-1].id if self.jobs else None
+        return {
+            "data": [job.to_json() for job in self.jobs],
+            "has_more": self.has_more,
+            "last_id": last_id,
+        }
+
+
+_V1_STATUS = {"queued": "queued", "in_progress": "running", "completed": "completed"}
+_V2_STATUS = {"queued": "queued", "generating": "running", "completed": "completed"}
+
+
+def _info_from_job(
+    job: Job, queue_position: int | None, video_file: str | None, owner_name: str | None
+) -> JobInfo:
+    request = job.request
+    artifact = job.artifact if job.status is JobStatus.COMPLETED else None
+    video = None
+    if artifact is not None:
+        video = {
+            "url": None,
+            "file": video_file,
+            "file_size": artifact.file_size,
+            "duration": artifact.duration,
+            "has_audio": artifact.has_audio,
+        }
+    failed = job.status in (JobStatus.FAILED, JobStatus.CANCELED)
+    return JobInfo(
+        id=job.id,
+        status=job.status.value,
+        progress=job.progress,
+        stage=job.stage,
+        queue_position=queue_position,
+        model=request.model,
+        prompt=request.prompt,
+        owner=job.owner,
+        owner_name=owner_name,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        completed_at=job.completed_at,
+        attempts=job.attempts,
+        params={
+            "aspect_ratio": request.aspect_ratio,
+            "duration": request.duration,
+            "negative_prompt": request.negative_prompt,
+            "cfg_scale": request.cfg_scale,
+            "generate_audio": request.generate_audio,
+            "seed": request.seed,
+        },
+        timings=job.meta.get("timings"),
+        video=video,
+        error={"code": job.error_name, "message": job.error_message} if failed else None,
+    )
+
+
+def _info_from_video(body: dict[str, Any]) -> JobInfo:
+    """From an OpenAI-compatible video object (`/v1/videos`, kinema's extensions included)."""
+    error = body.get("error")
+    status = _V1_STATUS.get(body["status"]) or _failed_status((error or {}).get("code"))
+    video = None
+    if body.get("video_url") or body["status"] == "completed":
+        video = {
+            "url": body.get("video_url"),
+            "file": None,
+            "file_size": body.get("file_size"),
+            "duration": body.get("duration"),
+            "has_audio": body.get("has_audio"),
+        }
+    seconds = body.get("seconds")
+    return JobInfo(
+        id=body["id"],
+        status=status,
+        progress=float(body.get("progress") or 0.0),
+        stage=body.get("stage"),
+        queue_position=body.get("queue_position"),
+        model=body.get("model"),
+        prompt=body.get("prompt"),
+        created_at=body.get("created_at"),
+        started_at=body.get("started_at"),
+        completed_at=body.get("completed_at"),
+        attempts=body.get("attempts"),
+        params={
+            "aspect_ratio": body.get("aspect_ratio"),
+            "duration": int(seconds) if seconds else None,
+            "size": body.get("size"),
+            "negative_prompt": body.get("negative_prompt"),
+            "cfg_scale": body.get("cfg_scale"),
+            "generate_audio": body.get("generate_audio"),
+            "seed": body.get("seed"),
+        },
+        timings=body.get("timings"),
+        video=video,
+        error=error,
+    )
+
+
+def _info_from_generation(generation: Generation) -> JobInfo:
+    """From a v2 poll body (servers without /v1/videos: no prompt or params there)."""
+    error = generation.error
+    name = (error or {}).get("name")
+    video = generation.video
+    meta = generation.meta
+    return JobInfo(
+        id=generation.id,
+        status=_V2_STATUS.get(generation.status) or _failed_status(name),
+        progress=generation.progress,
+        stage=meta.get("stage"),
+        queue_position=generation.queue_position,
+        model=meta.get("model"),
+        attempts=meta.get("attempts"),
+        params={"seed": meta.get("seed")},
+        timings=meta.get("timings"),
+        video=None
+        if video is None
+        else {
+            "url": video.url,
+            "file": None,
+            "file_size": video.file_size,
+            "duration": video.duration,
+            "has_audio": video.has_audio,
+        },
+        error=None if error is None else {"code": name, "message": error.get("message")},
+    )
+
+
+def _failed_status(error_code: str | None) -> str:
+    return "canceled" if (error_code or "").lower() == "canceled" else "failed"
+
+
+class JobsBackend(Protocol):
+    def list(self, limit: int, after: str | None, newest_first: bool) -> JobListing: ...
+    def show(self, job_id: str) -> JobInfo: ...
+    def cancel(self, job_id: str) -> JobInfo: ...
+    def delete(self, job_id: str) -> None: ...
+
+
+class RemoteJobs:
+    """A server's jobs for one API key: /v1/videos to list, show and delete; v2 to cancel."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(self, limit: int, after: str | None, newest_first: bool) -> JobListing:
+        page = self._client.list(limit=limit, after=after, order="desc" if newest_first else "asc")
+        return JobListing([_info_from_video(video) for video in page.data], page.has_more)
+
+    def show(self, job_id: str) -> JobInfo:
+        try:
+            return _info_from_video(self._client.retrieve(job_id))
+        except ClientError as exc:
+            if not _lacks_videos_api(exc):
+                raise
+        return _info_from_generation(self._client.get(job_id))
+
+    def cancel(self, job_id: str) -> JobInfo:
+        self._client.cancel(job_id)
+        return self.show(job_id)
+
+    def delete(self, job_id: str) -> None:
+        self._client.delete(job_id)
+
+
+def _lacks_videos_api(exc: ClientError) -> bool:
+    """A 404/405 not in OpenAI's error shape: the server has no /v1/videos (only v2)."""
+    openai_shaped = isinstance(exc.body, dict) and isinstance(exc.body.get("error"), dict)
+    return exc.status_code in (404, 405) and not openai_shaped
+
+
+class LocalJobs:
+    """The jobs in this machine's database, every key's (or one owner's), read directly."""
+
+    def __init__(self, store: SqlJobStore, settings: Settings, owner: str | None) -> None:
+        self._store = store
+        self._settings = settings
+        self._key_names = {key.id: key.name for key in store.list_keys()}
+        self._owner = None if owner is None else self._owner_id(owner)
+
+    def _owner_id(self, owner: str) -> str:
+        """--owner takes a key id or name (an id no key has, such as `local`, is taken as is)."""
+        named = [key_id for key_id, name in self._key_names.items() if name == owner]
+        if owner in self._key_names or not named:
+            return owner
+        if len(named) > 1:
+            raise KinemaError(f"several keys are named {owner!r}; name one by id: {named}")
+        return named[0]
+
+    def list(self, limit: int, after: str | None, newest_first: bool) -> JobListing:
+        if after is not None and self._store.get_job(after) is None:
+            raise NotFound(f"no generation {after!r} to list after")
+        jobs = self._store.list_jobs(
+            self._owner, after=after, limit=limit + 1, newest_first=newest_first
+        )
+        return JobListing([self._info(job) for job in jobs[:limit]], has_more=len(jobs) > limit)
+
+    def show(self, job_id: str) -> JobInfo:
+        return self._info(self._found(self._store.get_job(job_id), job_id))
+
+    def cancel(self, job_id: str) -> JobInfo:
+        return self._info(self._found(self._store.request_cancel(job_id), job_id))
+
+    def delete(self, job_id: str) -> None:
+        job = self._found(self._store.delete_job(job_id), job_id)
+        artifacts = open_artifacts(self._settings)
+        for key in artifacts.keys(f"{job.id}/"):
+            artifacts.delete(key)
+
+    @staticmethod
+    def _found(job: Job | None, job_id: str) -> Job:
+        if job is None:
+            raise NotFound(f"generation {job_id!r} not found")
+        return job
+
+    def _info(self, job: Job) -> JobInfo:
+        queued = job.status is JobStatus.QUEUED
+        position = self._store.queue_position(job) if queued else None
+        video_file = self._artifact_location(job.artifact.key) if job.artifact else None
+        return _info_from_job(job, position, video_file, self._key_names.get(job.owner))
+
+    def _artifact_location(self, key: str) -> str:
+        storage = (self._settings.storage or "").strip()
+        if storage in ("", "local"):
+            return str(self._settings.artifacts_dir / key)
+        return f"{storage.rstrip('/')}/{key}"
+
+
+@contextmanager
+def _jobs_backend(
     server: str | None,
     api_key: str | None,
     data_dir: Path | None,
     store_url: str | None,
-) -> str:
+    owner: str | None = None,
+) -> Iterator[JobsBackend]:
     if server:
+        if owner is not None:
+            raise KinemaError("--owner is for the local database; a server shows your key's jobs")
         with Client(server, api_key) as client:
-            return client.cancel(generation_id).status
-    with _local_store(data_dir, store_url) as store:
-        job = store.request_cancel(generation_id)
-    if job is None:
-        raise KinemaError(f"generation {generation_id!r} not found")
-    return f"{job.status.value}{' (stops at its next step)' if job.cancel_requested else ''}"
+            yield RemoteJobs(client)
+        return
+    settings = make_settings(data_dir=data_dir, store_url=store_url)
+    with _local_store(settings) as store:
+        yield LocalJobs(store, settings, owner)
+
+
+# -- jobs: rendering ---------------------------------------------------------------------------
+
+STATUS_STYLES = {
+    "queued": "dim",
+    "running": "cyan",
+    "completed": "green",
+    "failed": "red",
+    "canceled": "yellow",
+}
+PROMPT_WIDTH = 40
+
+
+def _status_text(job: JobInfo) -> Text:
+    label = job.status
+    if job.status == "queued" and job.queue_position is not None:
+        label += f" #{job.queue_position}"
+    return Text(label, style=STATUS_STYLES.get(job.status, ""))
+
+
+def _clip_text(job: JobInfo) -> str:
+    """The clip's length and size once there is one; the requested length before."""
+    if job.video and job.video.get("duration") is not None:
+        size = job.video.get("file_size")
+        return f"{job.video['duration']:.1f} s" + (f", {filesize.decimal(size)}" if size else "")
+    requested = job.params.get("duration")
+    return f"{requested} s" if requested else ""
+
+
+def _truncated(text: str | None, width: int = PROMPT_WIDTH) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+@dataclass(frozen=True)
+class _Column:
+    header: str
+    cell: Callable[[JobInfo], str | Text]
+    justify: JustifyMethod = "left"
+
+
+JOB_COLUMNS = (
+    _Column("id", lambda job: job.id),
+    _Column("status", _status_text),
+    _Column("progress", lambda job: f"{job.progress:.0f}%", "right"),
+    _Column("model", lambda job: job.model or ""),
+    _Column("prompt", lambda job: _truncated(job.prompt)),
+    _Column("created", lambda job: _short_time(job.created_at)),
+    _Column("clip", _clip_text),
+    _Column("owner", lambda job: job.owner_name or job.owner or ""),
+)
+# On a narrow terminal the prompt shrinks to SHORT_PROMPT, then these columns go in this order,
+# then the prompt shrinks to SHORTEST_PROMPT. Ids stay whole: they are what the other commands take.
+DROPPED_WHEN_NARROW = ("owner", "created", "model", "clip")
+SHORT_PROMPT = 20
+SHORTEST_PROMPT = 10
+
+
+def _jobs_table(jobs: list[JobInfo], console: Console) -> Table:
+    """One row per job, fitted to the console's width (see DROPPED_WHEN_NARROW)."""
+    columns = [c for c in JOB_COLUMNS if c.header != "owner" or any(job.owner for job in jobs)]
+    widest_prompt = max(len(_truncated(job.prompt)) for job in jobs)
+    table = _table_of(columns, jobs, widest_prompt)
+    for header in DROPPED_WHEN_NARROW:
+        if _natural_width(table, console) - (widest_prompt - SHORT_PROMPT) <= console.width:
+            break
+        columns = [column for column in columns if column.header != header]
+        table = _table_of(columns, jobs, widest_prompt)
+    excess = _natural_width(table, console) - console.width
+    if excess > 0:
+        table = _table_of(columns, jobs, max(SHORTEST_PROMPT, widest_prompt - excess))
+    return table
+
+
+def _natural_width(table: Table, console: Console) -> int:
+    return console.measure(table, options=console.options.update_width(10_000)).maximum
+
+
+def _table_of(columns: list[_Column], jobs: list[JobInfo], prompt_width: int) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for column in columns:
+        width = prompt_width if column.header == "prompt" else None
+        table.add_column(column.header, justify=column.justify, no_wrap=True, max_width=width)
+    for job in jobs:
+        table.add_row(*(column.cell(job) for column in columns))
+    return table
+
+
+def _job_details(job: JobInfo) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for name, value in _detail_rows(job):
+        table.add_row(name, value)
+    return table
+
+
+def _detail_rows(job: JobInfo) -> Iterator[tuple[str, str | Text]]:
+    yield "id", job.id
+    yield "status", _status_text(job)
+    yield "progress", f"{job.progress:.1f}%"
+    if job.queue_position is not None:
+        yield "queue position", str(job.queue_position)
+    yield "model", job.model or ""
+    if job.owner:
+        yield "owner", f"{job.owner_name} ({job.owner})" if job.owner_name else job.owner
+    yield "prompt", job.prompt or ""
+    for name, value in job.params.items():
+        if value is not None:
+            yield name.replace("_", " "), _param_text(name, value)
+    for name, moment in (("created", job.created_at), ("started", job.started_at)):
+        if moment is not None:
+            yield name, _local_time(moment)
+    if job.completed_at is not None:
+        yield "finished", _local_time(job.completed_at)
+    if job.attempts is not None:
+        yield "attempts", str(job.attempts)
+    if job.timings:
+        yield "timings", ", ".join(f"{stage} {sec:.2f} s" for stage, sec in job.timings.items())
+    if job.video:
+        yield from _video_rows(job.video)
+    if job.error:
+        yield "error", Text(f"{job.error.get('code')}: {job.error.get('message')}", style="red")
+
+
+def _param_text(name: str, value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value} s" if name == "duration" else str(value)
+
+
+def _video_rows(video: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    if video.get("url"):
+        yield "video url", video["url"]
+    if video.get("file"):
+        yield "video file", video["file"]
+    size = video.get("file_size")
+    if size is not None:
+        yield "file size", f"{filesize.decimal(size)} ({size} bytes)"
+    if video.get("duration") is not None:
+        yield "clip duration", f"{video['duration']:.2f} s"
+    if video.get("has_audio") is not None:
+        yield "audio", "yes" if video["has_audio"] else "no"
+
+
+def _status_line(job: JobInfo) -> str:
+    after = " (stops at its next step)" if job.status == "running" else ""
+    return f"{job.id}: {job.status}{after}"
+
+
+# -- jobs: commands ----------------------------------------------------------------------------
+
+
+class Order(StrEnum):
+    asc = "asc"
+    desc = "desc"
+
+
+Owner = Annotated[
+    str | None,
+    typer.Option("--owner", help="only this API key's jobs (id or name; local database only)"),
+]
+JobId = Annotated[str, typer.Argument(help="the generation's id")]
+# Ids may begin with "-" (they are URL-safe base64): read an unknown "-x…" as the id, not an option.
+TAKES_AN_ID = {"ignore_unknown_options": True}
+
+
+@jobs_app.command("list")
+def jobs_list(
+    limit: Annotated[int, typer.Option(min=1, max=100, help="jobs per page")] = 20,
+    after: Annotated[
+        str | None, typer.Option(help="start after this job id (the last of a previous page)")
+    ] = None,
+    order: Annotated[Order, typer.Option(help="desc: newest first")] = Order.desc,
+    owner: Owner = None,
+    server: Server = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """List generations, newest first: a table, or with --json {"data", "has_more", "last_id"}."""
+    try:
+        with _jobs_backend(server, api_key, data_dir, store, owner) as jobs:
+            listing = jobs.list(limit, after, newest_first=order is Order.desc)
+    except (KinemaError, httpx.HTTPError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        _print_json(listing.to_json())
+        return
+    if not listing.jobs:
+        console.print("no generations")
+        return
+    out = _stdout()
+    out.print(_jobs_table(listing.jobs, out))
+    if listing.has_more:
+        console.print(f"more: kinema jobs list --after {listing.jobs[-1].id}")
+
+
+@jobs_app.command("show", context_settings=TAKES_AN_ID)
+def jobs_show(
+    job_id: JobId,
+    server: Server = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """Everything about one generation: status, stage, params, timings, video, error."""
+    try:
+        with _jobs_backend(server, api_key, data_dir, store) as jobs:
+            job = jobs.show(job_id)
+    except (KinemaError, httpx.HTTPError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        _print_json(job.to_json())
+        return
+    _stdout().print(_job_details(job))
+
+
+@jobs_app.command("cancel", context_settings=TAKES_AN_ID)
+def jobs_cancel(
+    job_id: JobId,
+    server: Server = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """Cancel a generation: a queued one ends at once, a running one at its next step."""
+    try:
+        with _jobs_backend(server, api_key, data_dir, store) as jobs:
+            job = jobs.cancel(job_id)
+    except (KinemaError, httpx.HTTPError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        _print_json(job.to_json())
+        return
+    console.print(_status_line(job))
+
+
+@jobs_app.command("delete", context_settings=TAKES_AN_ID)
+def jobs_delete(
+    job_id: JobId,
+    server: Server = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """Delete a generation and its files (a pending one is canceled)."""
+    try:
+        with _jobs_backend(server, api_key, data_dir, store) as jobs:
+            jobs.delete(job_id)
+    except (KinemaError, httpx.HTTPError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        _print_json({"id": job_id, "deleted": True})
+        return
+    console.print(f"{job_id}: deleted")
+
+
+@app.command("cancel", context_settings=TAKES_AN_ID)
+def cancel(
+    generation_id: Annotated[str, typer.Argument(help="the generation to cancel")],
+    server: Server = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """Cancel a generation (the same as `kinema jobs cancel`)."""
+    jobs_cancel(generation_id, server, api_key, data_dir, store, as_json)
 
 
 @db_app.command("upgrade")

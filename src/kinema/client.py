@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse, connect_sse
@@ -18,6 +19,7 @@ from kinema.errors import ClientError
 DEFAULT_MODEL = "klingai/video-v2-6-pro-text-to-video"
 CREATE_PATH = "/v2/video/generations"
 EVENTS_PATH = "/v2/video/generations/events"
+VIDEOS_PATH = "/v1/videos"  # the OpenAI-compatible videos API: list, retrieve, delete
 # A server without the event stream (e.g. the hosted API) answers these; the client then polls.
 NO_STREAM_STATUSES = frozenset({404, 405, 406, 501})
 STREAM_TIMEOUT = httpx.Timeout(30.0, read=45.0)  # the server pings every 15 s
@@ -65,7 +67,30 @@ class Generation:
         )
 
 
+@dataclass(frozen=True)
+class VideoPage:
+    """One page of `GET /v1/videos`: the video objects as the server sent them (dicts).
+
+    The next page starts `after=last_id`, while `has_more`."""
+
+    data: list[dict[str, Any]]
+    has_more: bool = False
+    first_id: str | None = None
+    last_id: str | None = None
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> VideoPage:
+        return cls(
+            data=list(body.get("data") or []),
+            has_more=bool(body.get("has_more")),
+            first_id=body.get("first_id"),
+            last_id=body.get("last_id"),
+        )
+
+
+Order = Literal["asc", "desc"]
 ProgressCallback = Callable[[Generation], None]
+DownloadCallback = Callable[[int, int | None], None]  # (bytes received, size if known)
 
 
 def poll_until_done(
@@ -92,17 +117,43 @@ def _create_body(prompt: str, model: str, options: dict[str, Any]) -> dict[str, 
     return {"model": model, "prompt": prompt, **{k: v for k, v in options.items() if v is not None}}
 
 
+def _list_params(limit: int, after: str | None, order: Order) -> dict[str, str | int]:
+    params: dict[str, str | int] = {"limit": limit, "order": order}
+    if after is not None:
+        params["after"] = after
+    return params
+
+
+def _video_path(video_id: str) -> str:
+    return f"{VIDEOS_PATH}/{quote(video_id, safe='')}"
+
+
+def _error_message(body: object, fallback: str) -> str:
+    """The message of an error body in either shape: the hosted API's envelope
+    (`{"message", "errors", ...}`) or OpenAI's (`{"error": {"message", "param", ...}}`)."""
+    if not isinstance(body, dict):
+        return fallback
+    error = body.get("error")
+    if "message" not in body and isinstance(error, dict) and error.get("message"):
+        message, param = str(error["message"]), error.get("param")
+        return f"{message} (param: {param})" if param and param not in message else message
+    return str(body.get("message") or body.get("detail") or fallback)
+
+
 def _checked(response: httpx.Response) -> dict[str, Any]:
     if response.status_code >= 400:
         try:
             body = response.json()
-            message = (
-                body.get("message", response.text) if isinstance(body, dict) else response.text
-            )
         except ValueError:
-            body, message = None, response.text
-        raise ClientError(response.status_code, str(message), body)
+            body = None
+        message = _error_message(body, response.text or response.reason_phrase)
+        raise ClientError(response.status_code, message, body)
     return response.json()  # type: ignore[no-any-return]
+
+
+def _download_size(response: httpx.Response) -> int | None:
+    length = response.headers.get("content-length")
+    return int(length) if length and length.isdigit() else None
 
 
 def _video_url(target: Generation | str) -> str:
@@ -188,6 +239,19 @@ class Client:
         response = self._http.post(f"{CREATE_PATH}/cancel", params={"generation_id": generation_id})
         return Generation.from_json(_checked(response))
 
+    def list(self, limit: int = 20, after: str | None = None, order: Order = "desc") -> VideoPage:
+        """A page of this key's videos (`GET /v1/videos`), newest first unless `order="asc"`."""
+        response = self._http.get(VIDEOS_PATH, params=_list_params(limit, after, order))
+        return VideoPage.from_json(_checked(response))
+
+    def retrieve(self, video_id: str) -> dict[str, Any]:
+        """One video object (`GET /v1/videos/{id}`): status, progress, params, URLs, timings."""
+        return _checked(self._http.get(_video_path(video_id)))
+
+    def delete(self, video_id: str) -> dict[str, Any]:
+        """Delete a video (a pending one is canceled): `{"id", "object", "deleted": true}`."""
+        return _checked(self._http.delete(_video_path(video_id)))
+
     def wait(
         self,
         generation_id: str,
@@ -227,16 +291,26 @@ class Client:
                     return generation
         raise _NoStream
 
-    def download(self, target: Generation | str, path: Path | str) -> Path:
+    def download(
+        self,
+        target: Generation | str,
+        path: Path | str,
+        *,
+        on_bytes: DownloadCallback | None = None,
+    ) -> Path:
+        """Save the video; `on_bytes(received, size)` follows the transfer, chunk by chunk."""
         path = Path(path)
         response = self._http.send(_download_request(self._http, target), stream=True)
         try:
             if response.status_code >= 400:
                 response.read()
                 _checked(response)
+            size = _download_size(response)
             with path.open("wb") as handle:
                 for chunk in response.iter_bytes():
                     handle.write(chunk)
+                    if on_bytes:
+                        on_bytes(response.num_bytes_downloaded, size)
         finally:
             response.close()
         return path
@@ -274,6 +348,18 @@ class AsyncClient:
             f"{CREATE_PATH}/cancel", params={"generation_id": generation_id}
         )
         return Generation.from_json(_checked(response))
+
+    async def list(
+        self, limit: int = 20, after: str | None = None, order: Order = "desc"
+    ) -> VideoPage:
+        response = await self._http.get(VIDEOS_PATH, params=_list_params(limit, after, order))
+        return VideoPage.from_json(_checked(response))
+
+    async def retrieve(self, video_id: str) -> dict[str, Any]:
+        return _checked(await self._http.get(_video_path(video_id)))
+
+    async def delete(self, video_id: str) -> dict[str, Any]:
+        return _checked(await self._http.delete(_video_path(video_id)))
 
     async def wait(
         self,
@@ -314,16 +400,25 @@ class AsyncClient:
                     return generation
         raise _NoStream
 
-    async def download(self, target: Generation | str, path: Path | str) -> Path:
+    async def download(
+        self,
+        target: Generation | str,
+        path: Path | str,
+        *,
+        on_bytes: DownloadCallback | None = None,
+    ) -> Path:
         path = Path(path)
         response = await self._http.send(_download_request(self._http, target), stream=True)
         try:
             if response.status_code >= 400:
                 await response.aread()
                 _checked(response)
+            size = _download_size(response)
             with path.open("wb") as handle:
                 async for chunk in response.aiter_bytes():
                     handle.write(chunk)
+                    if on_bytes:
+                        on_bytes(response.num_bytes_downloaded, size)
         finally:
             await response.aclose()
         return path

@@ -48,15 +48,18 @@ class Services:
         self.jobs.close()
 
 
-def open_backends(settings: Settings) -> tuple[SqlJobStore, ArtifactStore]:
-    store = open_store_url(settings.database_url, max_attempts=settings.max_attempts)
-    artifacts = open_artifact_store(
+def open_artifacts(settings: Settings) -> ArtifactStore:
+    return open_artifact_store(
         settings.storage or "",
         local_root=settings.artifacts_dir,
         secret=load_or_create_secret(settings.secret_path),
         staging_dir=settings.data_dir / "staging",
     )
-    return store, artifacts
+
+
+def open_backends(settings: Settings) -> tuple[SqlJobStore, ArtifactStore]:
+    store = open_store_url(settings.database_url, max_attempts=settings.max_attempts)
+    return store, open_artifacts(settings)
 
 
 def build_services(settings: Settings) -> Services:

@@ -1,19 +1,30 @@
-"""The `kinema` command line: keys, models, generate (embedded and against a server)."""
+"""The `kinema` command line: keys, models, generate and jobs (embedded and against a server),
+and the client's /v1/videos methods it lists with."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import av
+import pytest
 from typer.testing import CliRunner
 
-from kinema import Client
+from kinema import AsyncClient, Client, ClientError
 from kinema.cli import app
-from tests.conftest import TEST_KEY, ServerProcess, kinema_env, launch_server, start_kinema
+from tests.conftest import (
+    OTHER_KEY,
+    TEST_KEY,
+    ServerProcess,
+    kinema_env,
+    launch_server,
+    start_kinema,
+)
 
 runner = CliRunner()
 
@@ -34,8 +45,8 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
     data = ["--data-dir", str(tmp_path)]
     created = runner.invoke(app, ["keys", "create", "--name", "alice", *data])
     assert created.exit_code == 0, created.output
-    raw_key = created.stdout.strip().splitlines()[-1]
-    assert raw_key.startswith("kin_")
+    raw_key = created.stdout.strip()
+    assert raw_key.startswith("kin_") and "whsec_" in created.stderr
     listed = runner.invoke(app, ["keys", "list", *data])
     assert "alice" in listed.stdout and raw_key not in listed.stdout
     assert runner.invoke(app, ["keys", "revoke", "alice", *data]).exit_code == 0
@@ -78,6 +89,98 @@ def test_generate_against_a_server(server: ServerProcess, tmp_path: Path) -> Non
     with av.open(str(out)) as container:
         assert [s.type for s in container.streams] == ["video"]
         assert container.streams.video[0].codec_context.height == 96
+
+
+def remote(server: ServerProcess, *args: str, key: str = TEST_KEY) -> Any:
+    """A `kinema` command against the server, in-process; its --json output, parsed."""
+    result = runner.invoke(app, [*args, "--server", server.url, "--api-key", key, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_generate_json_then_jobs_list_and_show(server: ServerProcess, tmp_path: Path) -> None:
+    out = tmp_path / "fox.mp4"
+    env = kinema_env(tmp_path / "unused", Path("/nonexistent"))
+    args = ["--server", server.url, "--api-key", TEST_KEY, "--seed", "11", "-o", str(out)]
+    result = kinema("generate", "a fox in the snow", *args, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)  # stdout is the one JSON object, nothing else
+    assert summary == {
+        **summary,
+        "status": "completed",
+        "path": str(out.resolve()),
+        "file_size": out.stat().st_size,
+        "seed": 11,
+        "model": "tiny-ltx2",
+    }
+    assert abs(summary["duration"] - 5) < 0.1 and 0 < summary["seconds_taken"] < 300
+    assert "downloading" in result.stderr and " kB" in result.stderr  # the transfer's progress
+
+    listed = remote(server, "jobs", "list", "--limit", "1")
+    assert [job["id"] for job in listed["data"]] == [summary["id"]]
+    shown = remote(server, "jobs", "show", summary["id"])
+    assert shown["status"] == "completed" and shown["prompt"] == "a fox in the snow"
+    assert shown["params"]["seed"] == 11 and shown["params"]["duration"] == 5
+    assert shown["video"]["file_size"] == out.stat().st_size
+    assert shown["video"]["url"].startswith(f"{server.url}/files/") and shown["timings"]
+    table = runner.invoke(app, ["jobs", "list", "--server", server.url, "--api-key", TEST_KEY])
+    assert table.exit_code == 0 and summary["id"] in table.stdout and "a fox in the" in table.stdout
+
+
+def test_jobs_cancel_and_delete_against_a_server(server: ServerProcess) -> None:
+    with Client(server.url, OTHER_KEY) as client:
+        jobs = [client.create(f"queued clip {n}", duration=5) for n in range(4)]
+    last = jobs[-1].id  # behind three others on the one worker: still queued
+    canceled = remote(server, "jobs", "cancel", last, key=OTHER_KEY)
+    assert canceled["status"] == "canceled" and canceled["error"]["code"] == "canceled"
+    assert remote(server, "jobs", "delete", last, key=OTHER_KEY) == {"id": last, "deleted": True}
+    gone = runner.invoke(
+        app, ["jobs", "show", last, "--server", server.url, "--api-key", OTHER_KEY]
+    )
+    assert gone.exit_code == 1 and "HTTP 404" in gone.stderr
+    others = runner.invoke(
+        app, ["jobs", "show", jobs[0].id, "--server", server.url, "--api-key", TEST_KEY]
+    )
+    assert others.exit_code == 1 and "HTTP 404" in others.stderr  # another key's job
+
+
+def test_client_lists_retrieves_and_deletes_videos(server: ServerProcess, tmp_path: Path) -> None:
+    with Client(server.url, OTHER_KEY) as client:
+        made = [client.create(f"page {n}", duration=5).id for n in range(3)]
+        first = client.list(limit=2)
+        assert [video["id"] for video in first.data] == made[::-1][:2]
+        assert first.has_more and first.last_id == made[1]
+        assert client.list(limit=1, after=first.last_id).data[0]["id"] == made[0]
+        oldest_first = [video["id"] for video in client.list(limit=100, order="asc").data]
+        assert oldest_first.index(made[0]) < oldest_first.index(made[2])
+        assert client.retrieve(made[0])["prompt"] == "page 0"
+        deleted = client.delete(made[0])
+        assert deleted == {"id": made[0], "object": "video.deleted", "deleted": True}
+        with pytest.raises(ClientError) as missing:
+            client.retrieve(made[0])
+        assert missing.value.status_code == 404 and made[0] in missing.value.message
+        with pytest.raises(ClientError) as bad_limit:
+            client.list(limit=500)
+        assert bad_limit.value.status_code == 400 and "limit" in bad_limit.value.message
+        done = client.wait(made[2], poll_interval=0.1, timeout=120)
+        seen: list[tuple[int, int | None]] = []
+        path = client.download(done, tmp_path / "p.mp4", on_bytes=lambda *got: seen.append(got))
+        assert done.video is not None and seen[-1] == (path.stat().st_size, done.video.file_size)
+
+
+def test_async_client_lists_retrieves_and_deletes_videos(server: ServerProcess) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(server.url, OTHER_KEY) as client:
+            made = (await client.create("async page", duration=5)).id
+            page = await client.list(limit=1)
+            assert [video["id"] for video in page.data] == [made]
+            assert (await client.retrieve(made))["prompt"] == "async page"
+            assert (await client.delete(made))["deleted"] is True
+            with pytest.raises(ClientError) as missing:
+                await client.retrieve(made)
+            assert missing.value.status_code == 404
+
+    asyncio.run(scenario())
 
 
 def test_generate_reports_the_servers_message_and_fails(

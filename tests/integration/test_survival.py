@@ -73,8 +73,9 @@ def test_job_of_a_killed_worker_completes_once_after_restart(
         second.wait(30)  # type: ignore[attr-defined]
     assert done.status == "completed", done
     assert done.meta["attempts"] == 2
-    artifacts = [p for p in (api_only.data_dir / "artifacts" / job.id).iterdir()]
-    assert len(artifacts) == 1 and artifacts[0].suffix == ".mp4"
+    artifacts = sorted(p.name for p in (api_only.data_dir / "artifacts" / job.id).iterdir())
+    stem = artifacts[0].rsplit(".", 1)[0]
+    assert artifacts == [f"{stem}.jpg", f"{stem}.mp4"], "one clip and its thumbnail, one lease"
     assert httpx.get(done.video.url).status_code == 200  # type: ignore[union-attr]
 
 
