@@ -9,7 +9,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -60,6 +61,16 @@ def open_artifacts(settings: Settings) -> ArtifactStore:
 def open_backends(settings: Settings) -> tuple[SqlJobStore, ArtifactStore]:
     store = open_store_url(settings.database_url, max_attempts=settings.max_attempts)
     return store, open_artifacts(settings)
+
+
+@contextmanager
+def local_store(settings: Settings) -> Iterator[SqlJobStore]:
+    """The jobs database alone (no artifacts), for commands that only read or change jobs/keys."""
+    store = open_store_url(settings.database_url)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def build_services(settings: Settings) -> Services:

@@ -11,11 +11,12 @@ from typing import Any, cast
 import pytest
 from typer.testing import CliRunner, Result
 
-from kinema.cli import RemoteJobs, _complete_model, app
+from kinema.cli import _complete_model, app
 from kinema.client import Client, Generation
 from kinema.config import Settings
 from kinema.domain import ApiKey, GenerationRequest, Job, JobStatus, VideoArtifact
 from kinema.errors import ClientError
+from kinema.jobs_view import RemoteJobs
 from kinema.runtime import Services, build_services
 
 runner = CliRunner()

@@ -521,9 +521,7 @@ class TestJobStore:
 
     # -- webhooks ------------------------------------------------------------------------------
 
-    def test_webhooks_are_claimed_once_due_and_record_their_attempts(
-        self, store: JobStore
-    ) -> None:
+    def test_webhooks_are_claimed_once_due_and_record_their_attempts(self, store: JobStore) -> None:
         job = Job(
             id="hooked",
             owner="o",
