@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
@@ -31,27 +32,34 @@ def _body_error(message: str) -> ValidationFailed:
     return ValidationFailed(f"Body validation error: {message}", [FieldError("body", message)])
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    """The body, read no further than `limit` bytes (chunked uploads declare no length)."""
-    chunks: list[bytes] = []
+async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The body's chunks, no further than `limit` bytes (chunked uploads declare no length)."""
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        yield chunk
 
 
-async def json_object_body(request: Request) -> dict[str, Any]:
+def body_limit(request: Request) -> int:
+    """The body-size limit; a body declared larger is refused before it is read."""
     limit = services(request).settings.max_body_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
+    return limit
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def json_object_body(request: Request) -> dict[str, Any]:
+    limit = body_limit(request)
+    if media_type(request) != "application/json":
         raise _body_error("Content-Type must be application/json")
-    raw = await _read_limited(request, limit)
+    raw = b"".join([chunk async for chunk in limited_stream(request, limit)])
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -16,12 +16,20 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from kinema.api.deps import base_url, current_key, json_object_body, services
+from kinema.api.deps import (
+    base_url,
+    body_limit,
+    current_key,
+    json_object_body,
+    limited_stream,
+    media_type,
+    services,
+)
 from kinema.api.errors import WHOLE_BODY, field_errors_from_pydantic, invalid_params_message
 from kinema.api.schemas import CreateGenerationBody
 from kinema.domain import ApiKey, Job, JobStatus
 from kinema.engine.registry import FULL_HD_SIZES
-from kinema.errors import FieldError, PayloadTooLarge, ValidationFailed
+from kinema.errors import FieldError, ValidationFailed
 from kinema.service import JobView, Variant
 
 PATH = "/v1/videos"
@@ -198,17 +206,8 @@ def _form_value(name: str, value: Any) -> Any:
     return coerce(value) if coerce else value
 
 
-async def _limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-        yield chunk
-
-
 async def _form_body(request: Request, limit: int) -> dict[str, Any]:
-    stream = _limited_stream(request, limit)
+    stream = limited_stream(request, limit)
     parser = MultiPartParser(
         request.headers,
         stream,
@@ -232,11 +231,8 @@ def _body_error(message: str) -> ValidationFailed:
 
 async def create_body(request: Request) -> dict[str, Any]:
     """The create body as a dict, from JSON or multipart/form-data, within the body-size limit."""
-    limit = services(request).settings.max_body_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    limit = body_limit(request)
+    content_type = media_type(request)
     if content_type == "multipart/form-data":
         return await _form_body(request, limit)
     if content_type == "application/json":
