@@ -491,10 +491,12 @@ class SqlJobStore:
             )
             .order_by(jobs.c.webhook_next_at)
             .limit(1)
-            .with_for_update(skip_locked=True)
         )
+        with self._read() as conn:  # idle deliverers look with a read, not the write lock
+            if conn.execute(due).first() is None:
+                return None
         with self._write() as conn:
-            seq = conn.execute(due).scalar_one_or_none()
+            seq = conn.execute(due.with_for_update(skip_locked=True)).scalar_one_or_none()
             if seq is None:
                 return None
             row = conn.execute(
