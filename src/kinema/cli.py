@@ -192,6 +192,7 @@ def _announce_keys(keys: KeyService, seeded: str) -> None:
     new_key = keys.ensure_one()
     if new_key:
         console.print(f"[bold]No API key existed; created one (shown once):[/bold] {new_key}")
+        console.print("Its webhook signing secret: kinema keys secret default")
 
 
 @app.command()

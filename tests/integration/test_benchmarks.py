@@ -87,3 +87,12 @@ def test_api_overhead_benchmark_compares_with_a_bare_endpoint() -> None:
     assert result["poll_rps_ratio_vs_bare"] == pytest.approx(
         result["poll"]["rps"] / result["bare"]["rps"], abs=0.002
     )
+
+
+def test_metrics_scrape_benchmark_compares_with_the_full_scan() -> None:
+    result = run_benchmark("metrics_scrape.py", "--jobs", "40", "--scrapes", "3")
+    assert result["benchmark"] == "metrics_scrape" and result["completed_jobs"] == 40
+    assert result["scrape_ms"] > 0 and result["reference_full_scan_ms"] > 0
+    assert result["ratio_scrape_vs_scan"] == pytest.approx(
+        result["scrape_ms"] / result["reference_full_scan_ms"], rel=0.05
+    )

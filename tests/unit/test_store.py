@@ -29,6 +29,7 @@ from kinema.store import (
     open_store_url,
     schema_status,
 )
+from kinema.store.base import STAGE_BUCKETS
 from kinema.store.db import create_engine
 from kinema.store.listen import APPLICATION_NAME
 from kinema.store.migrations import INITIAL_REVISION
@@ -102,7 +103,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     else:
         engine: sa.Engine = request.getfixturevalue("pg_engine")
         with engine.begin() as conn:
-            conn.execute(sa.text("TRUNCATE jobs, api_keys, workers RESTART IDENTITY"))
+            conn.execute(sa.text("TRUNCATE jobs, api_keys, workers, stage_stats RESTART IDENTITY"))
         chosen = Backend("postgresql", request.getfixturevalue("pg_url"))
     yield chosen
     chosen.close()
@@ -375,15 +376,24 @@ class TestJobStore:
         assert (store.count_queued("A"), store.count_queued("B")) == (1, 1)
         assert (store.count_queued("C"), store.count_queued(), store.count_jobs()) == (0, 2, 3)
 
-    def test_stage_timings_come_from_completed_jobs_only(self, store: JobStore) -> None:
-        done, failed = add(store), add(store)
-        add(store)  # still queued
-        first = store.claim([MODEL], "w", 30)
-        second = store.claim([MODEL], "w", 30)
-        assert first and second and first.job.id == done.id and second.job.id == failed.id
+    def test_stage_histograms_count_completed_jobs_only(self, store: JobStore) -> None:
+        assert store.stage_histograms() == []
+        jobs = [add(store) for _ in range(4)]
+        leases = [store.claim([MODEL], "w", 30) for _ in jobs[:3]]
+        assert all(leases)
+        first, second, failed = leases
+        assert first and second and failed
         store.complete(first, ARTIFACT, {"timings": {"generate": 1.5, "encode": 0.25}})
-        store.fail(second, "GenerationFailed", "boom", {"timings": {"generate": 9.0}})
-        assert store.stage_timings() == [(MODEL, {"generate": 1.5, "encode": 0.25})]
+        store.complete(second, ARTIFACT, {"timings": {"generate": 2.5, "notes": "n/a"}})
+        store.fail(failed, "GenerationFailed", "boom", {"timings": {"generate": 9.0}})
+        histograms = {(h.model, h.stage): h for h in store.stage_histograms()}
+        assert sorted(histograms) == [(MODEL, "encode"), (MODEL, "generate")]
+        generate = histograms[(MODEL, "generate")]
+        assert len(generate.counts) == len(STAGE_BUCKETS) + 1
+        assert generate.counts[STAGE_BUCKETS.index(2.5)] == 2  # 1.5 and 2.5 (bounds are ≤)
+        assert sum(generate.counts) == 2 and generate.total_seconds == pytest.approx(4.0)
+        encode = histograms[(MODEL, "encode")]
+        assert encode.counts[STAGE_BUCKETS.index(0.25)] == 1 and sum(encode.counts) == 1
 
     def test_stats_counts_queue_depth_running_and_statuses(self, store: JobStore) -> None:
         assert store.stats().by_status == dict.fromkeys((s.value for s in JobStatus), 0)
@@ -650,6 +660,42 @@ class TestJobStore:
             assert job and job.request.prompt == "kept"
         finally:
             store.close()
+
+    def test_upgrading_fills_the_stage_histograms_from_completed_jobs(
+        self, empty_url: Callable[[], str]
+    ) -> None:
+        url = empty_url()
+        migrate(url, "0002")
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            for index, (status, generate) in enumerate(
+                [("completed", 0.4), ("completed", 700.0), ("failed", 1.0)]
+            ):
+                conn.execute(
+                    jobs_table.insert().values(
+                        id=f"old-{index}",
+                        owner="o",
+                        model=MODEL,
+                        request={"model": MODEL, "prompt": "p"},
+                        status=status,
+                        progress=0.0,
+                        created_at=time.time(),
+                        attempts=1,
+                        max_attempts=3,
+                        cancel_requested=False,
+                        meta={"timings": {"generate": generate}},
+                    )
+                )
+        engine.dispose()
+        migrate(url)
+        store = open_store_url(url)
+        try:
+            [generate] = store.stage_histograms()
+        finally:
+            store.close()
+        assert generate.counts[STAGE_BUCKETS.index(0.5)] == 1
+        assert generate.counts[-1] == 1, "700 s is above every bound"
+        assert generate.total_seconds == pytest.approx(700.4)
 
     def test_a_newer_schema_is_refused(self, empty_url: Callable[[], str]) -> None:
         url = empty_url()

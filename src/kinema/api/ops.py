@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import accumulate
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -19,9 +20,9 @@ from prometheus_client.exposition import generate_latest
 from kinema.api.deps import services
 from kinema.api.errors import envelope
 from kinema.service import JobService
+from kinema.store.base import STAGE_BUCKETS, StageHistogram
 
 router = APIRouter(tags=["ops"])
-STAGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300, 600)
 
 
 @router.get("/readyz")
@@ -49,22 +50,23 @@ class StoreCollector:
         live = self._jobs.store.live_workers(self._liveness)
         workers = {model: live.get(model, 0) for model in self._jobs.served.served}
         yield _gauge("kinema_live_workers", "Workers seen recently per model", "model", workers)
-        yield _stage_histogram(self._jobs.store.stage_timings())
+        yield _stage_histogram(self._jobs.store.stage_histograms())
 
 
-def _stage_histogram(timings: list[tuple[str, dict[str, float]]]) -> Metric:
-    """Cumulative over every completed job in the shared store (read at scrape time, so every
-    replica reports the same; the scan grows with the table: see the issue note)."""
+def _stage_histogram(histograms: list[StageHistogram]) -> Metric:
+    """Over every completed job in the shared store, so every replica reports the same; the
+    store keeps the counts as jobs complete, so a scrape costs the same at any number of jobs."""
     family = HistogramMetricFamily(
         "kinema_stage_seconds", "Seconds per stage of completed jobs", labels=["model", "stage"]
     )
-    samples: dict[tuple[str, str], list[float]] = {}
-    for model, stages in timings:
-        for stage, seconds in stages.items():
-            samples.setdefault((model, stage), []).append(float(seconds))
-    for (model, stage), values in sorted(samples.items()):
-        buckets = [(_bucket_label(le), sum(v <= le for v in values)) for le in STAGE_BUCKETS]
-        family.add_metric([model, stage], [*buckets, ("+Inf", len(values))], sum(values))
+    for histogram in histograms:
+        cumulative = list(accumulate(histogram.counts))
+        buckets = [(_bucket_label(le), n) for le, n in zip(STAGE_BUCKETS, cumulative, strict=False)]
+        family.add_metric(
+            [histogram.model, histogram.stage],
+            [*buckets, ("+Inf", cumulative[-1])],
+            histogram.total_seconds,
+        )
     return family
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -33,6 +34,37 @@ class StoreStats:
     queued: dict[str, int] = field(default_factory=dict)  # model → queued jobs
     by_status: dict[str, int] = field(default_factory=dict)  # every JobStatus value → jobs, 0 too
     running: dict[str, int] = field(default_factory=dict)  # model → running jobs
+
+
+# Upper bounds (seconds) of the stage-duration histogram's buckets; one more bucket holds the rest.
+STAGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300, 600)
+
+
+def stage_bucket(seconds: float) -> int:
+    """The bucket a duration counts in: the first whose bound is ≥ it (len(STAGE_BUCKETS): none)."""
+    return bisect_left(STAGE_BUCKETS, seconds)
+
+
+def stage_samples(timings: object) -> list[tuple[str, float]]:
+    """(stage, seconds) of a completed job's `meta["timings"]`, numbers only."""
+    if not isinstance(timings, Mapping):
+        return []
+    return [
+        (str(stage), float(seconds))
+        for stage, seconds in timings.items()
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool)
+    ]
+
+
+@dataclass(frozen=True)
+class StageHistogram:
+    """Durations of one stage of one model over every completed job, kept up to date on each
+    completion so that reading them costs the same at any number of jobs."""
+
+    model: str
+    stage: str
+    counts: tuple[int, ...]  # per bucket (not cumulative), len(STAGE_BUCKETS) + 1
+    total_seconds: float
 
 
 class JobStore(Protocol):
@@ -105,8 +137,8 @@ class JobStore(Protocol):
         ...
 
     def stats(self) -> StoreStats: ...
-    def stage_timings(self) -> list[tuple[str, dict[str, float]]]:
-        """(model, {stage: seconds}) of every completed job, for the duration histograms."""
+    def stage_histograms(self) -> list[StageHistogram]:
+        """Per (model, stage): how long it took in the completed jobs, sorted by model and stage."""
         ...
 
     # API keys (only hashes are stored).

@@ -18,10 +18,14 @@ from kinema.errors import LeaseLost
 from kinema.store.base import (
     CANCELED_MESSAGE,
     CANCELED_NAME,
+    STAGE_BUCKETS,
     WORKER_LOST_MESSAGE,
     WORKER_LOST_NAME,
+    StageHistogram,
     StoreStats,
     WebhookState,
+    stage_bucket,
+    stage_samples,
 )
 
 QUEUED, RUNNING = JobStatus.QUEUED, JobStatus.RUNNING
@@ -80,6 +84,7 @@ class MemoryJobStore:
         self._rows: dict[str, _Row] = {}
         self._keys: dict[str, _Key] = {}
         self._workers: dict[str, _Worker] = {}
+        self._stage_stats: dict[tuple[str, str], tuple[list[int], float]] = {}
         self._seq = 0
         self._wakeups = 0
 
@@ -184,13 +189,21 @@ class MemoryJobStore:
                     running[model] = running.get(model, 0) + 1
         return StoreStats(queued=queued, by_status=by_status, running=running)
 
-    def stage_timings(self) -> list[tuple[str, dict[str, float]]]:
+    def stage_histograms(self) -> list[StageHistogram]:
         with self._lock:
-            return [
-                (row.job.request.model, dict(row.job.meta.get("timings") or {}))
-                for row in self._rows.values()
-                if row.status is JobStatus.COMPLETED
-            ]
+            stats = sorted(self._stage_stats.items())
+        return [
+            StageHistogram(model, stage, tuple(counts), total)
+            for (model, stage), (counts, total) in stats
+        ]
+
+    def _count_stages(self, model: str, timings: object) -> None:
+        for stage, seconds in stage_samples(timings):
+            counts, total = self._stage_stats.get(
+                (model, stage), ([0] * (len(STAGE_BUCKETS) + 1), 0.0)
+            )
+            counts[stage_bucket(seconds)] += 1
+            self._stage_stats[(model, stage)] = (counts, total + seconds)
 
     # -- jobs, worker side ---------------------------------------------------------------------
 
@@ -275,6 +288,7 @@ class MemoryJobStore:
                 self.mark_canceled(lease)
                 raise LeaseLost(f"job {lease.job.id} was deleted")
             self._finish(lease, JobStatus.COMPLETED, artifact=artifact, meta=meta, progress=100.0)
+            self._count_stages(lease.job.request.model, meta.get("timings"))
 
     def fail(self, lease: Lease, name: str, message: str, meta: dict[str, Any]) -> None:
         self._finish(lease, JobStatus.FAILED, error_name=name, error_message=message, meta=meta)

@@ -61,6 +61,17 @@ api_keys = sa.Table(
     sa.Column("webhook_secret", sa.String(128)),
 )
 
+# Stage-duration histograms, added to as jobs complete (see store.base.StageHistogram).
+stage_stats = sa.Table(
+    "stage_stats",
+    metadata,
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("stage", sa.String(64), primary_key=True),
+    sa.Column("bucket", sa.Integer, primary_key=True),
+    sa.Column("samples", sa.BigInteger, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+)
+
 workers = sa.Table(
     "workers",
     metadata,

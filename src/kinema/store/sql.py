@@ -24,10 +24,14 @@ from kinema.errors import LeaseLost
 from kinema.store.base import (
     CANCELED_MESSAGE,
     CANCELED_NAME,
+    STAGE_BUCKETS,
     WORKER_LOST_MESSAGE,
     WORKER_LOST_NAME,
+    StageHistogram,
     StoreStats,
     WebhookState,
+    stage_bucket,
+    stage_samples,
 )
 from kinema.store.db import create_engine, is_postgres, libpq_conninfo
 from kinema.store.fair import (
@@ -39,9 +43,18 @@ from kinema.store.fair import (
 from kinema.store.listen import CHANNEL, PgListener
 from kinema.store.migrations import migrate_engine
 from kinema.store.migrations import require_current as require_current_schema
-from kinema.store.schema import api_keys, jobs, metadata, workers
+from kinema.store.schema import api_keys, jobs, metadata, stage_stats, workers
 
-__all__ = ["SqlJobStore", "api_keys", "jobs", "metadata", "open_store", "open_store_url", "workers"]
+__all__ = [
+    "SqlJobStore",
+    "api_keys",
+    "jobs",
+    "metadata",
+    "open_store",
+    "open_store_url",
+    "stage_stats",
+    "workers",
+]
 
 QUEUED = JobStatus.QUEUED.value
 RUNNING = JobStatus.RUNNING.value
@@ -277,11 +290,39 @@ class SqlJobStore:
                 running[model] = count
         return StoreStats(queued=queued, by_status=by_status, running=running)
 
-    def stage_timings(self) -> list[tuple[str, dict[str, float]]]:
-        query = sa.select(jobs.c.model, jobs.c.meta).where(jobs.c.status == COMPLETED)
+    def stage_histograms(self) -> list[StageHistogram]:
+        query = sa.select(stage_stats).order_by(
+            stage_stats.c.model, stage_stats.c.stage, stage_stats.c.bucket
+        )
         with self._read() as conn:
             rows = conn.execute(query).all()
-        return [(model, dict((meta or {}).get("timings") or {})) for model, meta in rows]
+        found: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+        for row in rows:
+            counts, seconds = found.setdefault(
+                (row.model, row.stage), ([0] * (len(STAGE_BUCKETS) + 1), [])
+            )
+            counts[row.bucket] = int(row.samples)
+            seconds.append(float(row.seconds))
+        return [
+            StageHistogram(model, stage, tuple(counts), sum(seconds))
+            for (model, stage), (counts, seconds) in found.items()
+        ]
+
+    def _count_stages(self, conn: Connection, model: str, timings: object) -> None:
+        dialect = postgresql if self._postgres else sqlite
+        for stage, seconds in stage_samples(timings):
+            upsert = dialect.insert(stage_stats).values(
+                model=model, stage=stage, bucket=stage_bucket(seconds), samples=1, seconds=seconds
+            )
+            conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[stage_stats.c.model, stage_stats.c.stage, stage_stats.c.bucket],
+                    set_={
+                        "samples": stage_stats.c.samples + 1,
+                        "seconds": stage_stats.c.seconds + seconds,
+                    },
+                )
+            )
 
     # -- jobs, worker side ---------------------------------------------------------------------
 
@@ -435,6 +476,7 @@ class SqlJobStore:
             else:
                 values = {"artifact": artifact.to_dict(), "meta": meta, "progress": 100.0}
                 self._finish_in(conn, lease, JobStatus.COMPLETED, **values)
+                self._count_stages(conn, lease.job.request.model, meta.get("timings"))
         if deleted:
             raise LeaseLost(f"job {lease.job.id} was deleted")
 
