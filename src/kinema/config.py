@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     webhook_max_retry_seconds: float = 3600.0  # retries are never further apart than this
     webhook_give_up_seconds: float = 24 * 3600.0  # no more tries this long after the job ended
 
+    # Retention: finished jobs older than this are removed with their files (None: kept forever).
+    # Deleted jobs are removed for good once they have ended, whatever this says.
+    retention_hours: float | None = None
+    housekeeping_seconds: float = 60.0  # how often each API process looks for jobs to remove
+
     @property
     def heartbeat_interval(self) -> float:
         """Renew leases often enough that one late heartbeat never loses a job."""

@@ -80,7 +80,10 @@ def build_services(settings: Settings) -> Services:
         settings.max_queued_per_key, settings.max_queued_total, settings.retry_after_seconds
     )
     webhooks = WebhookPolicy(settings.webhook_url, settings.webhook_allow_private)
-    jobs = JobService(store, artifacts, served, settings.url_ttl_seconds, limits, webhooks)
+    retention = settings.retention_hours * 3600 if settings.retention_hours is not None else None
+    jobs = JobService(
+        store, artifacts, served, settings.url_ttl_seconds, limits, webhooks, retention
+    )
     return Services(settings, KeyService(store), jobs, artifacts)
 
 

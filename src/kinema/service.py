@@ -71,6 +71,7 @@ class JobView:
     queue_position: int | None
     video_url: str | None
     thumbnail_url: str | None = None
+    expires_at: float | None = None  # when retention removes the job and its files
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class JobService:
         url_ttl: int,
         limits: QueueLimits | None = None,
         webhooks: WebhookPolicy | None = None,
+        retention_seconds: float | None = None,
     ) -> None:
         self.store = store
         self._storage = storage
@@ -149,6 +151,7 @@ class JobService:
         self._url_ttl = url_ttl
         self._limits = limits or QueueLimits()
         self.webhooks = webhooks or WebhookPolicy()
+        self._retention = retention_seconds
 
     def submit(
         self, owner: ApiKey, request: GenerationRequest, callback_url: str | None = None
@@ -225,13 +228,33 @@ class JobService:
 
     def view(self, job: Job, base_url: str) -> JobView:
         position = self.store.queue_position(job) if job.status is JobStatus.QUEUED else None
+        expires_at = self._expires_at(job)
         artifact = job.artifact if job.status is JobStatus.COMPLETED else None
         if artifact is None:
-            return JobView(job, position, None)
+            return JobView(job, position, None, expires_at=expires_at)
         video_url = self._storage.url(artifact.key, base_url, self._url_ttl)
         thumbnail = artifact.thumbnail_key
         thumbnail_url = self._storage.url(thumbnail, base_url, self._url_ttl) if thumbnail else None
-        return JobView(job, position, video_url, thumbnail_url)
+        return JobView(job, position, video_url, thumbnail_url, expires_at)
+
+    def _expires_at(self, job: Job) -> float | None:
+        if self._retention is None or job.completed_at is None:
+            return None
+        return job.completed_at + self._retention
+
+    def purge(self, now: float, batch: int = 500) -> int:
+        """Remove for good the jobs past retention and the deleted ones that have ended, with
+        their files; returns how many."""
+        finished_before = now - self._retention if self._retention is not None else 0.0
+        removed = 0
+        while True:
+            jobs = self.store.purge_jobs(finished_before, batch)
+            for job in jobs:
+                for key in self._storage.keys(f"{job.id}/"):
+                    self._storage.delete(key)
+            removed += len(jobs)
+            if len(jobs) < batch:
+                return removed
 
     def list(
         self,

@@ -529,6 +529,48 @@ class TestJobStore:
         assert store.stats().by_status["canceled"] == 1
         assert store.stats().by_status["completed"] == 0
 
+    def test_purge_removes_ended_jobs_past_retention_and_deleted_ones(
+        self, store: JobStore
+    ) -> None:
+        for name in ("old", "recent", "deleted", "running", "queued"):
+            add(store, name)
+        leases = {name: store.claim([MODEL], "w", 30) for name in ("old", "recent", "deleted")}
+        assert all(leases.values())
+        store.complete(leases["old"], ARTIFACT, {})  # type: ignore[arg-type]
+        cutoff = time.time() + 0.001
+        time.sleep(0.01)
+        store.complete(leases["recent"], ARTIFACT, {})  # type: ignore[arg-type]
+        store.fail(leases["deleted"], "GenerationFailed", "x", {})  # type: ignore[arg-type]
+        store.delete_job("deleted")
+        running = store.claim([MODEL], "w", 30)
+        assert running is not None and running.job.id == "running"
+        store.delete_job("running")  # deleted, but not ended yet: kept until its worker stops
+
+        removed = store.purge_jobs(cutoff)
+        assert sorted(job.id for job in removed) == ["deleted", "old"]
+        assert store.purge_jobs(cutoff) == [], "a purged job is returned once"
+        assert store.get_job("old") is None
+        assert {job.id for job in store.list_jobs("o", newest_first=True)} == {"recent", "queued"}
+        assert store.count_jobs() == 3  # recent, queued and the deleted running one
+        assert [job.id for job in store.purge_jobs(time.time() + 1, limit=1)] == ["recent"]
+
+    def test_purge_keeps_a_job_until_its_webhook_is_done(self, store: JobStore) -> None:
+        job = Job(
+            id="hooked",
+            owner="o",
+            request=GenerationRequest(model=MODEL, prompt="p", seed=1),
+            status=JobStatus.QUEUED,
+            created_at=time.time(),
+            callback_url="https://example.com/h",
+        )
+        store.add_job(job)
+        store.request_cancel("hooked")
+        assert store.purge_jobs(time.time() + 60) == []
+        claimed = store.claim_webhook(time.time() + 1, 30)
+        assert claimed is not None
+        store.record_webhook_attempt("hooked", {"status_code": 204}, "delivered", None)
+        assert [j.id for j in store.purge_jobs(time.time() + 60)] == ["hooked"]
+
     # -- webhooks ------------------------------------------------------------------------------
 
     def test_webhooks_are_claimed_once_due_and_record_their_attempts(self, store: JobStore) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,11 +13,12 @@ from fastapi import FastAPI, Request
 
 from kinema import __version__
 from kinema.api import files, openai_videos, ops, playground, v2
+from kinema.api.background import BackgroundLoop
 from kinema.api.deps import services
 from kinema.api.errors import install_error_handlers
 from kinema.api.webhooks import WebhookDeliverer
 from kinema.config import Settings
-from kinema.runtime import WorkerSupervisor, build_services
+from kinema.runtime import Services, WorkerSupervisor, build_services
 
 logger = logging.getLogger("kinema.api")
 
@@ -37,11 +39,26 @@ def _models(request: Request) -> dict[str, Any]:
     }
 
 
+HOUSEKEEPING_STOP_SECONDS = 30.0
+
+
+def housekeeping(app_services: Services) -> BackgroundLoop:
+    """Removes, every `housekeeping_seconds`, the jobs past retention and the deleted ones."""
+
+    def purge() -> bool:
+        removed = app_services.jobs.purge(time.time())
+        if removed:
+            logger.info("housekeeping removed %d jobs and their files", removed)
+        return False
+
+    return BackgroundLoop("kinema-housekeeping", purge, app_services.settings.housekeeping_seconds)
+
+
 def create_app(
     settings: Settings | None = None, supervisor: WorkerSupervisor | None = None
 ) -> FastAPI:
-    """The ASGI app; `supervisor`'s workers and the webhook deliverer live exactly as long as
-    the app does."""
+    """The ASGI app; `supervisor`'s workers, the webhook deliverer and the housekeeping live
+    exactly as long as the app does."""
     settings = settings or Settings()
     app_services = build_services(settings)
 
@@ -49,6 +66,8 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         deliverer = WebhookDeliverer(app_services)
         deliverer.start()
+        housekeeper = housekeeping(app_services)
+        housekeeper.start()
         if supervisor:
             supervisor.start()
         try:
@@ -57,6 +76,7 @@ def create_app(
             if supervisor:
                 await asyncio.to_thread(supervisor.stop)
             await asyncio.to_thread(deliverer.stop)
+            await asyncio.to_thread(housekeeper.stop, HOUSEKEEPING_STOP_SECONDS)
             app_services.close()
 
     app = FastAPI(title="kinema", version=__version__, lifespan=lifespan)

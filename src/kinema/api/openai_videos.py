@@ -98,7 +98,7 @@ def render_video(view: JobView) -> dict[str, Any]:
         "progress": _progress(job),
         "created_at": int(job.created_at),
         "completed_at": _timestamp(job.completed_at),
-        "expires_at": None,
+        "expires_at": _timestamp(view.expires_at),
         "seconds": str(request.duration),
         "size": "{}x{}".format(*FULL_HD_SIZES[request.aspect_ratio]),
         "prompt": request.prompt,

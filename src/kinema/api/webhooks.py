@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 
 from kinema import __version__
+from kinema.api.background import BackgroundLoop
 from kinema.api.schemas import render_generation
 from kinema.config import Settings
 from kinema.domain import Job
@@ -51,28 +51,14 @@ class WebhookDeliverer:
         self._services = services
         self._settings = services.settings
         self._http = http or httpx.Client(follow_redirects=False, trust_env=False)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop("kinema-webhooks", self.deliver_one, IDLE_POLL_SECONDS)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="kinema-webhooks", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self._settings.webhook_timeout_seconds + 5)
+        self._loop.stop(timeout=self._settings.webhook_timeout_seconds + HOLD_MARGIN_SECONDS)
         self._http.close()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = self.deliver_one()
-            except Exception:  # a database hiccup must not end deliveries for good
-                logger.exception("webhook delivery loop error")
-                busy = False
-            if not busy:
-                self._stop.wait(IDLE_POLL_SECONDS)
 
     def deliver_one(self) -> bool:
         """Claim one due delivery and attempt it; False when none was due."""

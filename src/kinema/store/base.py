@@ -89,6 +89,12 @@ class JobStore(Protocol):
         worker's `complete` then raises LeaseLost). Returns the job as it was, None if unknown."""
         ...
 
+    def purge_jobs(self, finished_before: float, limit: int = 500) -> list[Job]:
+        """Remove for good up to `limit` ended jobs that finished before `finished_before` or were
+        deleted, except those with a webhook still to deliver; returns what was removed (so the
+        caller removes their files). Concurrent purgers never return the same job twice."""
+        ...
+
     def request_cancel(self, job_id: str) -> Job | None:
         """Cancel a job: a queued one ends `canceled` at once; a running one gets
         `cancel_requested` (its worker stops at the next step and calls `mark_canceled`); a

@@ -157,6 +157,22 @@ class MemoryJobStore:
                 if row.status is QUEUED and (owner is None or row.job.owner == owner)
             )
 
+    def purge_jobs(self, finished_before: float, limit: int = 500) -> list[Job]:
+        with self._lock:
+            chosen = [
+                row
+                for row in self._rows.values()
+                if row.status in FINAL
+                and row.webhook_state != "pending"
+                and (
+                    row.deleted_at is not None
+                    or (row.job.completed_at is not None and row.job.completed_at < finished_before)
+                )
+            ][:limit]
+            for row in chosen:
+                del self._rows[row.job.id]
+            return [_copy(row.job) for row in chosen]
+
     def request_cancel(self, job_id: str) -> Job | None:
         with self._lock:
             row = self._rows.get(job_id)

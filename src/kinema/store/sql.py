@@ -248,6 +248,22 @@ class SqlJobStore:
         with self._read() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def purge_jobs(self, finished_before: float, limit: int = 500) -> list[Job]:
+        webhook_done = sa.or_(jobs.c.webhook_state.is_(None), jobs.c.webhook_state != "pending")
+        expired = sa.or_(jobs.c.completed_at < finished_before, jobs.c.deleted_at.is_not(None))
+        chosen = (
+            sa.select(jobs.c.seq)
+            .where(jobs.c.status.in_(FINAL), expired, webhook_done)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self._write() as conn:
+            seqs = list(conn.execute(chosen).scalars())
+            if not seqs:
+                return []
+            removed = conn.execute(jobs.delete().where(jobs.c.seq.in_(seqs)).returning(*jobs.c))
+            return [_job_from_row(row) for row in removed]
+
     def request_cancel(self, job_id: str) -> Job | None:
         with self._write() as conn:
             return self._cancel(conn, job_id)

@@ -1,0 +1,39 @@
+"""Background work of an API process: a daemon thread that repeats one step until stopped."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+logger = logging.getLogger("kinema.background")
+
+
+class BackgroundLoop:
+    """Calls `step` over and over; after a step that found nothing to do (returned False) or
+    failed, waits `idle_seconds` first. A failure (a database hiccup) never ends the loop."""
+
+    def __init__(self, name: str, step: Callable[[], bool], idle_seconds: float) -> None:
+        self._name = name
+        self._step = step
+        self._idle = idle_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self._step()
+            except Exception:
+                logger.exception("%s: step failed", self._name)
+                busy = False
+            if not busy:
+                self._stop.wait(self._idle)
