@@ -145,6 +145,21 @@ def add(store: JobStore, job_id: str | None = None, model: str = MODEL, owner: s
     return job
 
 
+def add_hooked(store: JobStore) -> None:
+    """Job "hooked", with a webhook to deliver once it ends."""
+    url = "https://example.com/h"
+    job = Job(
+        id="hooked",
+        owner="o",
+        request=GenerationRequest(model=MODEL, prompt="p", seed=1),
+        status=JobStatus.QUEUED,
+        created_at=time.time(),
+        meta={"webhook": {"url": url, "state": "pending", "attempts": []}},
+        callback_url=url,
+    )
+    store.add_job(job)
+
+
 def status_of(store: JobStore, job_id: str) -> JobStatus:
     job = store.get_job(job_id)
     assert job is not None
@@ -555,15 +570,7 @@ class TestJobStore:
         assert [job.id for job in store.purge_jobs(time.time() + 1, limit=1)] == ["recent"]
 
     def test_purge_keeps_a_job_until_its_webhook_is_done(self, store: JobStore) -> None:
-        job = Job(
-            id="hooked",
-            owner="o",
-            request=GenerationRequest(model=MODEL, prompt="p", seed=1),
-            status=JobStatus.QUEUED,
-            created_at=time.time(),
-            callback_url="https://example.com/h",
-        )
-        store.add_job(job)
+        add_hooked(store)
         store.request_cancel("hooked")
         assert store.purge_jobs(time.time() + 60) == []
         claimed = store.claim_webhook(time.time() + 1, 30)
@@ -574,16 +581,7 @@ class TestJobStore:
     # -- webhooks ------------------------------------------------------------------------------
 
     def test_webhooks_are_claimed_once_due_and_record_their_attempts(self, store: JobStore) -> None:
-        job = Job(
-            id="hooked",
-            owner="o",
-            request=GenerationRequest(model=MODEL, prompt="p", seed=1),
-            status=JobStatus.QUEUED,
-            created_at=time.time(),
-            meta={"webhook": {"url": "https://example.com/h", "state": "pending", "attempts": []}},
-            callback_url="https://example.com/h",
-        )
-        store.add_job(job)
+        add_hooked(store)
         add(store, "plain")
         now = time.time()
         assert store.claim_webhook(now + 1, 30) is None, "not final yet: nothing to deliver"
