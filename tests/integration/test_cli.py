@@ -129,8 +129,8 @@ def test_generate_json_then_jobs_list_and_show(server: ServerProcess, tmp_path: 
 
 def test_jobs_cancel_and_delete_against_a_server(server: ServerProcess) -> None:
     with Client(server.url, OTHER_KEY) as client:
-        jobs = [client.create(f"queued clip {n}", duration=5) for n in range(4)]
-    last = jobs[-1].id  # behind three others on the one worker: still queued
+        jobs = [client.create(f"queued clip {n}", duration=10) for n in range(5)]
+    last = jobs[-1].id  # behind four 10 s clips on the one worker: still queued
     canceled = remote(server, "jobs", "cancel", last, key=OTHER_KEY)
     assert canceled["status"] == "canceled" and canceled["error"]["code"] == "canceled"
     assert remote(server, "jobs", "delete", last, key=OTHER_KEY) == {"id": last, "deleted": True}
