@@ -9,7 +9,8 @@ import hmac
 import ipaddress
 import secrets
 import socket
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 SECRET_PREFIX = "whsec_"
 
@@ -43,20 +44,42 @@ def check_callback_url(url: str, allow_private: bool) -> str:
     return url
 
 
-def check_destination(url: str, allow_private: bool) -> None:
-    """At delivery: refuse a host that resolves to any private, loopback or link-local address."""
-    parts = urlsplit(url)
+@dataclass(frozen=True)
+class Destination:
+    """Where one delivery connects: the address checked at resolution, so a name cannot be
+    re-resolved to somewhere else between the check and the connection (DNS rebinding)."""
+
+    url: str  # the callback URL with its host replaced by the checked address
+    host: str  # the Host header: the callback URL's own host[:port]
+    server_name: str | None  # the TLS server name (SNI and certificate check) for https
+
+
+class Unresolvable(OSError):
+    """The callback's host name does not resolve now (may be transient: worth a retry)."""
+
+
+def resolve_destination(url: str, allow_private: bool) -> Destination:
+    """Resolve the callback's host once; refuse it if any address is private, loopback or
+    link-local (unless `allow_private`); pin the connection to the first address."""
     check_callback_url(url, allow_private)
-    if allow_private:
-        return
+    parts = urlsplit(url)
+    hostname = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise CallbackRefused(f"cannot resolve {parts.hostname}: {exc}") from None
-    for info in infos:
-        if _is_private(ipaddress.ip_address(info[4][0])):
-            raise CallbackRefused(f"{parts.hostname} resolves to a private address")
+        raise Unresolvable(f"cannot resolve {hostname}: {exc}") from None
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    if not allow_private and any(_is_private(address) for address in addresses):
+        raise CallbackRefused(f"{hostname} resolves to a private address")
+    pinned = addresses[0]
+    literal = f"[{pinned}]" if pinned.version == 6 else str(pinned)
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    return Destination(
+        url=urlunsplit(parts._replace(netloc=netloc)),
+        host=parts.netloc.rpartition("@")[2],
+        server_name=hostname if parts.scheme == "https" else None,
+    )
 
 
 def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

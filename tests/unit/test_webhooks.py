@@ -19,7 +19,14 @@ from kinema.api.webhooks import WebhookDeliverer
 from kinema.config import Settings
 from kinema.domain import ApiKey, GenerationRequest, Job, VideoArtifact
 from kinema.runtime import Services, build_services
-from kinema.webhooks import CallbackRefused, check_callback_url, check_destination, new_secret
+from kinema.webhooks import (
+    CallbackRefused,
+    Destination,
+    Unresolvable,
+    check_callback_url,
+    new_secret,
+    resolve_destination,
+)
 from tests.webhook_receiver import Receiver, webhook_receiver
 
 PRIVATE_URLS = [
@@ -73,17 +80,66 @@ def test_a_public_url_is_accepted() -> None:
     assert check_callback_url("https://hooks.example.com/k", False) == "https://hooks.example.com/k"
 
 
+REAL_GETADDRINFO = socket.getaddrinfo
+
+
+def fake_dns(monkeypatch: pytest.MonkeyPatch, names: dict[str, str]) -> None:
+    """Names only this test knows (.test never resolves for real); the rest resolve as usual."""
+
+    def resolve(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        if host in names:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (names[host], port))]
+        return REAL_GETADDRINFO(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+
+
 def test_a_name_that_resolves_to_a_private_address_is_refused_at_delivery(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def resolve(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
-        assert host == "rebound.example.com"
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", port))]
-
-    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    fake_dns(monkeypatch, {"rebound.example.test": "10.0.0.7"})
     with pytest.raises(CallbackRefused, match="private"):
-        check_destination("https://rebound.example.com/hook", allow_private=False)
-    check_destination("https://rebound.example.com/hook", allow_private=True)
+        resolve_destination("https://rebound.example.test/hook", allow_private=False)
+    allowed = resolve_destination("https://rebound.example.test:8443/h?x=1", allow_private=True)
+    assert allowed == Destination(
+        url="https://10.0.0.7:8443/h?x=1",
+        host="rebound.example.test:8443",
+        server_name="rebound.example.test",
+    )
+
+
+def test_a_name_that_does_not_resolve_is_worth_a_retry() -> None:
+    with pytest.raises(Unresolvable):
+        resolve_destination("https://no-such-host.invalid/h", allow_private=False)
+
+
+def test_a_delivery_connects_to_the_address_it_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with webhook_receiver() as receiver:
+        port = receiver.url.rsplit(":", 1)[1]
+        services = _services(tmp_path)
+        _, job = _finished_job(services, f"http://hooks.kinema.test:{port}/pinned")
+        deliverer = WebhookDeliverer(services)
+        real_resolve = resolve_destination
+
+        def resolve_then_forget(url: str, allow_private: bool) -> Destination:
+            """The name resolves for the check only: connecting by name would fail."""
+            fake_dns(monkeypatch, {"hooks.kinema.test": "127.0.0.1"})
+            try:
+                return real_resolve(url, allow_private)
+            finally:
+                monkeypatch.setattr(socket, "getaddrinfo", REAL_GETADDRINFO)
+
+        monkeypatch.setattr("kinema.api.webhooks.resolve_destination", resolve_then_forget)
+        assert deliverer.deliver_one() is True
+        deliverer.stop()
+        [call] = receiver.wait_for(1)
+    assert call.path == "/pinned"
+    assert call.headers["host"] == f"hooks.kinema.test:{port}"
+    done = services.jobs.store.get_job(job.id)
+    assert done is not None and done.meta["webhook"]["state"] == "delivered"
+    services.close()
 
 
 # -- the API side: a callback_url on a request --------------------------------------------------

@@ -24,7 +24,13 @@ from kinema.config import Settings
 from kinema.domain import Job
 from kinema.runtime import Services
 from kinema.store.base import WebhookState
-from kinema.webhooks import CallbackRefused, check_destination, sign
+from kinema.webhooks import (
+    CallbackRefused,
+    Destination,
+    Unresolvable,
+    resolve_destination,
+    sign,
+)
 
 logger = logging.getLogger("kinema.webhooks")
 
@@ -77,24 +83,25 @@ class WebhookDeliverer:
         number = len(job.meta.get("webhook", {}).get("attempts", [])) + 1
         record: dict[str, Any] = {"attempt": number, "at": round(time.time(), 3)}
         started = time.perf_counter()
+        allow_private = self._settings.webhook_allow_private
         try:
-            check_destination(job.callback_url, self._settings.webhook_allow_private)
-            response = self._post(job)
+            destination = resolve_destination(job.callback_url, allow_private)
+            response = self._post(job, destination)
         except CallbackRefused as exc:
             return Outcome({**record, "error": f"refused: {exc}"}, False, retryable=False)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, Unresolvable) as exc:
             record["error"] = f"{type(exc).__name__}: {exc}"
             return Outcome(_timed(record, started), False, retryable=True)
         record["status_code"] = response.status_code
         return Outcome(_timed(record, started), response.is_success, retryable=True)
 
-    def _post(self, job: Job) -> httpx.Response:
-        assert job.callback_url is not None
+    def _post(self, job: Job, destination: Destination) -> httpx.Response:
         view = self._services.jobs.view(job, delivery_base_url(self._settings))
         body = json.dumps(render_generation(view)).encode()
         message_id = f"msg_{job.id}"  # the same for every retry, so receivers can deduplicate
         timestamp = int(time.time())
         headers = {
+            "host": destination.host,
             "content-type": "application/json",
             "user-agent": f"kinema-webhooks/{__version__}",
             "webhook-id": message_id,
@@ -103,8 +110,14 @@ class WebhookDeliverer:
         secret = self._services.keys.webhook_secret(job.owner)
         if secret is not None:
             headers["webhook-signature"] = sign(secret, message_id, timestamp, body)
-        timeout = self._settings.webhook_timeout_seconds
-        return self._http.post(job.callback_url, content=body, headers=headers, timeout=timeout)
+        extensions = {"sni_hostname": destination.server_name} if destination.server_name else {}
+        return self._http.post(
+            destination.url,
+            content=body,
+            headers=headers,
+            timeout=self._settings.webhook_timeout_seconds,
+            extensions=extensions,
+        )
 
     def _next_step(self, job: Job, outcome: Outcome) -> tuple[WebhookState, float | None]:
         if outcome.delivered:
