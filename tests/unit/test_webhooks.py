@@ -199,11 +199,19 @@ def _finished_job(services: Services, callback_url: str) -> tuple[ApiKey, Job]:
     return key, job
 
 
-def _deliver_until_idle(deliverer: WebhookDeliverer, seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
+def _deliver_until_settled(
+    deliverer: WebhookDeliverer, services: Services, job_id: str, timeout: float = 20.0
+) -> dict[str, Any]:
+    """Run deliveries until the job's webhook is delivered or given up; its meta["webhook"]."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        job = services.jobs.store.get_job(job_id)
+        assert job is not None
+        if job.meta["webhook"]["state"] != "pending":
+            return dict(job.meta["webhook"])
         if not deliverer.deliver_one():
             time.sleep(0.02)
+    raise AssertionError(f"the webhook of {job_id} was still pending after {timeout} s")
 
 
 def test_a_failed_delivery_is_retried_then_recorded_as_delivered(
@@ -215,7 +223,7 @@ def test_a_failed_delivery_is_retried_then_recorded_as_delivered(
     assert deliverer.deliver_one() is True
     first = services.jobs.store.get_job(job.id)
     assert first is not None and first.meta["webhook"]["state"] == "pending"
-    _deliver_until_idle(deliverer, 1.0)
+    _deliver_until_settled(deliverer, services, job.id)
     deliverer.stop()
 
     calls = receiver.wait_for(2)
@@ -237,16 +245,19 @@ def test_a_failed_delivery_is_retried_then_recorded_as_delivered(
 
 def test_delivery_gives_up_after_the_bounded_time(tmp_path: Path) -> None:
     with webhook_receiver([500] * 10) as failing:
-        services = _services(tmp_path, webhook_give_up_seconds=0.3)
+        # Retries 0.05 s, 0.1 s, 0.2 s, … after each failure; none starts 1 s after the job ended.
+        services = _services(tmp_path, webhook_give_up_seconds=1.0)
         _, job = _finished_job(services, f"{failing.url}/h")
         deliverer = WebhookDeliverer(services)
-        _deliver_until_idle(deliverer, 2.0)
+        webhook = _deliver_until_settled(deliverer, services, job.id)
         deliverer.stop()
-    done = services.jobs.store.get_job(job.id)
-    assert done is not None
-    webhook = done.meta["webhook"]
     assert webhook["state"] == "failed"
-    assert 2 <= len(webhook["attempts"]) < 10
+    assert 2 <= len(webhook["attempts"]) <= 5
+    last = webhook["attempts"][-1]["at"]
+    done = services.jobs.store.get_job(job.id)
+    assert done is not None and done.completed_at is not None
+    # An attempt is scheduled only before the give-up time (it may start a poll interval late).
+    assert last < done.completed_at + 1.0 + 0.5, "no attempt long after the give-up time"
     assert all(a["status_code"] == 500 for a in webhook["attempts"])
     services.close()
 
