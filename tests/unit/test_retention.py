@@ -40,7 +40,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def test_a_job_past_retention_is_removed_with_its_files(settings: Settings) -> None:
     settings = settings.model_copy(
-        update={"retention_hours": 2 / 3600, "housekeeping_seconds": 0.05}
+        update={"retention_hours": 4 / 3600, "housekeeping_seconds": 0.05}
     )
     with TestClient(create_app(settings)) as client:
         services: Services = client.app.state.services  # type: ignore[attr-defined]
@@ -49,7 +49,7 @@ def test_a_job_past_retention_is_removed_with_its_files(settings: Settings) -> N
         video = client.get(f"/v1/videos/{job.id}", headers=auth).json()
         completed = services.jobs.store.get_job(job.id)
         assert completed is not None and completed.completed_at is not None
-        assert video["expires_at"] == int(completed.completed_at + 2)
+        assert video["expires_at"] == int(completed.completed_at + 4)
         assert services.artifacts.keys(f"{job.id}/") == [f"{job.id}/t.jpg", f"{job.id}/t.mp4"]
         # The row goes first, then the files, in one housekeeping pass.
         wait_until(lambda: services.artifacts.keys(f"{job.id}/") == [])
