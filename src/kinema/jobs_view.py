@@ -21,6 +21,7 @@ from kinema.config import Settings
 from kinema.domain import Job, JobStatus
 from kinema.errors import ClientError, KinemaError, NotFound
 from kinema.runtime import local_store, make_settings, open_artifacts
+from kinema.storage.base import remove_job_artifacts
 from kinema.store.sql import SqlJobStore
 
 
@@ -76,6 +77,25 @@ _V1_STATUS = {"queued": "queued", "in_progress": "running", "completed": "comple
 _V2_STATUS = {"queued": "queued", "generating": "running", "completed": "completed"}
 
 
+def _clip(
+    file_size: int | None,
+    duration: float | None,
+    has_audio: bool | None,
+    *,
+    url: str | None = None,
+    file: str | None = None,
+) -> dict[str, Any]:
+    """`JobInfo.video`: the clip, from wherever the job came (`url` from a server, `file`
+    locally)."""
+    return {
+        "url": url,
+        "file": file,
+        "file_size": file_size,
+        "duration": duration,
+        "has_audio": has_audio,
+    }
+
+
 def _info_from_job(
     job: Job, queue_position: int | None, video_file: str | None, owner_name: str | None
 ) -> JobInfo:
@@ -83,13 +103,7 @@ def _info_from_job(
     artifact = job.artifact if job.status is JobStatus.COMPLETED else None
     video = None
     if artifact is not None:
-        video = {
-            "url": None,
-            "file": video_file,
-            "file_size": artifact.file_size,
-            "duration": artifact.duration,
-            "has_audio": artifact.has_audio,
-        }
+        video = _clip(artifact.file_size, artifact.duration, artifact.has_audio, file=video_file)
     failed = job.status in (JobStatus.FAILED, JobStatus.CANCELED)
     return JobInfo(
         id=job.id,
@@ -125,13 +139,12 @@ def _info_from_video(body: dict[str, Any]) -> JobInfo:
     status = _V1_STATUS.get(body["status"]) or _failed_status((error or {}).get("code"))
     video = None
     if body.get("video_url") or body["status"] == "completed":
-        video = {
-            "url": body.get("video_url"),
-            "file": None,
-            "file_size": body.get("file_size"),
-            "duration": body.get("duration"),
-            "has_audio": body.get("has_audio"),
-        }
+        video = _clip(
+            body.get("file_size"),
+            body.get("duration"),
+            body.get("has_audio"),
+            url=body.get("video_url"),
+        )
     seconds = body.get("seconds")
     return JobInfo(
         id=body["id"],
@@ -178,13 +191,7 @@ def _info_from_generation(generation: Generation) -> JobInfo:
         timings=meta.get("timings"),
         video=None
         if video is None
-        else {
-            "url": video.url,
-            "file": None,
-            "file_size": video.file_size,
-            "duration": video.duration,
-            "has_audio": video.has_audio,
-        },
+        else _clip(video.file_size, video.duration, video.has_audio, url=video.url),
         error=None if error is None else {"code": name, "message": error.get("message")},
     )
 
@@ -266,9 +273,7 @@ class LocalJobs:
 
     def delete(self, job_id: str) -> None:
         job = self._found(self._store.delete_job(job_id), job_id)
-        artifacts = open_artifacts(self._settings)
-        for key in artifacts.keys(f"{job.id}/"):
-            artifacts.delete(key)
+        remove_job_artifacts(open_artifacts(self._settings), job.id)
 
     @staticmethod
     def _found(job: Job | None, job_id: str) -> Job:

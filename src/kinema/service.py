@@ -12,7 +12,7 @@ from typing import Literal
 from kinema.domain import ApiKey, GenerationRequest, Job, JobStatus
 from kinema.engine.registry import ServedModels
 from kinema.errors import FieldError, NotFound, QueueFull, Unauthorized, ValidationFailed
-from kinema.storage.base import ArtifactStore
+from kinema.storage.base import ArtifactStore, remove_job_artifacts
 from kinema.store.base import JobStore
 from kinema.webhooks import CallbackRefused, check_callback_url, new_secret
 
@@ -202,7 +202,8 @@ class JobService:
         if self.store.count_queued() >= limits.total:
             raise QueueFull("the server's queue is full; retry later", limits.retry_after)
 
-    def _owned(self, owner: ApiKey, job_id: str) -> Job:
+    def owned(self, owner: ApiKey, job_id: str) -> Job:
+        """The job, if it exists and belongs to `owner`; NotFound otherwise (either way)."""
         job = self.store.get_job(job_id)
         if job is None or job.owner != owner.id:
             raise NotFound(f"generation {job_id!r} not found")
@@ -210,7 +211,7 @@ class JobService:
 
     def cancel(self, owner: ApiKey, job_id: str, base_url: str) -> JobView:
         """A queued job ends at once; a running one stops at its next denoising step."""
-        self.store.request_cancel(self._owned(owner, job_id).id)
+        self.store.request_cancel(self.owned(owner, job_id).id)
         return self.get(owner, job_id, base_url)
 
     def readiness(self, liveness_seconds: float) -> Readiness:
@@ -224,7 +225,7 @@ class JobService:
         return Readiness(checks)
 
     def get(self, owner: ApiKey, job_id: str, base_url: str) -> JobView:
-        return self.view(self._owned(owner, job_id), base_url)
+        return self.view(self.owned(owner, job_id), base_url)
 
     def view(self, job: Job, base_url: str) -> JobView:
         position = self.store.queue_position(job) if job.status is JobStatus.QUEUED else None
@@ -250,8 +251,7 @@ class JobService:
         while True:
             jobs = self.store.purge_jobs(finished_before, batch)
             for job in jobs:
-                for key in self._storage.keys(f"{job.id}/"):
-                    self._storage.delete(key)
+                remove_job_artifacts(self._storage, job.id)
             removed += len(jobs)
             if len(jobs) < batch:
                 return removed
@@ -280,23 +280,20 @@ class JobService:
 
     def delete(self, owner: ApiKey, job_id: str) -> Job:
         """Hide the job from every read and remove its files; a pending job is canceled."""
-        job = self._owned(owner, job_id)
+        job = self.owned(owner, job_id)
         self.store.delete_job(job.id)
-        for key in self._storage.keys(f"{job.id}/"):
-            self._storage.delete(key)
+        remove_job_artifacts(self._storage, job.id)
         return job
 
-    def artifact_key(self, owner: ApiKey, job_id: str, variant: Variant) -> str:
-        """The stored key of a finished job's video or thumbnail."""
-        job = self._owned(owner, job_id)
-        if job.status is not JobStatus.COMPLETED or job.artifact is None:
-            raise ValidationFailed(
-                f"generation {job_id!r} is not completed (status: {job.status.value})",
-                [FieldError("id", "the generation has no content yet")],
-            )
-        key = job.artifact.key if variant == "video" else job.artifact.thumbnail_key
+    @staticmethod
+    def content_key(job: Job, variant: Variant) -> str:
+        """The stored key of a job's video or thumbnail; NotFound if it has none (yet)."""
+        artifact = job.artifact if job.status is JobStatus.COMPLETED else None
+        key = None
+        if artifact is not None:
+            key = artifact.key if variant == "video" else artifact.thumbnail_key
         if key is None:
-            raise NotFound(f"generation {job_id!r} has no {variant}")
+            raise NotFound(f"generation {job.id!r} has no {variant}")
         return key
 
     def open_artifact(self, key: str) -> Iterator[bytes]:

@@ -22,7 +22,7 @@ from kinema.domain import Clip, Lease, VideoArtifact
 from kinema.engine.plan import GenerationPlan, plan_generation
 from kinema.engine.registry import ModelSpec, get_spec
 from kinema.errors import GenerationCanceled, LeaseLost
-from kinema.storage.base import ArtifactStore
+from kinema.storage.base import ArtifactStore, remove_job_artifacts
 from kinema.store.base import JobStore
 
 if TYPE_CHECKING:
@@ -289,12 +289,6 @@ class Worker:
             has_audio=info.has_audio,
         )
 
-    def _remove_stale_artifacts(self, job_id: str, keep: list[str]) -> None:
-        """A worker killed between its upload and its completion left a file under an old lease."""
-        for key in self.storage.keys(f"{job_id}/"):
-            if key not in keep:
-                self.storage.delete(key)
-
     def _complete(self, run: JobRun, artifact: VideoArtifact, meta: dict[str, Any]) -> None:
         try:
             self.store.complete(run.lease, artifact, meta)
@@ -302,5 +296,6 @@ class Worker:
             for key in artifact.keys:
                 self.storage.delete(key)
             raise
-        self._remove_stale_artifacts(run.lease.job.id, keep=artifact.keys)
+        # A worker killed between its upload and its completion left files under an old lease.
+        remove_job_artifacts(self.storage, run.lease.job.id, keep=artifact.keys)
         logger.info("job %s completed: %s", run.lease.job.id, meta["timings"])

@@ -319,11 +319,11 @@ def download_video_content(
     request: Request, key: Key, video_id: str, variant: Variant = "video"
 ) -> StreamingResponse:
     jobs = services(request).jobs
-    job = jobs.get(key, video_id, base_url(request)).job
+    job = jobs.owned(key, video_id)
     if job.status is not JobStatus.COMPLETED or job.artifact is None:
         status = OPENAI_STATUS[job.status]
         raise _invalid_param("video_id", f"video {video_id!r} is not completed (status: {status})")
-    artifact_key = jobs.artifact_key(key, video_id, variant)
+    artifact_key = jobs.content_key(job, variant)
     headers = {"Content-Length": str(job.artifact.file_size)} if variant == "video" else {}
     return StreamingResponse(
         jobs.open_artifact(artifact_key), media_type=MEDIA_TYPES[variant], headers=headers

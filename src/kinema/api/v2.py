@@ -43,9 +43,9 @@ def create_generation(
     request: Request, key: Key, body: Annotated[dict[str, Any], Depends(json_object_body)]
 ) -> dict[str, Any]:
     parsed = parse_create_body(body)
-    job = services(request).jobs.submit(key, parsed.to_request(), parsed.callback_url)
-    view = services(request).jobs.get(key, job.id, base_url(request))
-    return render_generation(view)
+    jobs = services(request).jobs
+    job = jobs.submit(key, parsed.to_request(), parsed.callback_url)
+    return render_generation(jobs.view(job, base_url(request)))
 
 
 def _required_id(generation_id: str | None) -> str:

@@ -7,7 +7,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -63,6 +63,13 @@ def sweep_directory(directory: Path, older_than_seconds: float) -> int:
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)
+
+
+def remove_job_artifacts(store: ArtifactStore, job_id: str, keep: Collection[str] = ()) -> None:
+    """Delete every file stored under a job (`<job id>/…`) but those in `keep`."""
+    for key in store.keys(f"{job_id}/"):
+        if key not in keep:
+            store.delete(key)
 
 
 class ArtifactStore(Protocol):
