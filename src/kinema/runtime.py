@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -32,6 +33,17 @@ EXIT_MODEL_UNAVAILABLE = 3
 def make_settings(**overrides: object) -> Settings:
     """Settings from the environment, with the command line's explicit options on top."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """This process's environment, with every setting spelled out as its KINEMA_* variable, so
+    that a child process reads exactly `settings` (command-line options included)."""
+    names = {f"KINEMA_{name}".upper() for name in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is not None:
+            env[f"KINEMA_{name}".upper()] = value if isinstance(value, str) else json.dumps(value)
+    return env
 
 
 def served_models(settings: Settings) -> list[str]:
@@ -163,11 +175,7 @@ class WorkerSupervisor:
             return [p.pid for p in self._processes.values() if p.poll() is None]
 
     def _spawn(self, slot: int) -> subprocess.Popen[bytes] | None:
-        env = {
-            **os.environ,
-            "KINEMA_DATA_DIR": str(self._settings.data_dir),
-            "KINEMA_MODEL": self._settings.model,
-        }
+        env = settings_environment(self._settings)
         command = [sys.executable, "-m", "kinema", "worker", "--exit-with-parent"]
         with self._lock:
             if self._stop.is_set():
