@@ -19,6 +19,7 @@ from kinema.webhooks import CallbackRefused, check_callback_url, new_secret
 Variant = Literal["video", "thumbnail"]
 
 MAX_SEED = 2**32 - 1
+MAX_ID_LENGTH = 64
 
 
 def _probe(check: Callable[[], object]) -> str:
@@ -39,6 +40,12 @@ def new_raw_key() -> str:
 
 def new_job_id() -> str:
     return secrets.token_urlsafe(24)
+
+
+def is_storable_id(job_id: str) -> bool:
+    """Whether a job could have this id: PostgreSQL refuses NUL in text, so such an id is not
+    looked up (it is unknown), and neither is one longer than the column."""
+    return "\x00" not in job_id and len(job_id) <= MAX_ID_LENGTH
 
 
 @dataclass(frozen=True)
@@ -204,7 +211,7 @@ class JobService:
 
     def owned(self, owner: ApiKey, job_id: str) -> Job:
         """The job, if it exists and belongs to `owner`; NotFound otherwise (either way)."""
-        job = self.store.get_job(job_id)
+        job = self.store.get_job(job_id) if is_storable_id(job_id) else None
         if job is None or job.owner != owner.id:
             raise NotFound(f"generation {job_id!r} not found")
         return job
@@ -266,7 +273,7 @@ class JobService:
         newest_first: bool = True,
     ) -> JobPage:
         """A page of the owner's jobs after the job `after` (which must be the owner's)."""
-        cursor = self.store.get_job(after) if after is not None else None
+        cursor = self.store.get_job(after) if after is not None and is_storable_id(after) else None
         if after is not None and (cursor is None or cursor.owner != owner.id):
             raise ValidationFailed(
                 f"Query validation error: no generation {after!r} to list after",

@@ -34,6 +34,8 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
 def check_callback_url(url: str, allow_private: bool) -> str:
     """`url` if it is an http(s) URL whose host is not a private, loopback or link-local
     address (unless `allow_private`); CallbackRefused otherwise. Names are resolved at delivery."""
+    if any(ch <= " " or ch == "\x7f" for ch in url):
+        raise CallbackRefused("must be a URL without spaces or control characters")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CallbackRefused("must be an http:// or https:// URL with a host")

@@ -16,6 +16,7 @@ from kinema.api import files, openai_videos, ops, playground, v2
 from kinema.api.background import BackgroundLoop
 from kinema.api.deps import services
 from kinema.api.errors import install_error_handlers
+from kinema.api.responses import TolerantJSONResponse
 from kinema.api.webhooks import WebhookDeliverer
 from kinema.config import Settings
 from kinema.runtime import Services, WorkerSupervisor, build_services
@@ -79,7 +80,12 @@ def create_app(
             await asyncio.to_thread(housekeeper.stop, HOUSEKEEPING_STOP_SECONDS)
             app_services.close()
 
-    app = FastAPI(title="kinema", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="kinema",
+        version=__version__,
+        lifespan=lifespan,
+        default_response_class=TolerantJSONResponse,
+    )
     app.state.services = app_services
     install_error_handlers(app)
     app.include_router(v2.router)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
 
+from kinema.api.json_body import body_error as _body_error
+from kinema.api.json_body import check_values, parse_json
 from kinema.domain import ApiKey
-from kinema.errors import FieldError, PayloadTooLarge, ValidationFailed
+from kinema.errors import PayloadTooLarge
 from kinema.runtime import Services
 
 
@@ -26,10 +27,6 @@ def current_key(request: Request) -> ApiKey:
 def base_url(request: Request) -> str:
     configured = services(request).settings.public_url
     return configured.rstrip("/") if configured else str(request.base_url).rstrip("/")
-
-
-def _body_error(message: str) -> ValidationFailed:
-    return ValidationFailed(f"Body validation error: {message}", [FieldError("body", message)])
 
 
 async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
@@ -60,10 +57,8 @@ async def json_object_body(request: Request) -> dict[str, Any]:
     if media_type(request) != "application/json":
         raise _body_error("Content-Type must be application/json")
     raw = b"".join([chunk async for chunk in limited_stream(request, limit)])
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise _body_error("the body is not valid JSON") from None
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise _body_error("the body must be a JSON object")
+    check_values(body)
     return body

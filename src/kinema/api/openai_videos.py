@@ -26,6 +26,7 @@ from kinema.api.deps import (
     services,
 )
 from kinema.api.errors import WHOLE_BODY, field_errors_from_pydantic, invalid_params_message
+from kinema.api.json_body import check_values
 from kinema.api.schemas import CreateGenerationBody
 from kinema.domain import ApiKey, Job, JobStatus
 from kinema.engine.registry import FULL_HD_SIZES
@@ -229,17 +230,33 @@ def _body_error(message: str) -> ValidationFailed:
     return ValidationFailed(message, [FieldError(WHOLE_BODY, message)])
 
 
+def _openai_body_error(exc: ValidationFailed) -> ValidationFailed:
+    """A body refused before validation, in OpenAI's words: about a param, or the whole body."""
+    if exc.errors and exc.errors[0].field != WHOLE_BODY:
+        return _invalid(exc.errors)
+    return _body_error(exc.errors[0].message if exc.errors else exc.message)
+
+
+def _check_form_text(body: dict[str, Any]) -> None:
+    try:
+        check_values(body)
+    except ValidationFailed as exc:
+        raise _openai_body_error(exc) from None
+
+
 async def create_body(request: Request) -> dict[str, Any]:
     """The create body as a dict, from JSON or multipart/form-data, within the body-size limit."""
     limit = body_limit(request)
     content_type = media_type(request)
     if content_type == "multipart/form-data":
-        return await _form_body(request, limit)
+        body = await _form_body(request, limit)
+        _check_form_text(body)
+        return body
     if content_type == "application/json":
         try:
             return await json_object_body(request)
-        except ValidationFailed as exc:  # not JSON, or not an object
-            raise _body_error(exc.errors[0].message if exc.errors else exc.message) from None
+        except ValidationFailed as exc:
+            raise _openai_body_error(exc) from None
     raise _body_error("Content-Type must be application/json or multipart/form-data")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -42,7 +44,28 @@ def _prompt(value: Any) -> Any:
     stripped = value.strip()
     if not 1 <= len(stripped) <= PROMPT_LIMIT:
         raise ValueError(f"must be 1..{PROMPT_LIMIT} characters after stripping")
+    if not has_visible_text(stripped):
+        raise ValueError("must contain visible text (it holds only invisible characters)")
     return stripped
+
+
+# Characters that draw nothing although Unicode does not class them as space or format.
+INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+# Format (zero-width), control, separator, combining-only, surrogate, private and unassigned.
+INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc", "Zs", "Zl", "Zp", "Mn", "Me", "Cs", "Co", "Cn"})
+
+
+def has_visible_text(text: str) -> bool:
+    return any(
+        ch not in INVISIBLE_LETTERS and unicodedata.category(ch) not in INVISIBLE_CATEGORIES
+        for ch in text
+    )
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be a number, not {value!r}")
+    return value
 
 
 class CreateGenerationBody(BaseModel):
@@ -53,7 +76,7 @@ class CreateGenerationBody(BaseModel):
     aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
     duration: Annotated[Literal[5, 10], BeforeValidator(_duration)] = 5
     negative_prompt: Annotated[StrictStr, Field(max_length=PROMPT_LIMIT)] | None = None
-    cfg_scale: Annotated[float, Field(strict=True, ge=0.0, le=1.0)] = 0.5
+    cfg_scale: Annotated[float, Field(strict=True, ge=0.0, le=1.0), BeforeValidator(_finite)] = 0.5
     generate_audio: StrictBool = True
     seed: Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)] | None = None
     enhance_prompt: StrictBool = False
