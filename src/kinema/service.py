@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import secrets
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -18,6 +21,8 @@ from kinema.webhooks import CallbackRefused, check_callback_url, new_secret
 
 Variant = Literal["video", "thumbnail"]
 
+logger = logging.getLogger("kinema.service")
+
 MAX_SEED = 2**32 - 1
 MAX_ID_LENGTH = 64
 
@@ -26,8 +31,48 @@ def _probe(check: Callable[[], object]) -> str:
     try:
         check()
     except Exception as exc:
-        return f"unreachable: {type(exc).__name__}: {exc}"
+        logger.warning("readiness: %s", exc)
+        return f"unreachable: {type(exc).__name__}"
     return "ok"
+
+
+class WriteProbe:
+    """Whether the artifact store takes a write (a small object, stored and removed), looked at
+    no more often than every `ttl_seconds`: readiness is polled by every load balancer."""
+
+    def __init__(
+        self,
+        storage: ArtifactStore,
+        ttl_seconds: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._storage = storage
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._checked_at: float | None = None
+        self._result = "ok"
+
+    def __call__(self) -> str:
+        now = self._clock()
+        if self._checked_at is None or now - self._checked_at >= self._ttl:
+            self._result = self._write_and_remove()
+            self._checked_at = now
+        return self._result
+
+    def _write_and_remove(self) -> str:
+        key = f"readyz/{uuid.uuid4().hex}"
+        staged = self._storage.staging_path(".probe")
+        try:
+            staged.write_bytes(b"kinema readiness probe\n")
+            self._storage.put(key, staged)
+            self._storage.delete(key)
+        except Exception as exc:
+            logger.warning("readiness: storage cannot be written: %s", exc)
+            return f"not writable: {type(exc).__name__}"
+        finally:
+            with contextlib.suppress(OSError):
+                staged.unlink(missing_ok=True)  # put consumed it, unless it failed
+        return "ok"
 
 
 def hash_key(raw_key: str) -> str:
@@ -159,6 +204,7 @@ class JobService:
         self._limits = limits or QueueLimits()
         self.webhooks = webhooks or WebhookPolicy()
         self._retention = retention_seconds
+        self.storage_probe = WriteProbe(storage)
 
     def submit(
         self, owner: ApiKey, request: GenerationRequest, callback_url: str | None = None
@@ -225,7 +271,7 @@ class JobService:
         live: dict[str, int] = {}
         checks = {
             "database": _probe(lambda: live.update(self.store.live_workers(liveness_seconds))),
-            "storage": _probe(lambda: self._storage.exists("readyz/probe")),
+            "storage": self.storage_probe(),
         }
         for model in self.served.served:
             checks[f"workers:{model}"] = "ok" if live.get(model) else "no live worker"

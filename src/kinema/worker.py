@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("kinema.worker")
 
+# An absolute file path in an error's text (a URL's path is not one: it follows "//host").
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"/:,;()]+/?)+")
 DENOISE_SHARE = 90.0  # progress % reached when the last denoising step is done
 ENCODING_PROGRESS = 92.0
 ERROR_BACKOFF_SECONDS = 2.0
@@ -126,6 +129,16 @@ class JobWork:
         return self.run.lease.job.id
 
 
+def public_error_message(exc: BaseException) -> str:
+    """What a job's owner is told of a failure: its kind and cause, never the server's paths
+    (the full detail is in the worker's log)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        detail = exc.strerror  # without the file names OSError adds to its text
+    else:
+        detail = ABSOLUTE_PATH.sub("<path>", str(exc))
+    return f"{type(exc).__name__}: {detail}"
+
+
 class Worker:
     """Runs jobs one after another; job N's encode and upload overlap job N+1's denoising."""
 
@@ -210,7 +223,7 @@ class Worker:
             logger.warning("job %s: lease lost; another worker owns it now", work.job_id)
         except Exception as exc:
             logger.exception("job %s failed", work.job_id)
-            message = f"{type(exc).__name__}: {exc}"
+            message = public_error_message(exc)
             meta = work.meta
             self._end(run, lambda lease: self.store.fail(lease, "GenerationFailed", message, meta))
         return False

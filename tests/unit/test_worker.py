@@ -125,6 +125,20 @@ def test_an_engine_failure_ends_the_job_in_error(services: Services, engine: Eng
     assert "CUDA out of memory" in (job.error_message or "")
 
 
+def test_a_storage_failure_tells_the_owner_its_cause_but_no_server_path(
+    services: Services, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    job_id = submit(services)
+    (services.settings.artifacts_dir / job_id).write_text("a file where the job's folder goes")
+    worker_for(services, HookedEngine(engine, at_step=0, hook=lambda: None)).run_once()
+    job = services.jobs.store.get_job(job_id)
+    assert job and job.status is JobStatus.FAILED and job.error_message
+    assert job.error_message.startswith(("FileExistsError", "NotADirectoryError"))
+    assert str(services.settings.data_dir) not in job.error_message
+    assert "/" not in job.error_message
+    assert str(services.settings.artifacts_dir) in caplog.text  # the detail is in the log
+
+
 def test_a_worker_that_lost_its_lease_discards_its_output(
     services: Services, engine: Engine
 ) -> None:
