@@ -42,6 +42,8 @@ from transformers import (
     SiglipVisionConfig,
 )
 
+from kinema.private_files import make_private_dirs
+
 TINY_DIR_NAME = "tiny-ltx2"
 # Bump whenever the architecture or weights change: a cached build of another version is rebuilt.
 BUILD_VERSION = 2
@@ -85,7 +87,7 @@ def ensure_tiny_ltx2(models_dir: Path) -> Path:
     destination = models_dir / TINY_DIR_NAME
     if _is_current(destination):
         return destination
-    models_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(models_dir)
     with _exclusive(models_dir / f".{TINY_DIR_NAME}.lock"):
         if not _is_current(destination):
             build_tiny_ltx2(destination)

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from kinema.errors import Forbidden, NotFound
+from kinema.private_files import PRIVATE_FILE_MODE, make_private_dirs
 from kinema.storage.base import (
     CHUNK_BYTES,
     KEY_PATTERN,
@@ -30,7 +31,7 @@ FILES_ROUTE = "/files"
 
 def load_or_create_secret(path: Path) -> bytes:
     """The deployment's signing secret, created once (0600) and shared by every process."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -57,7 +58,7 @@ class LocalArtifactStore:
         self.root = root.resolve()
         self._secret = secret
         self._staging = self.root / ".staging"
-        self._staging.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self._staging)
 
     def path_for(self, key: str) -> Path:
         """The file behind `key`; keys that could leave the store are refused."""
@@ -71,8 +72,9 @@ class LocalArtifactStore:
 
     def put(self, key: str, source: Path) -> int:
         target = self.path_for(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(target.parent)
         with source.open("rb") as handle:
+            os.fchmod(handle.fileno(), PRIVATE_FILE_MODE)
             os.fsync(handle.fileno())
         os.replace(source, target)
         return target.stat().st_size

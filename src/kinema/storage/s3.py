@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kinema.errors import NotFound
+from kinema.private_files import make_private_dirs
 from kinema.storage.base import CHUNK_BYTES, check_key, content_type, staging_name, sweep_directory
 
 MULTIPART_THRESHOLD = 8 * 1024 * 1024  # files above this go up in parts of this size
@@ -47,7 +48,7 @@ class S3ArtifactStore:
         self.prefix = normalize_prefix(prefix)
         self.client = client
         self._staging = staging_dir
-        self._staging.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self._staging)
 
     def _object(self, key: str) -> str:
         return self.prefix + check_key(key)

@@ -9,6 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
+from kinema.private_files import create_private_file
+
 POSTGRES_DRIVER = "postgresql+psycopg"
 
 
@@ -41,7 +43,7 @@ def libpq_conninfo(url: URL) -> str:
 
 def _sqlite_engine(url: URL) -> Engine:
     if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(Path(url.database))  # SQLite gives its -wal and -shm this mode too
     engine = sa.create_engine(url, connect_args={"timeout": 30})
 
     @sa.event.listens_for(engine, "connect")
