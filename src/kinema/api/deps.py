@@ -18,6 +18,11 @@ def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
+def bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
 def current_key(request: Request) -> ApiKey:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     raw_key = token.strip() if scheme.lower() == "bearer" else None

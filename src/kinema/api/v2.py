@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import math
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -12,11 +14,11 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
 
-from kinema.api.deps import base_url, current_key, json_object_body, services
-from kinema.api.errors import field_errors_from_pydantic, validation_message
+from kinema.api.deps import base_url, bearer_token, current_key, json_object_body, services
+from kinema.api.errors import envelope, field_errors_from_pydantic, validation_message
 from kinema.api.schemas import CreateGenerationBody, render_generation
 from kinema.domain import ApiKey
-from kinema.errors import FieldError, ValidationFailed
+from kinema.errors import FieldError, Unauthorized, ValidationFailed
 from kinema.service import JobView
 
 PATHS = ("/v2/video/generations", "/v2/generate/video/kling/generation")
@@ -64,6 +66,9 @@ def get_generation(request: Request, key: Key, generation_id: str | None = None)
 
 FINAL_WIRE_STATUSES = ("completed", "error")
 PING_SECONDS = 15
+# An open stream re-reads its key this often: a revoked key's streams end within about as long.
+KEY_RECHECK_SECONDS = 2.0
+UNAUTHORIZED_EVENT = "unauthorized"  # its data is the 401 error envelope; the stream then ends
 
 
 async def generation_events(
@@ -74,20 +79,32 @@ async def generation_events(
     job_id = _required_id(generation_id)
     app = services(request)
     base = base_url(request)
+    raw_key = bearer_token(request)
     first = await run_in_threadpool(app.jobs.get, key, job_id, base)  # a 404 before streaming
+    interval = app.settings.progress_min_interval
+    recheck_every = max(1, math.ceil(KEY_RECHECK_SECONDS / interval))
 
-    def current() -> JobView:
+    def current(polls: int) -> JobView:
+        if polls % recheck_every == 0:
+            app.keys.authenticate(raw_key)  # a key revoked meanwhile ends the stream
         return app.jobs.get(key, job_id, base)
 
-    events = _generation_events(first, current, app.settings.progress_min_interval)
+    def unauthorized(exc: Unauthorized) -> dict[str, str]:
+        body = envelope(request, 401, str(exc)).body
+        return {"event": UNAUTHORIZED_EVENT, "data": bytes(body).decode()}
+
+    events = _generation_events(first, current, interval, unauthorized)
     return EventSourceResponse(events, ping=PING_SECONDS)
 
 
 async def _generation_events(
-    view: JobView, current: Callable[[], JobView], interval: float
+    view: JobView,
+    current: Callable[[int], JobView],
+    interval: float,
+    unauthorized: Callable[[Unauthorized], dict[str, str]],
 ) -> AsyncIterator[dict[str, str]]:
     last: dict[str, Any] | None = None
-    while True:
+    for polls in itertools.count(1):
         payload = render_generation(view)
         if payload != last:
             final = payload["status"] in FINAL_WIRE_STATUSES
@@ -96,7 +113,11 @@ async def _generation_events(
                 return
             last = payload
         await asyncio.sleep(interval)
-        view = await run_in_threadpool(current)
+        try:
+            view = await run_in_threadpool(current, polls)
+        except Unauthorized as exc:
+            yield unauthorized(exc)
+            return
 
 
 def cancel_generation(
