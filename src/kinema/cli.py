@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 import sqlalchemy.engine.url as sa_url
@@ -18,6 +23,8 @@ import typer
 from rich import filesize
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
+from rich.panel import Panel
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -41,8 +48,22 @@ from kinema.client import (
 )
 from kinema.config import Settings
 from kinema.domain import ApiKey
-from kinema.engine.registry import KLING_ALIASES, MODELS, PRESET_ALIASES
-from kinema.errors import ClientError, KinemaError, NotFound
+from kinema.engine.registry import (
+    KLING_ALIASES,
+    MODELS,
+    PRESET_ALIASES,
+    canonical_id,
+    get_spec,
+    known_models,
+)
+from kinema.errors import (
+    ClientError,
+    FieldError,
+    KinemaError,
+    ModelUnavailable,
+    NotFound,
+    ValidationFailed,
+)
 from kinema.jobs_view import (
     JobsBackend,
     JobsLocation,
@@ -64,6 +85,9 @@ from kinema.runtime import (
 )
 from kinema.service import KeyService
 from kinema.store.migrations import migrate
+
+if TYPE_CHECKING:
+    import uvicorn
 
 COMPLETION_HELP = (
     "Shell completion (bash, zsh, fish, PowerShell): run `kinema --install-completion` once and "
@@ -87,8 +111,8 @@ keys_app = typer.Typer(
 )
 app.add_typer(keys_app, name="keys")
 jobs_app = typer.Typer(
-    help="List, show, cancel and delete generations: on a server (--server) or, without it, "
-    "in the local data dir's database (every key's jobs).",
+    help="List, show, download, cancel and delete generations: on a server (--server) or, "
+    "without it, in the local data dir's database (every key's jobs).",
     no_args_is_help=True,
 )
 app.add_typer(jobs_app, name="jobs")
@@ -111,9 +135,47 @@ Model = Annotated[
         "--model", help="served model id (env KINEMA_MODEL)", autocompletion=_complete_model
     ),
 ]
+
+
+def _server_url(url: str | None) -> str | None:
+    """--server must be an http(s) URL (httpx's own complaint about `host:port` names no flag)."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return url
+    suggestion = "" if "://" in url else f"; did you mean http://{url} ?"
+    raise typer.BadParameter(f"{url!r} is not an http:// or https:// URL{suggestion}")
+
+
+def _writable_output(path: Path) -> Path:
+    """-o is checked before anything is submitted: a clip rendered for a path that cannot be
+    written is minutes of work lost at the very end."""
+    if path.is_dir():
+        example = path / "clip.mp4"
+        raise typer.BadParameter(f"{path} is a directory; name the file to write, e.g. {example}")
+    folder = path.parent
+    if not folder.exists():
+        raise typer.BadParameter(f"the folder {folder} does not exist (create it first)")
+    if not folder.is_dir():
+        raise typer.BadParameter(f"{folder} is not a folder")
+    writable = os.access(path, os.W_OK) if path.exists() else os.access(folder, os.W_OK)
+    if not writable:
+        raise typer.BadParameter(f"{path} cannot be written here (permission denied)")
+    return path
+
+
 Server = Annotated[
     str | None,
-    typer.Option("--server", envvar="KINEMA_SERVER", help="server URL; without it: this machine"),
+    typer.Option(
+        "--server",
+        envvar="KINEMA_SERVER",
+        help="server URL, e.g. http://127.0.0.1:8000; without it: this machine",
+        callback=_server_url,
+    ),
+]
+Output = Annotated[
+    Path, typer.Option("--output", "-o", help="mp4 file to write", callback=_writable_output)
 ]
 ApiKeyOption = Annotated[
     str | None, typer.Option("--api-key", envvar="KINEMA_API_KEY", help="the server's API key")
@@ -141,9 +203,80 @@ def _configure_logging(level: str) -> None:
     )
 
 
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+def _fail(message: str, then: str | None = None) -> typer.Exit:
+    """Print the error (and `then`, what to do next) on stderr; raise the result (exit 1)."""
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    if then:
+        console.print(escape(then), highlight=False)
     return typer.Exit(1)
+
+
+# -- errors in the CLI's terms -----------------------------------------------------------------
+
+# The create body's fields, as `generate` spells them.
+CLI_FLAGS = {
+    "model": "--model",
+    "prompt": "PROMPT",
+    "aspect_ratio": "--aspect-ratio",
+    "duration": "--duration",
+    "negative_prompt": "--negative-prompt",
+    "cfg_scale": "--cfg-scale",
+    "generate_audio": "--audio/--no-audio",
+    "seed": "--seed",
+}
+# Where the contract's message speaks of the wire (a JSON string "5" is fine there).
+CLI_MESSAGES = {"duration": "must be 5 or 10"}
+PASS_A_KEY = "pass --api-key KEY or set KINEMA_API_KEY"
+
+
+def _in_cli_terms(errors: list[FieldError]) -> str:
+    return "; ".join(
+        f"{CLI_FLAGS.get(e.field, e.field)}: {CLI_MESSAGES.get(e.field, e.message)}" for e in errors
+    )
+
+
+def _explained(exc: Exception, server: str | None = None, api_key: str | None = None) -> str:
+    """An error as the person at the command line can act on it: flags and settings, the URL
+    that failed, not the wire contract's field names and headers."""
+    if isinstance(exc, ValidationFailed) and exc.errors:
+        return _in_cli_terms(exc.errors)
+    if isinstance(exc, ClientError):
+        return _server_refusal(exc, server, api_key)
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return (
+            f"cannot connect to the server at {server} ({exc}); is `kinema serve` running "
+            "there? (the URL comes from --server or KINEMA_SERVER)"
+        )
+    if isinstance(exc, httpx.HTTPError):
+        return f"the connection to {server} failed: {exc or type(exc).__name__}"
+    return str(exc)
+
+
+def _server_refusal(exc: ClientError, server: str | None, api_key: str | None) -> str:
+    if exc.status_code == 401:
+        if api_key is None:
+            return f"the server at {server} needs an API key: {PASS_A_KEY}"
+        return (
+            f"the server at {server} does not accept this API key (from --api-key or "
+            "KINEMA_API_KEY); `kinema keys list` on the server's machine shows its keys"
+        )
+    errors = _body_field_errors(exc.body)
+    if not errors:
+        return str(exc)
+    served = f"; `kinema models --server {server}` lists them"
+    return _in_cli_terms(errors) + (served if any(e.field == "model" for e in errors) else "")
+
+
+def _body_field_errors(body: object) -> list[FieldError]:
+    """The hosted API's envelope names each invalid field: `errors[{field, message}]`."""
+    raw = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(raw, list):
+        return []
+    return [
+        FieldError(str(error.get("field")), str(error.get("message")))
+        for error in raw
+        if isinstance(error, dict)
+    ]
 
 
 @app.command()
@@ -167,6 +300,8 @@ def serve(
     settings = make_settings(
         host=host, port=port, model=model, data_dir=data_dir, store_url=store, storage=storage
     )
+    # The port first: a server that cannot listen must not create (and print) a key.
+    listener = _listening_socket(settings.host, settings.port)
     server: uvicorn.Server | None = None
 
     def shut_down() -> None:
@@ -177,22 +312,102 @@ def serve(
     try:
         api = create_app(settings, supervisor)
     except KinemaError as exc:
+        listener.close()
         raise _fail(str(exc)) from None
-    _announce_keys(api.state.services.keys, settings.api_keys)
-    config = uvicorn.Config(api, host=settings.host, port=settings.port, log_level=log_level)
-    server = uvicorn.Server(config)
-    server.run()
+    new_key = _announce_keys(api.state.services.keys, settings.api_keys)
+    ready = ReadyNotice(_base_url(settings, listener), settings.model, new_key)
+    config = uvicorn.Config(api, log_level=log_level)
+    server = _announcing_server(config, ready)
+    try:
+        server.run(sockets=[listener])
+    finally:
+        if new_key is not None and not ready.shown:  # it stopped before it could announce
+            console.print(f"created API key {new_key.key.id} (shown only this once): {new_key.raw}")
     if supervisor.fatal:
         console.print("[red]error:[/red] the worker could not load the model (see above)")
         raise typer.Exit(EXIT_MODEL_UNAVAILABLE)
 
 
-def _announce_keys(keys: KeyService, seeded: str) -> None:
+def _listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        hint = "; is another server running there? choose a free one with --port"
+        busy = exc.errno == errno.EADDRINUSE
+        raise _fail(
+            f"cannot listen on {host}:{port}: {exc.strerror}{hint if busy else ''}"
+        ) from None
+    listener.set_inheritable(True)
+    return listener
+
+
+def _base_url(settings: Settings, listener: socket.socket) -> str:
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host, port = listener.getsockname()[:2]
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # every interface: this one too
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: ApiKey
+    raw: str
+
+
+@dataclass
+class ReadyNotice:
+    """What `serve` prints once it answers: where the API and the playground are, and the key
+    it created (if it had to)."""
+
+    url: str
+    model: str
+    new_key: NewKey | None
+    shown: bool = False
+
+    def show(self) -> None:
+        console.print(self._render())
+        self.shown = True
+
+    def _render(self) -> Panel:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(no_wrap=True)
+        grid.add_row("API", self.url)
+        grid.add_row("playground", f"{self.url}/")
+        grid.add_row("model", self.model)
+        if self.new_key is None:
+            grid.add_row("API keys", "kinema keys list; a new one: kinema keys create --name NAME")
+        else:
+            grid.add_row("API key", Text(self.new_key.raw, style="bold green"))
+            grid.add_row("", "created because none existed; shown only this once")
+            grid.add_row("", f"its webhook secret: kinema keys secret {self.new_key.key.id}")
+        return Panel(grid, title="kinema is serving", title_align="left", expand=False)
+
+
+def _announcing_server(config: uvicorn.Config, ready: ReadyNotice) -> uvicorn.Server:
+    import uvicorn
+
+    class AnnouncingServer(uvicorn.Server):
+        """Prints the ready notice once the app has started and the socket accepts requests."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                ready.show()
+
+    return AnnouncingServer(config)
+
+
+def _announce_keys(keys: KeyService, seeded: str) -> NewKey | None:
+    """Seed the deployment's keys; if none is usable then, create one (to be shown once)."""
     keys.seed(k.strip() for k in seeded.split(","))
-    new_key = keys.ensure_one()
-    if new_key:
-        console.print(f"[bold]No API key existed; created one (shown once):[/bold] {new_key}")
-        console.print("Its webhook signing secret: kinema keys secret default")
+    raw_key = keys.ensure_one()
+    return None if raw_key is None else NewKey(keys.authenticate(raw_key), raw_key)
 
 
 @app.command()
@@ -242,7 +457,7 @@ def _run_ranks(
 @app.command()
 def generate(
     prompt: Annotated[str, typer.Argument(help="what the clip shows and sounds like")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="mp4 file to write")],
+    output: Output,
     model: Annotated[
         str | None, typer.Option(help="model id or alias", autocompletion=_complete_model)
     ] = None,
@@ -271,22 +486,93 @@ def generate(
         "generate_audio": audio,
         "seed": seed,
     }
+    _check_request(prompt, model, options, local=server is None)
+    where = JobsLocation(server, api_key, data_dir, None)
     start = time.monotonic()
     try:
         with _progress_display() as progress:
             display = GenerationDisplay(progress)
-            with _generation_source(server, api_key, data_dir, model, display.downloaded) as source:
+            with _generation_source(where, model, display) as source:
                 result = _run_generation(source, prompt, options, output, timeout, display)
-    except (ClientError, KinemaError, TimeoutError, httpx.HTTPError) as exc:
-        raise _fail(str(exc)) from None
+    except NotFetched as exc:
+        if as_json:
+            _print_json(_unfetched_summary(exc.job_id, time.monotonic() - start))
+        raise _fail(
+            _explained_after_submit(exc, where, timeout),
+            _fetch_later_hint(exc.job_id, where, output),
+        ) from None
+    except (KinemaError, TimeoutError, httpx.HTTPError) as exc:
+        raise _fail(_explained(exc, server, api_key)) from None
     summary = _generation_summary(result, output, time.monotonic() - start)
     if as_json:
         _print_json(summary)
     if result.status != "completed" or result.video is None:
         error = result.error or {}
-        raise _fail(f"{error.get('name')}: {error.get('message')}")
+        details = f"job {result.id}: {_command('jobs', 'show', result.id, where=where)}"
+        raise _fail(f"{error.get('name')}: {error.get('message')}", details)
     if not as_json:
         console.print(_summary_line(summary))
+
+
+def _check_request(prompt: str, model: str | None, options: dict[str, Any], local: bool) -> None:
+    """Refuse what the server would refuse before anything loads, is submitted or waits: the same
+    body model, its errors named by flag. Locally the model must also be one kinema has."""
+    from kinema.api.v2 import parse_create_body  # the API's modules load only when used
+
+    try:
+        parse_create_body({"model": model or DEFAULT_MODEL, "prompt": prompt, **options})
+        if local and model and model not in KLING_ALIASES:
+            get_spec(model)
+    except ValidationFailed as exc:
+        raise _fail(_explained(exc)) from None
+    except ModelUnavailable as exc:
+        raise _fail(f"--model: {exc}") from None
+
+
+class NotFetched(Exception):
+    """The job was submitted, then following it or saving its clip failed: it lives on (on the
+    server, or in the local database), so its id is worth printing."""
+
+    def __init__(self, job_id: str, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.job_id = job_id
+        self.cause = cause
+
+
+def _explained_after_submit(exc: NotFetched, where: JobsLocation, timeout: float) -> str:
+    cause = exc.cause
+    if isinstance(cause, TimeoutError):
+        return f"the clip was not done within --timeout {timeout:g} s"
+    if isinstance(cause, OSError):
+        return f"cannot write the clip: {cause.strerror or cause} ({cause.filename})"
+    return _explained(cause, where.server, where.api_key)
+
+
+def _fetch_later_hint(job_id: str, where: JobsLocation, output: Path) -> str:
+    show = _command("jobs", "show", job_id, where=where)
+    download = _command("jobs", "download", job_id, "-o", str(output), where=where)
+    return f"job {job_id}: see where it stands with `{show}`; save its clip with `{download}`"
+
+
+def _command(*args: str, where: JobsLocation) -> str:
+    """A kinema command line for the same jobs (the API key is left for the reader to add)."""
+    located = ["--server", where.server] if where.server else []
+    if where.data_dir is not None and not where.server:
+        located = ["--data-dir", str(where.data_dir)]
+    return " ".join(["kinema", *args, *located])
+
+
+def _unfetched_summary(job_id: str, seconds: float) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "status": None,
+        "path": None,
+        "file_size": None,
+        "duration": None,
+        "seconds_taken": round(seconds, 3),
+        "seed": None,
+        "model": None,
+    }
 
 
 def _generation_summary(result: Generation, output: Path, seconds: float) -> dict[str, Any]:
@@ -310,7 +596,7 @@ def _generation_summary(result: Generation, output: Path, seconds: float) -> dic
 def _summary_line(summary: dict[str, Any]) -> str:
     size = summary["file_size"]
     return (
-        f"[green]wrote[/green] {summary['path']}: {filesize.decimal(size)} ({size} bytes), "
+        f"[green]wrote[/green] {escape(summary['path'])}: {filesize.decimal(size)} ({size} bytes), "
         f"a {summary['duration']:.1f} s clip (seed {summary['seed']}), "
         f"in {summary['seconds_taken']:.1f} s"
     )
@@ -346,20 +632,18 @@ class RemoteSource:
 
 @contextmanager
 def _generation_source(
-    server: str | None,
-    api_key: str | None,
-    data_dir: Path | None,
-    model: str | None,
-    on_bytes: DownloadCallback | None = None,
+    where: JobsLocation, model: str | None, display: GenerationDisplay
 ) -> Iterator[GenerationSource]:
-    if server:
-        with Client(server, api_key) as client:
-            yield RemoteSource(client, model or DEFAULT_MODEL, on_bytes)
+    if where.server:
+        with Client(where.server, where.api_key) as client:
+            yield RemoteSource(client, model or DEFAULT_MODEL, display.downloaded)
         return
+    display.phase("starting (no --server: generating on this machine)")
     from kinema.embedded import EmbeddedRunner
 
     served = model if model and model not in KLING_ALIASES else None
-    with EmbeddedRunner(make_settings(data_dir=data_dir, model=served)) as runner:
+    settings = make_settings(data_dir=where.data_dir, model=served)
+    with EmbeddedRunner(settings, on_phase=display.phase) as runner:
         yield runner
 
 
@@ -373,10 +657,13 @@ def _run_generation(
 ) -> Generation:
     display.phase("submitting")
     job_id = source.submit(prompt, options)
-    result = source.wait(job_id, timeout=timeout, on_progress=display.show)
-    if result.video is not None:
-        display.phase(f"{result.status}, saving")
-        source.save(result, output)
+    try:
+        result = source.wait(job_id, timeout=timeout, on_progress=display.show)
+        if result.video is not None:
+            display.phase(f"{result.status}, saving")
+            source.save(result, output)
+    except (KinemaError, httpx.HTTPError, OSError) as exc:  # OSError: TimeoutError too
+        raise NotFetched(job_id, exc) from exc
     return result
 
 
@@ -385,15 +672,19 @@ class GenerationDisplay:
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
-        self._generation = progress.add_task("starting", total=100)
+        self._generation = progress.add_task("starting", total=None)
         self._download: TaskID | None = None
 
     def phase(self, description: str) -> None:
+        """Until the job reports progress (starting, loading, submitting): a pulsing bar, no %."""
         self._progress.update(self._generation, description=description)
 
     def show(self, generation: Generation) -> None:
         self._progress.update(
-            self._generation, completed=generation.progress, description=_describe(generation)
+            self._generation,
+            completed=generation.progress,
+            total=100,
+            description=_describe(generation),
         )
 
     def downloaded(self, received: int, size: int | None) -> None:
@@ -413,6 +704,8 @@ class _AmountColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         if task.fields.get("unit") == "bytes":
             return Text.assemble(self._bytes.render(task), " ", self._speed.render(task))
+        if task.total is None:
+            return Text("")
         return Text(f"{task.percentage:>5.1f}%")
 
 
@@ -443,18 +736,34 @@ def models(
     model: Model = None,
     as_json: AsJson = False,
 ) -> None:
-    """List the models served (by a server, or by this machine's configuration)."""
+    """List every model and preset kinema can serve, marking what is served now: by this
+    machine's configuration (KINEMA_MODEL or --model), or with --server by that server."""
     try:
-        entries = _served_model_entries(server, model)
-    except httpx.HTTPError as exc:
-        raise _fail(str(exc)) from None
+        served = _served_model_entries(server, model)
+    except (KinemaError, httpx.HTTPError) as exc:
+        raise _fail(_explained(exc, server)) from None
+    entries = _model_catalog(served)
     if as_json:
         print(json.dumps(entries))
         return
-    table = Table("id", "serves as", "description")
+    where = f"by {server}" if server else "here (KINEMA_MODEL or --model)"
+    table = Table("id", "served", "serves as", "description", caption=f"served: {where}")
     for entry in entries:
-        table.add_row(entry["id"], entry.get("alias_of", ""), entry.get("description", ""))
+        mark = Text("yes", style="green") if entry["served"] else ""
+        table.add_row(entry["id"], mark, entry.get("alias_of", ""), entry.get("description", ""))
     _stdout().print(table)
+
+
+def _model_catalog(served: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Every model and preset kinema knows, plus whatever else is served (a newer server's
+    models, the Kling ids), each marked `served`; served first, the Kling ids last of those."""
+    served_ids = {entry["id"] for entry in served}
+    others = [entry for entry in known_models() if entry["id"] not in served_ids]
+    entries = [
+        {**entry, "served": entry["id"] in served_ids or canonical_id(entry["id"]) in served_ids}
+        for entry in [*served, *others]
+    ]
+    return sorted(entries, key=lambda entry: (not entry["served"], entry["id"] in KLING_ALIASES))
 
 
 def _served_model_entries(server: str | None, model: str | None) -> list[dict[str, str]]:
@@ -464,7 +773,10 @@ def _served_model_entries(server: str | None, model: str | None) -> list[dict[st
         return response.json()["data"]  # type: ignore[no-any-return]
     from kinema.engine.registry import ServedModels
 
-    return ServedModels.of(served_models(make_settings(model=model))).catalog()
+    try:
+        return ServedModels.of(served_models(make_settings(model=model))).catalog()
+    except ModelUnavailable as exc:
+        raise KinemaError(f"--model: {exc}") from None
 
 
 @contextmanager
@@ -503,7 +815,7 @@ def keys_create(
     console.print(f"created key {key.id} ({key.name}); it is shown only once:")
     print(raw_key)
     console.print(f"webhook signing secret: {key.webhook_secret}")
-    console.print(f"{WEBHOOK_SECRET_HELP} `kinema keys secret {key.name}` shows it again.")
+    console.print(f"{WEBHOOK_SECRET_HELP} `kinema keys secret {key.id}` shows it again.")
 
 
 @keys_app.command("list")
@@ -523,15 +835,34 @@ def keys_list(data_dir: DataDir = None, store: StoreUrl = None, as_json: AsJson 
 @keys_app.command("revoke")
 def keys_revoke(
     key: Annotated[str, typer.Argument(help="key id or name")],
+    every: Annotated[
+        bool, typer.Option("--all", help="revoke every active key of that name (names repeat)")
+    ] = False,
     data_dir: DataDir = None,
     store: StoreUrl = None,
 ) -> None:
-    """Revoke an API key by id or name."""
+    """Revoke an API key by id, or by name when one active key has it (--all: every one)."""
     with _keys(data_dir, store) as keys:
-        revoked = keys.revoke(key)
-    if revoked == 0:
-        raise _fail(f"no active key {key!r}")
-    console.print(f"revoked {key}")
+        active = [listed for listed in keys.list() if not listed.revoked]
+        targets = _keys_to_revoke(active, key, every)
+        for target in targets:
+            keys.revoke(target.id)
+    for target in targets:
+        console.print(f"revoked key {target.id} ({target.name})", highlight=False)
+
+
+def _keys_to_revoke(active: list[ApiKey], id_or_name: str, every: bool) -> list[ApiKey]:
+    by_id = [key for key in active if key.id == id_or_name]
+    matches = by_id or [key for key in active if key.name == id_or_name]
+    if not matches:
+        raise _fail(f"no active key {id_or_name!r}")
+    if len(matches) > 1 and not every:
+        ids = ", ".join(key.id for key in matches)
+        raise _fail(
+            f"{len(matches)} active keys are named {id_or_name!r} ({ids}); revoke one by its id, "
+            f"or all of them with `kinema keys revoke {id_or_name} --all`"
+        )
+    return matches
 
 
 @keys_app.command("secret")
@@ -602,8 +933,8 @@ def _on_jobs(where: JobsLocation, act: Callable[[JobsBackend], T]) -> T:
     try:
         with open_jobs(where) as jobs:
             return act(jobs)
-    except (KinemaError, httpx.HTTPError) as exc:
-        raise _fail(str(exc)) from None
+    except (KinemaError, httpx.HTTPError, OSError) as exc:
+        raise _fail(_explained(exc, where.server, where.api_key)) from None
 
 
 @jobs_app.command("list")
@@ -668,6 +999,27 @@ def jobs_cancel(
         _print_json(job.to_json())
         return
     console.print(status_line(job))
+
+
+@jobs_app.command("download", context_settings=TAKES_AN_ID)
+def jobs_download(
+    job_id: JobId,
+    output: Output,
+    server: Server = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """Save a completed generation's clip (e.g. one whose `generate` was cut short)."""
+    where = JobsLocation(server, api_key, data_dir, store)
+    job = _on_jobs(where, lambda jobs: jobs.download(job_id, output))
+    size = output.stat().st_size
+    if as_json:
+        _print_json({"id": job.id, "path": str(output.resolve()), "file_size": size})
+        return
+    path = escape(str(output.resolve()))
+    console.print(f"[green]wrote[/green] {path}: {filesize.decimal(size)} ({size} bytes)")
 
 
 @jobs_app.command("delete", context_settings=TAKES_AN_ID)

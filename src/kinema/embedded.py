@@ -3,37 +3,82 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kinema.api.schemas import render_generation
 from kinema.api.v2 import parse_create_body
 from kinema.client import Generation, ProgressCallback, poll_until_done
 from kinema.config import Settings
 from kinema.domain import ApiKey
-from kinema.engine.registry import get_spec
+from kinema.engine.registry import ModelSpec, get_spec
 from kinema.errors import KinemaError, NotFound
 from kinema.runtime import Services, build_services, served_models
 from kinema.worker import Worker, load_engine
 
+if TYPE_CHECKING:
+    from kinema.engine.pipelines import Engine
+
 LOCAL_OWNER = ApiKey(id="local", name="local", created_at=0.0)
+OPENING_STORE = "opening the jobs database"
+LOADING_LIBRARIES = "loading torch and diffusers"
+BUILDING_TINY_MODEL = "building the tiny model (first run only)"
+LOADING_MODEL = "loading the model"
+
+PhaseCallback = Callable[[str], None]
+
+
+def needs_tiny_build(spec: ModelSpec, settings: Settings) -> bool:
+    """Whether loading `spec` builds the tiny model first (its first use in this data dir)."""
+    from kinema.engine.components import TINY_FAMILY, family
+    from kinema.engine.tiny import TINY_DIR_NAME, _is_current
+
+    built_here = family(spec) == TINY_FAMILY and not settings.tiny_weights
+    return built_here and not _is_current(settings.models_dir / TINY_DIR_NAME)
+
+
+def _ignore_phase(_: str) -> None:
+    pass
 
 
 class EmbeddedRunner:
-    def __init__(self, settings: Settings) -> None:
+    """`on_phase` hears what the start is doing (OPENING_STORE, LOADING_LIBRARIES,
+    BUILDING_TINY_MODEL, LOADING_MODEL): it takes seconds, and whoever waits should know why."""
+
+    def __init__(self, settings: Settings, on_phase: PhaseCallback = _ignore_phase) -> None:
         self._settings = settings
+        self._on_phase = on_phase
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._services: Services | None = None
 
     def __enter__(self) -> EmbeddedRunner:
-        engine = load_engine(get_spec(served_models(self._settings)[0]), self._settings)
+        spec = get_spec(served_models(self._settings)[0])
+        self._on_phase(OPENING_STORE)
         self._services = build_services(self._settings)
+        try:
+            engine = self._load(spec)
+        except BaseException:
+            self._services.close()
+            raise
         store = self._services.jobs.store
         worker = Worker(store, self._services.artifacts, engine, self._settings)
         self._thread = threading.Thread(target=worker.run, args=(self._stop,), daemon=True)
         self._thread.start()
         return self
+
+    def _load(self, spec: ModelSpec) -> Engine:
+        self._on_phase(LOADING_LIBRARIES)
+        import kinema.engine.pipelines  # noqa: F401  (torch and diffusers: seconds on their own)
+
+        if needs_tiny_build(spec, self._settings):
+            from kinema.engine.components import resolve_weights
+
+            self._on_phase(BUILDING_TINY_MODEL)
+            resolve_weights(spec, self._settings)  # builds it; loading it is the next phase
+        self._on_phase(LOADING_MODEL)
+        return load_engine(spec, self._settings)
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()

@@ -205,6 +205,11 @@ class JobsBackend(Protocol):
     def show(self, job_id: str) -> JobInfo: ...
     def cancel(self, job_id: str) -> JobInfo: ...
     def delete(self, job_id: str) -> None: ...
+    def download(self, job_id: str, output: Path) -> JobInfo: ...
+
+
+def _no_clip(job_id: str, status: str) -> KinemaError:
+    return KinemaError(f"generation {job_id} has no clip to download (it is {status})")
 
 
 class RemoteJobs:
@@ -231,6 +236,13 @@ class RemoteJobs:
 
     def delete(self, job_id: str) -> None:
         self._client.delete(job_id)
+
+    def download(self, job_id: str, output: Path) -> JobInfo:
+        generation = self._client.get(job_id)
+        if generation.video is None:
+            raise _no_clip(job_id, generation.status)
+        self._client.download(generation, output)
+        return _info_from_generation(generation)
 
 
 def _lacks_videos_api(exc: ClientError) -> bool:
@@ -274,6 +286,13 @@ class LocalJobs:
     def delete(self, job_id: str) -> None:
         job = self._found(self._store.delete_job(job_id), job_id)
         remove_job_artifacts(open_artifacts(self._settings), job.id)
+
+    def download(self, job_id: str, output: Path) -> JobInfo:
+        job = self._found(self._store.get_job(job_id), job_id)
+        if job.status is not JobStatus.COMPLETED or job.artifact is None:
+            raise _no_clip(job_id, job.status.value)
+        open_artifacts(self._settings).download_to(job.artifact.key, output)
+        return self._info(job)
 
     @staticmethod
     def _found(job: Job | None, job_id: str) -> Job:

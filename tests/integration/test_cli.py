@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,9 @@ from typer.testing import CliRunner
 
 from kinema import AsyncClient, Client, ClientError
 from kinema.cli import app
+from kinema.client import DEFAULT_MODEL
+from kinema.config import Settings
+from kinema.embedded import EmbeddedRunner
 from tests.conftest import (
     OTHER_KEY,
     TEST_KEY,
@@ -218,4 +223,117 @@ def test_worker_with_two_ranks_completes_a_job(tmp_path: Path, tiny_weights: Pat
     finally:
         ranks.send_signal(signal.SIGTERM)
         assert ranks.wait(60) == 0
+        api.stop()
+
+
+def said(text: str) -> str:
+    """Output as one line: the console wraps at 80 columns."""
+    return " ".join(text.split())
+
+
+def test_a_generate_cut_short_after_submitting_names_the_job_and_how_to_fetch_it(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    out = tmp_path / "late.mp4"
+    args = ["--server", server.url, "--api-key", TEST_KEY, "-o", str(out), "--timeout", "0.01"]
+    result = runner.invoke(app, ["generate", "a slow sunrise", *args])
+    assert result.exit_code == 1 and not out.exists()
+    message = said(result.stderr)
+    found = re.search(r"job (\S+): see where it stands with `kinema jobs show \1 --server", message)
+    assert found, message
+    job_id = found.group(1)
+    assert f"`kinema jobs download {job_id} -o {out} --server {server.url}`" in message
+    assert "Traceback" not in result.output
+    with Client(server.url, TEST_KEY) as client:
+        assert client.wait(job_id, poll_interval=0.1, timeout=120).status == "completed"
+    fetched = remote(server, "jobs", "download", job_id, "-o", str(out))
+    assert fetched == {"id": job_id, "path": str(out), "file_size": out.stat().st_size}
+    with av.open(str(out)) as container:
+        assert [s.type for s in container.streams] == ["video", "audio"]
+
+
+def test_server_refusals_are_told_in_the_clis_terms(server: ServerProcess) -> None:
+    no_key = runner.invoke(app, ["jobs", "list", "--server", server.url])
+    assert no_key.exit_code == 1
+    assert (
+        f"the server at {server.url} needs an API key: pass --api-key KEY or set "
+        "KINEMA_API_KEY" in said(no_key.stderr)
+    )
+    wrong_key = runner.invoke(app, ["jobs", "list", "--server", server.url, "--api-key", "nope"])
+    assert wrong_key.exit_code == 1
+    assert "does not accept this API key (from --api-key or KINEMA_API_KEY)" in said(
+        wrong_key.stderr
+    )
+    assert "Authorization" not in no_key.stderr + wrong_key.stderr
+    args = ["--server", server.url, "--api-key", TEST_KEY, "--model", "nope", "-o", "x.mp4"]
+    unknown = runner.invoke(app, ["generate", "p", *args])
+    assert unknown.exit_code == 1
+    message = said(unknown.stderr)
+    assert "--model: must be one of: tiny-ltx2, klingai/video-v2-6-pro-text-to-video" in message
+    assert f"`kinema models --server {server.url}` lists them" in message
+
+
+def test_models_marks_what_a_server_serves(server: ServerProcess) -> None:
+    result = runner.invoke(app, ["models", "--server", server.url, "--json"])
+    assert result.exit_code == 0, result.output
+    served = {entry["id"]: entry["served"] for entry in json.loads(result.stdout)}
+    assert served["tiny-ltx2"] and served["tiny-ltx2:fast"] and served[DEFAULT_MODEL]
+    assert not served["ltx-2"] and not served["ltx-2:quality"] and not served["tiny-ltx2:quality"]
+
+
+def test_the_embedded_runner_says_what_it_loads_and_prints_no_library_bars(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    phases: list[str] = []
+    settings = Settings(data_dir=tmp_path / "data", model="tiny-ltx2")  # the model is built here
+    with EmbeddedRunner(settings, on_phase=phases.append):
+        pass
+    assert phases == [
+        "opening the jobs database",
+        "loading torch and diffusers",
+        "building the tiny model (first run only)",
+        "loading the model",
+    ]
+    assert "Writing model shards" not in capfd.readouterr().err
+    phases.clear()
+    with EmbeddedRunner(settings, on_phase=phases.append):
+        pass
+    assert "building the tiny model (first run only)" not in phases
+
+
+def test_serve_on_a_busy_port_fails_before_creating_a_key(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    env = kinema_env(data_dir, tiny_weights, KINEMA_API_KEYS="")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = kinema("serve", "--port", str(port), "--no-worker", env=env, timeout=120)
+    assert result.returncode == 1
+    message = said(result.stderr)
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in message
+    assert "--port" in message and "kin_" not in result.stdout + result.stderr
+    assert not (data_dir / "kinema.db").exists()
+
+
+def test_serve_prints_one_block_with_the_urls_and_the_key_it_created(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    api = launch_server(tmp_path / "data", tiny_weights, "--no-worker", KINEMA_API_KEYS="")
+    try:
+        log = api.output()
+        block = log[log.index("kinema is serving") :].splitlines()[:8]
+        rows = [line.strip("│ ") for line in block]
+        assert re.fullmatch(rf"API\s+{re.escape(api.url)}", rows[1])
+        assert re.fullmatch(rf"playground\s+{re.escape(api.url)}/", rows[2])
+        assert re.fullmatch(r"model\s+tiny-ltx2", rows[3])
+        key_row = re.fullmatch(r"API key\s+(kin_\S+)", rows[4])
+        assert key_row, block
+        raw_key = key_row.group(1)
+        assert log.count(raw_key) == 1 and "shown only this once" in rows[5]
+        with Client(api.url, raw_key) as client:
+            assert client.list().data == []  # the printed key works
+    finally:
         api.stop()

@@ -217,6 +217,22 @@ def test_jobs_delete_hides_the_job_and_removes_its_files(
     assert local.invoke("jobs", "show", done.id).exit_code == 1
 
 
+def test_jobs_download_saves_a_completed_clip_and_refuses_a_pending_one(
+    local: LocalData, four_jobs: list[Job], tmp_path: Path
+) -> None:
+    out = tmp_path / "fox.mp4"
+    saved = local.json("jobs", "download", four_jobs[0].id, "-o", str(out))
+    assert saved == {"id": four_jobs[0].id, "path": str(out), "file_size": CLIP_BYTES}
+    assert out.read_bytes() == b"\0" * CLIP_BYTES
+    queued = local.invoke("jobs", "download", four_jobs[3].id, "-o", str(tmp_path / "q.mp4"))
+    assert queued.exit_code == 1
+    assert "has no clip to download (it is queued)" in " ".join(queued.stderr.split())
+    assert not (tmp_path / "q.mp4").exists()
+    into_a_folder = local.invoke("jobs", "download", four_jobs[0].id, "-o", str(tmp_path))
+    assert into_a_folder.exit_code == 2
+    assert "is a directory" in " ".join(into_a_folder.output.replace("│", " ").split())
+
+
 def test_ids_that_begin_with_a_dash_are_taken_as_ids(local: LocalData) -> None:
     request = GenerationRequest(model="tiny-ltx2", prompt="dashing", seed=1)
     dashed = Job("-lead-dash-id-of-32-characters-x", local.alice.id, request, JobStatus.QUEUED, 1.0)
@@ -258,6 +274,47 @@ def test_keys_create_shows_the_key_once_and_its_webhook_secret(local: LocalData)
     assert created["id"] == dave.id and created["name"] == "dave"
     assert created["webhook_secret"] == local.services.keys.webhook_secret(dave.id)
     assert created["revoked"] is False
+
+
+def test_keys_create_points_at_the_keys_id_for_its_secret(local: LocalData) -> None:
+    result = local.invoke("keys", "create", "--name", "alice")  # a second alice
+    assert result.exit_code == 0, result.output
+    created = local.services.keys.authenticate(result.stdout.strip())
+    assert f"`kinema keys secret {created.id}` shows it again" in " ".join(result.stderr.split())
+    shown = local.invoke("keys", "secret", created.id)
+    assert shown.exit_code == 0 and shown.stdout.strip() == local.services.keys.webhook_secret(
+        created.id
+    )
+
+
+def active_names(local: LocalData) -> list[tuple[str, str]]:
+    return [(key.id, key.name) for key in local.services.keys.list() if not key.revoked]
+
+
+def test_keys_revoke_refuses_a_name_several_keys_have(local: LocalData) -> None:
+    second_alice, _ = local.services.keys.create("alice")
+    refused = local.invoke("keys", "revoke", "alice")
+    assert refused.exit_code == 1
+    said = " ".join(refused.stderr.split())
+    assert "2 active keys are named 'alice'" in said
+    assert local.alice.id in said and second_alice.id in said and "--all" in said
+    assert len(active_names(local)) == 3  # nothing revoked
+
+    by_id = local.invoke("keys", "revoke", second_alice.id)
+    assert by_id.exit_code == 0 and f"revoked key {second_alice.id} (alice)" in by_id.stderr
+    assert active_names(local) == [(local.alice.id, "alice"), (local.bob.id, "bob")]
+    by_name = local.invoke("keys", "revoke", "alice")  # the one active alice left
+    assert by_name.exit_code == 0 and f"revoked key {local.alice.id} (alice)" in by_name.stderr
+    assert active_names(local) == [(local.bob.id, "bob")]
+
+
+def test_keys_revoke_all_revokes_every_key_of_the_name(local: LocalData) -> None:
+    second_alice, _ = local.services.keys.create("alice")
+    result = local.invoke("keys", "revoke", "alice", "--all")
+    assert result.exit_code == 0, result.output
+    assert f"revoked key {local.alice.id} (alice)" in result.stderr
+    assert f"revoked key {second_alice.id} (alice)" in result.stderr
+    assert active_names(local) == [(local.bob.id, "bob")]
 
 
 def test_keys_list_json(local: LocalData) -> None:

@@ -203,3 +203,14 @@ class ServedModels:
     @classmethod
     def of(cls, model_ids: Iterable[str]) -> ServedModels:
         return cls(tuple(dict.fromkeys(canonical_id(m) for m in model_ids)))
+
+
+def known_models() -> list[dict[str, str]]:
+    """Every model and preset id kinema can serve: each model, then the preset ids that name it
+    (`ltx-2:fast` is `ltx-2`), as `{"id", "description"}` or `{"id", "alias_of"}`."""
+    entries: list[dict[str, str]] = []
+    for spec in MODELS.values():
+        entries.append({"id": spec.id, "description": spec.description})
+        aliases = [alias for alias, target in PRESET_ALIASES.items() if target == spec.id]
+        entries += [{"id": alias, "alias_of": spec.id} for alias in aliases]
+    return entries

@@ -32,6 +32,7 @@ from diffusers import (
 from diffusers.pipelines.ltx2 import LTX2TextConnectors
 from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
 from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+from diffusers.utils import logging as diffusers_logging
 from safetensors.torch import save_file
 from torch import nn
 from transformers import (
@@ -41,6 +42,7 @@ from transformers import (
     GemmaTokenizer,
     SiglipVisionConfig,
 )
+from transformers.utils import logging as transformers_logging
 
 from kinema.private_files import make_private_dirs
 
@@ -73,13 +75,30 @@ def build_tiny_ltx2(destination: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     staging.chmod(0o755)
     try:
-        _tiny_pipeline().save_pretrained(staging, safe_serialization=True)
-        _seeded(_upsampler).save_pretrained(staging / UPSAMPLER_DIR, safe_serialization=True)
+        with _no_progress_bars():
+            _tiny_pipeline().save_pretrained(staging, safe_serialization=True)
+            _seeded(_upsampler).save_pretrained(staging / UPSAMPLER_DIR, safe_serialization=True)
         save_file(_seeded(_distilled_lora), str(staging / LORA_FILE), metadata={"format": "pt"})
         (staging / MARKER).write_text(json.dumps({"version": BUILD_VERSION}))
         _replace_dir(staging, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """Hide the libraries' `Writing model shards` bars while saving: the build is kinema's own
+    step, and whoever runs it (the CLI's progress display, a worker's log) says so itself."""
+    libraries = (diffusers_logging, transformers_logging)
+    enabled = [library.is_progress_bar_enabled() for library in libraries]
+    for library in libraries:
+        library.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for library, was_enabled in zip(libraries, enabled, strict=True):
+            if was_enabled:
+                library.enable_progress_bar()
 
 
 def ensure_tiny_ltx2(models_dir: Path) -> Path:
