@@ -1,21 +1,34 @@
 """The web playground in a real browser (Debian's chromium, driven by playwright) against a real
-`kinema serve` with the tiny model: sign in, generate, follow progress, play the clip, gallery."""
+`kinema serve` with the tiny model: sign in, generate, follow progress, play the clip, the gallery
+and its details, cancel, delete, and resuming a generation after a reload."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
+from kinema import Client
 from kinema.api.schemas import PROMPT_LIMIT
-from tests.conftest import TEST_KEY, ServerProcess
+from kinema.engine.registry import KLING_ALIASES
+from tests.conftest import (
+    OTHER_KEY,
+    TEST_KEY,
+    ServerProcess,
+    kinema_env,
+    launch_server,
+    start_kinema,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +43,9 @@ CHROMIUM_ARGS = [
 ]
 PROMPT = "a red fox trotting through fresh snow <b>not bold</b>"
 GENERATION_TIMEOUT_MS = 45_000
+# A worker started mid-test loads the model first.
+WORKER_START_TIMEOUT_MS = 120_000
+SHORT_KEY = "shortkey"
 
 # Records every state the progress panel shows, so the test sees progress before completion.
 RECORD_PROGRESS = """() => {
@@ -56,6 +72,22 @@ LOAD_METADATA = """async (video) => {
   }
   return video.duration;
 }"""
+# Relative luminance contrast (WCAG 2.x) of an element's text on its background.
+CONTRAST = """(node) => {
+  const channels = (css) => css.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const luminance = (css) => {
+    const [r, g, b] = channels(css).map((v) => {
+      const c = v / 255;
+      return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const style = getComputedStyle(node);
+  const [hi, lo] = [luminance(style.color), luminance(style.backgroundColor)].sort((a, b) => b - a);
+  return (hi + 0.05) / (lo + 0.05);
+}"""
+IMAGE_LOADED = "(img) => img.complete && img.naturalWidth > 0"
+HAS_METADATA = "(video) => video.readyState >= 1"
 PLAY = """async (video) => {
   video.muted = true;
   await video.play();
@@ -111,10 +143,67 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
+@pytest.fixture
+def queue_only(tmp_path: Path, tiny_weights: Path) -> Iterator[ServerProcess]:
+    """A `kinema serve` with no worker: its jobs stay queued until a test starts one."""
+    keys = f"{TEST_KEY},{OTHER_KEY},{SHORT_KEY}"
+    running = launch_server(tmp_path / "data", tiny_weights, "--no-worker", KINEMA_API_KEYS=keys)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def start_worker(queue_only: ServerProcess, tiny_weights: Path) -> Iterator[Any]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        env = kinema_env(queue_only.data_dir, tiny_weights)
+        log = queue_only.data_dir.parent / "worker.log"
+        started.append(start_kinema(["worker", "--log-level", "warning"], env, log))
+
+    yield start
+    for worker in started:
+        worker.terminate()
+        worker.wait(30)
+
+
 def sign_in(page: Page, server: ServerProcess, key: str = TEST_KEY) -> None:
     page.goto(f"{server.url}/")
     page.fill("#api-key", key)
     page.click("#sign-in")
+
+
+def wait_until(locator: Locator, predicate: str, timeout: float = 15) -> None:
+    """Polls `predicate` on the element from here: page.wait_for_function evaluates its string
+    with eval in the page, which the playground's CSP (rightly) refuses."""
+    deadline = time.monotonic() + timeout
+    while not locator.evaluate(predicate):
+        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
+        time.sleep(0.05)
+
+
+def signed_path(url: str | None) -> str:
+    """A signed download URL without its signature and expiry, which change on every render."""
+    return urlsplit(url or "").path
+
+
+def completed_job(server: ServerProcess, prompt: str) -> str:
+    """A clip made through the API, so a test does not depend on another's gallery."""
+    with Client(server.url, api_key=TEST_KEY) as client:
+        job = client.create(prompt, model="tiny-ltx2", seed=3)
+        assert client.wait(job.id, timeout=60).status == "completed"
+    return job.id
+
+
+def card_of(page: Page, job_id: str) -> Any:
+    return page.locator(f'#gallery article[data-id="{job_id}"]')
+
+
+def generate(page: Page, prompt: str) -> str:
+    page.fill("#prompt", prompt)
+    page.click("#generate")
+    expect(page.locator("#job-prompt")).to_have_text(prompt)
+    return page.text_content("#job-id") or ""
 
 
 def test_a_wrong_key_is_refused_and_a_right_one_kept_in_session_storage_only(
@@ -123,11 +212,13 @@ def test_a_wrong_key_is_refused_and_a_right_one_kept_in_session_storage_only(
     problems = Problems(page)
     sign_in(page, server, "kin_not_a_real_key_0000000000")
     expect(page.locator("#signin-error")).to_have_text("This API key is not valid.")
+    expect(page.locator("#api-key")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#app")).to_be_hidden()
 
     page.fill("#api-key", TEST_KEY)
     page.click("#sign-in")
     expect(page.locator("#app")).to_be_visible()
+    expect(page.locator("#account-key")).to_have_text("kin_…6789")
     assert page.evaluate("sessionStorage.getItem('kinema.apiKey')") == TEST_KEY
     assert page.evaluate("localStorage.length") == 0
     assert page.context.cookies() == []
@@ -138,6 +229,61 @@ def test_a_wrong_key_is_refused_and_a_right_one_kept_in_session_storage_only(
     expect(page.locator("#signin")).to_be_visible()
     assert page.evaluate("sessionStorage.length") == 0
     assert not problems.found, problems.found
+
+
+def test_an_empty_key_is_answered_by_an_error_at_the_field(
+    page: Page, server: ServerProcess
+) -> None:
+    page.goto(f"{server.url}/")
+    page.click("#sign-in")
+    error = page.locator("#signin-error")
+    expect(error).to_be_visible()
+    expect(error).to_have_text("Enter your API key to sign in.")
+    field = page.locator("#api-key")
+    expect(field).to_be_focused()
+    expect(field).to_have_attribute("aria-invalid", "true")
+    described_by = (field.get_attribute("aria-describedby") or "").split()
+    assert "signin-error" in described_by
+
+    field.type("k")  # typing clears the complaint
+    expect(error).to_be_hidden()
+    expect(field).not_to_have_attribute("aria-invalid", "true")
+
+
+def test_a_short_key_is_shown_shortened_never_as_an_ellipsis_alone(
+    page: Page, queue_only: ServerProcess
+) -> None:
+    sign_in(page, queue_only, SHORT_KEY)
+    expect(page.locator("#app")).to_be_visible()
+    expect(page.locator("#account-key")).to_have_text("…ey")  # a quarter of it at most
+    expect(page.locator("#account")).not_to_contain_text("Key …")
+
+
+def test_the_model_list_offers_the_served_models_and_names_the_aliases_in_a_hint(
+    page: Page, server: ServerProcess
+) -> None:
+    sign_in(page, server)
+    expect(page.locator("#app")).to_be_visible()
+    page.wait_for_load_state("networkidle")  # the list is refreshed from /v1/models
+    options = page.locator("#model option")
+    assert options.evaluate_all("(nodes) => nodes.map((n) => n.value)") == ["tiny-ltx2"]
+    expect(page.locator("#model-description")).to_contain_text("tiny random weights")
+    hint = page.locator("#model-aliases")
+    expect(hint).to_contain_text(KLING_ALIASES[0])
+    expect(hint).to_contain_text(f"{len(KLING_ALIASES)} Kling model ids")
+
+
+def test_buttons_and_text_meet_wcag_aa_contrast(page: Page, server: ServerProcess) -> None:
+    page.goto(f"{server.url}/")
+    assert page.locator("#sign-in").evaluate(CONTRAST) >= 4.5
+    page.hover("#sign-in")
+    assert page.locator("#sign-in").evaluate(CONTRAST) >= 4.5
+    page.fill("#api-key", TEST_KEY)
+    page.click("#sign-in")
+    expect(page.locator("#app")).to_be_visible()
+    assert page.locator("#generate").evaluate(CONTRAST) >= 4.5
+    checked = page.locator('input[name="duration"]:checked + span')
+    assert checked.evaluate(CONTRAST) >= 4.5
 
 
 def test_a_rejected_request_shows_the_servers_message(page: Page, server: ServerProcess) -> None:
@@ -161,14 +307,15 @@ def test_generate_follow_play_and_find_it_in_the_gallery(page: Page, server: Ser
     page.evaluate(RECORD_PROGRESS)
     page.click("#generate")
 
-    expect(page.locator("#job-status")).to_have_text("completed", timeout=GENERATION_TIMEOUT_MS)
+    expect(page.locator("#job-status")).to_have_text("Completed", timeout=GENERATION_TIMEOUT_MS)
     seen = page.evaluate("window.__seen")
-    pending = [s for s in seen if s["status"] in ("queued", "generating")]
+    pending = [s for s in seen if s["status"] in ("Queued", "Generating")]
     assert pending, seen
     assert any(s["stage"] for s in pending), seen
+    assert {s["status"] for s in seen} <= {"Queued", "Generating", "Completed"}, seen
 
     video = page.locator("#result-video")
-    page.wait_for_function("document.getElementById('result-video').readyState >= 1")
+    wait_until(video, HAS_METADATA)
     facts = video.evaluate(VIDEO_FACTS)
     assert facts["error"] is None, facts
     assert 4.5 < facts["duration"] < 5.6, facts
@@ -180,23 +327,54 @@ def test_generate_follow_play_and_find_it_in_the_gallery(page: Page, server: Ser
     assert url == facts["src"]
     ranged = httpx.get(url, headers={"Range": "bytes=0-99"})  # signed: no credentials needed
     assert ranged.status_code == 206 and len(ranged.content) == 100
+    expect(page.locator("#result-meta")).not_to_contain_text("stage1")
 
     try:
-        job_id = page.text_content("#job-id")
-        card = page.locator(f'#gallery article[data-id="{job_id}"]')
+        job_id = page.text_content("#job-id") or ""
+        card = card_of(page, job_id)
         expect(card).to_be_visible()
         expect(card.locator(".prompt")).to_have_text(PROMPT)  # as text, never as HTML
-        expect(card.locator(".params")).to_contain_text("seed 7")
-        assert card.locator("video").evaluate(LOAD_METADATA) > 0  # its inline player works
+        expect(card.locator(".badge")).to_have_text("Completed")  # the panel's word
+        expect(card.locator(".length")).to_have_text("5 s")
+        assert card.locator("video").count() == 0  # a still, not a player
+        thumbnail = card.locator("img")
+        expect(thumbnail).to_have_count(1)
+        wait_until(thumbnail, IMAGE_LOADED)
+        stored = httpx.get(
+            f"{server.url}/v1/videos/{job_id}", headers={"Authorization": f"Bearer {TEST_KEY}"}
+        ).json()
+        assert signed_path(thumbnail.get_attribute("src")) == signed_path(stored["thumbnail_url"])
 
-        # Re-run: the same parameters, a new generation; with the event stream cut off, the page
-        # falls back to polling.
+        # Details on click: a player, the parameters, timings for people, the actions.
+        card.locator("button.open").click()
+        details = page.locator("#details")
+        expect(details).to_be_visible()
+        expect(page.locator("#details-status")).to_have_text("Completed")
+        expect(page.locator("#details-prompt")).to_have_text(PROMPT)
+        expect(page.locator("#details-params")).to_contain_text("Seed7")
+        timings = page.locator("#details-timings")
+        expect(timings).to_contain_text("Denoising")
+        expect(timings).to_contain_text("Prompt encoding")
+        assert not re.search(r"[{}\"_]|stage1", timings.text_content() or ""), (
+            timings.text_content()
+        )
+        assert re.search(r"\d+(\.\d)? (ms|s)", timings.text_content() or "")
+        assert page.locator("#details-video").evaluate(LOAD_METADATA) > 4.5
+        download = page.get_attribute("#details-download", "href")
+        assert signed_path(download) == signed_path(stored["video_url"])
+        page.keyboard.press("Escape")
+        expect(details).to_be_hidden()
+
+        # Re-run from the details: the same parameters, a new generation; with the event stream
+        # cut off, the page falls back to polling.
         page.route(re.compile(r"/v2/video/generations/events\?"), lambda route: route.abort())
-        card.get_by_role("button", name="Re-run").click()
+        card.locator("button.open").click()
+        page.click("#details-rerun")
+        expect(details).to_be_hidden()
         expect(page.locator("#job-id")).not_to_have_text(job_id)
         expect(page.locator("#prompt")).to_have_value(PROMPT)
         expect(page.locator("#seed")).to_have_value("7")
-        expect(page.locator("#job-status")).to_have_text("completed", timeout=GENERATION_TIMEOUT_MS)
+        expect(page.locator("#job-status")).to_have_text("Completed", timeout=GENERATION_TIMEOUT_MS)
         expect(page.locator("#job-transport")).to_have_text("polling")
         rerun_id = page.text_content("#job-id")
         expect(page.locator("#gallery article").first).to_have_attribute("data-id", rerun_id)
@@ -204,4 +382,122 @@ def test_generate_follow_play_and_find_it_in_the_gallery(page: Page, server: Ser
     finally:  # the screenshot shows the state the test ended in, passed or not
         page.wait_for_load_state("networkidle")
         page.screenshot(path=str(artifacts_dir() / "playground.png"), full_page=True)
+    assert not problems.found, problems.found
+
+
+def test_the_mobile_layout_fits_a_phone_screen(page: Page, server: ServerProcess) -> None:
+    job_id = completed_job(server, "a clip on a phone")
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in(page, server)
+    expect(card_of(page, job_id)).to_be_visible()
+    fits = "() => document.documentElement.scrollWidth <= window.innerWidth"
+    assert page.evaluate(fits)
+    form_box = page.locator("#generate-form").bounding_box()
+    panel_box = page.locator("#current").bounding_box()
+    assert form_box and panel_box and panel_box["y"] > form_box["y"]  # one column
+    card_of(page, job_id).locator("button.open").click()
+    dialog_box = page.locator("#details").bounding_box()
+    assert dialog_box and dialog_box["width"] <= 390
+    assert page.evaluate(fits)
+
+
+def test_delete_asks_first_then_removes_the_video(page: Page, server: ServerProcess) -> None:
+    job_id = completed_job(server, "a clip to delete")
+    sign_in(page, server)
+    card = card_of(page, job_id)
+    card.locator("button.open").click()
+    page.click("#details-delete")
+    confirm = page.locator("#details-confirm")
+    expect(confirm).to_be_visible()
+    page.click("#details-delete-keep")  # changing one's mind deletes nothing
+    expect(confirm).to_be_hidden()
+    expect(page.locator("#details")).to_be_visible()
+
+    page.click("#details-delete")
+    page.click("#details-delete-confirm")
+    expect(page.locator("#details")).to_be_hidden()
+    expect(card).to_have_count(0)
+    expect(page.locator("#gallery-status")).to_have_text("Deleted.")
+    gone = httpx.get(
+        f"{server.url}/v1/videos/{job_id}", headers={"Authorization": f"Bearer {TEST_KEY}"}
+    )
+    assert gone.status_code == 404
+    page.reload()
+    expect(page.locator("#app")).to_be_visible()
+    page.wait_for_load_state("networkidle")  # the gallery is listed afresh
+    expect(card).to_have_count(0)
+
+
+def test_cancel_a_queued_generation_from_the_panel_and_from_its_details(
+    page: Page, queue_only: ServerProcess
+) -> None:
+    problems = Problems(page)
+    sign_in(page, queue_only)
+    first = generate(page, "a clip nobody will wait for")
+    expect(page.locator("#job-status")).to_have_text("Queued")
+    expect(card_of(page, first).locator(".badge")).to_have_text("Queued")
+    page.click("#job-cancel")
+    expect(page.locator("#job-status")).to_have_text("Canceled")
+    expect(page.locator("#job-cancel")).to_be_hidden()
+    expect(page.locator("#job-error")).to_have_text("This generation was canceled.")
+    expect(card_of(page, first).locator(".badge")).to_have_text("Canceled")
+
+    second = generate(page, "another clip to call off")
+    card_of(page, second).locator("button.open").click()
+    expect(page.locator("#details-status")).to_have_text("Queued")
+    page.click("#details-cancel")
+    expect(page.locator("#details-status")).to_have_text("Canceled")
+    expect(page.locator("#details-cancel")).to_be_hidden()
+    expect(card_of(page, second).locator(".badge")).to_have_text("Canceled")
+    page.click("#details-close")
+    expect(page.locator("#job-status")).to_have_text("Canceled")  # the panel followed it
+    headers = {"Authorization": f"Bearer {TEST_KEY}"}
+    for job_id in (first, second):
+        polled = httpx.get(
+            f"{queue_only.url}/v2/video/generations?generation_id={job_id}", headers=headers
+        ).json()
+        assert polled["status"] == "error" and polled["error"]["name"] == "Canceled", polled
+    assert not problems.found, problems.found
+
+
+def test_a_reload_mid_generation_resumes_following_the_job(
+    page: Page, queue_only: ServerProcess, start_worker: Any
+) -> None:
+    problems = Problems(page)
+    sign_in(page, queue_only)
+    page.fill("#negative-prompt", "blurry")
+    page.check('input[name="duration"][value="10"]', force=True)
+    page.fill("#seed", "11")
+    job_id = generate(page, "a lighthouse in a storm, waves crashing")
+    expect(page.locator("#job-status")).to_have_text("Queued")
+    expect(card_of(page, job_id).locator(".badge")).to_have_text("Queued")
+
+    page.reload()
+    expect(page.locator("#app")).to_be_visible()
+    expect(page.locator("#job-id")).to_have_text(job_id)
+    expect(page.locator("#job-status")).to_have_text("Queued")
+    expect(page.locator("#job-stage")).to_have_text("next in queue")
+    expect(page.locator("#job-prompt")).to_have_text("a lighthouse in a storm, waves crashing")
+    expect(page.locator("#job-transport")).to_have_text("live")
+    expect(page.locator("#prompt")).to_have_value("a lighthouse in a storm, waves crashing")
+    expect(page.locator("#negative-prompt")).to_have_value("blurry")
+    expect(page.locator("#seed")).to_have_value("11")
+    expect(page.locator('input[name="duration"][value="10"]')).to_be_checked()
+    expect(card_of(page, job_id).locator(".badge")).to_have_text("Queued")
+
+    page.evaluate(RECORD_PROGRESS)
+    start_worker()
+    expect(page.locator("#job-status")).to_have_text("Completed", timeout=WORKER_START_TIMEOUT_MS)
+    statuses = {s["status"] for s in page.evaluate("window.__seen")}
+    assert statuses <= {"Queued", "Generating", "Completed"}, statuses
+    player = page.locator("#result-video")
+    wait_until(player, HAS_METADATA)
+    assert 9.5 < player.evaluate("(video) => video.duration") < 10.6
+    card = card_of(page, job_id)
+    expect(card.locator(".badge")).to_have_text("Completed")
+    expect(card.locator("img")).to_have_count(1)
+
+    page.reload()  # a finished job stays in the panel, with its clip
+    expect(page.locator("#job-status")).to_have_text("Completed")
+    expect(page.locator("#job-result")).to_be_visible()
     assert not problems.found, problems.found

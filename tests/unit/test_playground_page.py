@@ -13,6 +13,7 @@ from kinema.api.app import create_app
 from kinema.api.playground import STATIC_DIR, content_security_policy, render_page
 from kinema.api.schemas import PROMPT_LIMIT
 from kinema.config import Settings
+from kinema.engine.registry import KLING_ALIASES
 
 EXTERNAL_URL = re.compile(r"""(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}""", re.IGNORECASE)
 STATIC_TYPES = {
@@ -90,12 +91,34 @@ def test_the_page_bakes_in_the_served_models_and_the_prompt_limit(client: TestCl
     html = client.get("/").text
     page = parse(html)
     models = client.get("/v1/models").json()["data"]
-    assert page.model_options == [m["id"] for m in models]
-    assert page.model_options[0] == "tiny-ltx2"
+    assert page.model_options == [m["id"] for m in models if not m.get("alias_of")]
+    assert page.model_options == ["tiny-ltx2"]
     assert f'data-prompt-limit="{PROMPT_LIMIT}"' in html
     assert f"0 / {PROMPT_LIMIT}" in html
     expected = {"api-key", "prompt", "negative-prompt", "cfg-scale", "seed", "model"}
     assert expected | {"generate-audio", "job-status", "result-video", "gallery"} <= page.ids
+
+
+def test_the_kling_aliases_are_named_in_a_hint_not_offered_as_models(client: TestClient) -> None:
+    html = client.get("/").text
+    assert not any("kling" in option for option in parse(html).model_options)
+    assert f"one of {len(KLING_ALIASES)} Kling model ids" in html
+    assert f"<code>{KLING_ALIASES[0]}</code>" in html
+
+
+def test_the_page_has_cancel_delete_and_details_controls(client: TestClient) -> None:
+    page = parse(client.get("/").text)
+    controls = {"job-cancel", "details", "details-video", "details-timings", "details-download"}
+    assert controls | {"details-rerun", "details-cancel", "details-delete"} <= page.ids
+    assert {"details-confirm", "details-delete-confirm", "details-delete-keep"} <= page.ids
+
+
+def test_the_key_field_is_described_by_its_hint_and_has_an_alert_for_errors(
+    client: TestClient,
+) -> None:
+    html = client.get("/").text
+    assert 'aria-describedby="signin-hint"' in html
+    assert '<p id="signin-error" class="error field-error" role="alert" hidden>' in html
 
 
 def test_the_page_has_every_contract_field(client: TestClient) -> None:
@@ -140,6 +163,47 @@ def test_the_script_never_writes_html_and_keeps_the_key_in_session_storage() -> 
     assert "sessionStorage" in script
     assert "localStorage" not in script
     assert "document.cookie" not in script
+
+
+def _root_colors() -> dict[str, str]:
+    css = (STATIC_DIR / "playground.css").read_text()
+    root = css[css.index(":root {") : css.index("}", css.index(":root {"))]
+    return dict(re.findall(r"--([a-z0-9-]+):\s*(#[0-9a-f]{6});", root))
+
+
+def _luminance(color: str) -> float:
+    channels = [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(first: str, second: str) -> float:
+    high, low = sorted((_luminance(first), _luminance(second)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+# (text, background) pairs of the stylesheet's colors as the page uses them.
+TEXT_ON_BACKGROUND = [
+    ("on-accent", "accent"),  # the primary button, a checked chip
+    ("on-accent", "accent-hover"),
+    ("on-bad", "bad-solid"),  # the confirmed delete
+    *[(text, "panel") for text in ("text", "label", "muted", "accent", "ok", "warn", "bad")],
+    *[(text, "panel-2") for text in ("text", "muted", "placeholder", "bad-text", "warn", "bad")],
+    ("muted", "bg"),
+]
+
+
+@pytest.mark.parametrize(("text", "background"), TEXT_ON_BACKGROUND)
+def test_text_colors_meet_wcag_aa(text: str, background: str) -> None:
+    colors = _root_colors()
+    assert contrast(colors[text], colors[background]) >= 4.5
+
+
+def test_the_primary_button_uses_the_accessible_pair() -> None:
+    css = (STATIC_DIR / "playground.css").read_text()
+    rule = css[css.index("button.primary {") : css.index("}", css.index("button.primary {"))]
+    assert "background: var(--accent);" in rule
+    assert "color: var(--on-accent);" in rule
 
 
 def test_the_page_escapes_what_it_renders() -> None:

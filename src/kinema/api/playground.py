@@ -97,9 +97,25 @@ def media_origins(request: Request) -> tuple[str, ...]:
 
 def _model_option(entry: dict[str, Any]) -> str:
     model_id = escape(str(entry["id"]))
-    alias_of = entry.get("alias_of")
-    label = f"{model_id} → {escape(str(alias_of))}" if alias_of else model_id
-    return f'<option value="{model_id}">{label}</option>'
+    title = escape(str(entry.get("description") or ""))
+    return f'<option value="{model_id}" title="{title}">{model_id}</option>'
+
+
+def served_entries(catalog: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The models (and presets) a deployment serves, without the ids that only alias them."""
+    return [entry for entry in catalog if not entry.get("alias_of")]
+
+
+def alias_hint(catalog: list[dict[str, Any]]) -> str:
+    aliases = [entry for entry in catalog if entry.get("alias_of")]
+    if not aliases:
+        return ""
+    example = escape(str(aliases[0]["id"]))
+    target = escape(str(aliases[0]["alias_of"]))
+    return (
+        f"API clients may also name one of {len(aliases)} Kling model ids "
+        f"(such as <code>{example}</code>); they run <code>{target}</code>."
+    )
 
 
 def _radios(name: str, values: tuple[Any, ...], suffix: str = "") -> str:
@@ -112,13 +128,16 @@ def _radios(name: str, values: tuple[Any, ...], suffix: str = "") -> str:
 
 def render_page(catalog: list[dict[str, Any]], prompt_limit: int = PROMPT_LIMIT) -> str:
     """The playground's HTML; the served models and the contract's limits are baked in."""
+    served = served_entries(catalog)
     return PAGE.format(
         version=escape(__version__),
         prompt_limit=prompt_limit,
         css=static_url("playground.css"),
         js=static_url("playground.js"),
         icon=static_url("favicon.svg"),
-        model_options="".join(_model_option(e) for e in catalog),
+        model_options="".join(_model_option(e) for e in served),
+        model_description=escape(str(served[0].get("description") or "")) if served else "",
+        alias_hint=alias_hint(catalog),
         aspect_ratios=_radios("aspect_ratio", ASPECT_RATIOS),
         durations=_radios("duration", DURATIONS, " s"),
     )
@@ -160,23 +179,25 @@ PAGE = """<!doctype html>
   <div class="brand"><img src="{icon}" alt="" width="28" height="28">
     <span class="name">kinema</span><span class="sub">playground</span></div>
   <div id="account" class="account" hidden>
-    <span class="muted">Key</span> <code id="account-key"></code>
+    <span class="muted signed-in">Signed in with</span>
+    <code id="account-key" title="your API key, shortened"></code>
     <button type="button" id="sign-out" class="ghost">Sign out</button>
   </div>
 </header>
 <main>
 <section id="signin" class="card signin">
   <h1>Sign in</h1>
-  <p class="muted">Enter a kinema API key. It stays in this tab's session storage only and is sent
-  to this server as a Bearer token.</p>
   <form id="signin-form" autocomplete="off" novalidate>
     <label for="api-key">API key</label>
     <div class="row">
       <input id="api-key" name="api_key" type="password" autocomplete="off" spellcheck="false"
-        placeholder="kin_…" required>
-      <button type="submit" id="sign-in">Sign in</button>
+        placeholder="kin_…" required aria-describedby="signin-hint">
+      <button type="submit" id="sign-in" class="primary">Sign in</button>
     </div>
-    <p id="signin-error" class="error" role="alert" hidden></p>
+    <p id="signin-error" class="error field-error" role="alert" hidden></p>
+    <p id="signin-hint" class="muted small">The key stays in this tab's session storage only
+      and is sent to this server as a Bearer token. <code>kinema keys create</code> makes
+      one.</p>
   </form>
 </section>
 <div id="app" hidden>
@@ -219,31 +240,35 @@ PAGE = """<!doctype html>
     <div class="grid2">
       <div class="field">
         <label for="model">Model</label>
-        <select id="model" name="model">{model_options}</select>
+        <select id="model" name="model" aria-describedby="model-description">
+          {model_options}</select>
+        <p id="model-description" class="hint">{model_description}</p>
       </div>
       <div class="field check">
         <label><input id="generate-audio" name="generate_audio" type="checkbox" checked>
           Generate audio</label>
       </div>
     </div>
+    <p id="model-aliases" class="hint">{alias_hint}</p>
     <div id="form-error" class="error" role="alert" hidden>
       <p id="form-error-message"></p><ul id="form-error-fields"></ul></div>
     <button type="submit" id="generate" class="primary">Generate</button>
   </form>
 </section>
-<section class="card" id="current">
-  <h2>Current generation</h2>
+<section class="card" id="current" aria-labelledby="current-title">
+  <h2 id="current-title">Current generation</h2>
   <p id="current-empty" class="muted">Submit a prompt to see its progress here.</p>
   <div id="current-job" hidden>
     <div class="status-line">
       <span id="job-status" class="badge"></span>
       <span id="job-stage" class="muted"></span>
-      <span id="job-queue" class="muted"></span>
+      <button type="button" id="job-cancel" class="small danger" hidden>Cancel</button>
     </div>
     <div class="progress-row">
-      <progress id="job-progress-bar" max="100" value="0"></progress>
+      <progress id="job-progress-bar" max="100" value="0" aria-label="Progress"></progress>
       <span id="job-progress" class="mono">0%</span>
     </div>
+    <p id="job-prompt" class="job-prompt"></p>
     <p class="muted small">id <code id="job-id"></code> · <span id="job-elapsed"></span>
       · <span id="job-transport"></span></p>
     <p id="job-error" class="error" role="alert" hidden></p>
@@ -251,24 +276,59 @@ PAGE = """<!doctype html>
       <video id="result-video" controls playsinline preload="metadata"></video>
       <div class="result-actions">
         <a id="result-download" class="button" download>Download mp4</a>
+        <button type="button" id="result-details" class="ghost">Details</button>
       </div>
       <dl id="result-meta" class="meta"></dl>
     </div>
   </div>
 </section>
 </div>
-<section id="gallery-section">
+<section id="gallery-section" aria-labelledby="gallery-title">
   <div class="section-head">
-    <h2>Your generations</h2>
+    <h2 id="gallery-title">Your generations</h2>
     <button type="button" id="gallery-refresh" class="ghost">Refresh</button>
   </div>
-  <p id="gallery-status" class="muted"></p>
+  <p id="gallery-status" class="muted" role="status"></p>
   <div id="gallery" class="gallery"></div>
   <div class="more"><button type="button" id="gallery-more" class="ghost" hidden>Load more</button>
   </div>
 </section>
 </div>
 </main>
+<dialog id="details" class="details" aria-labelledby="details-title">
+  <div class="details-head">
+    <h2 id="details-title">Generation details</h2>
+    <button type="button" id="details-close" class="ghost small" aria-label="Close">Close</button>
+  </div>
+  <div class="details-body">
+    <div class="details-media">
+      <video id="details-video" controls playsinline preload="metadata" hidden></video>
+      <div id="details-placeholder" class="placeholder" hidden></div>
+    </div>
+    <div class="details-info">
+      <div class="status-line"><span id="details-status" class="badge"></span>
+        <span id="details-stage" class="muted"></span></div>
+      <p id="details-prompt" class="details-prompt"></p>
+      <p id="details-error" class="error" hidden></p>
+      <dl id="details-params" class="meta"></dl>
+      <h3 id="details-timings-title">Timings</h3>
+      <dl id="details-timings" class="meta" aria-labelledby="details-timings-title"></dl>
+    </div>
+  </div>
+  <div class="details-actions">
+    <a id="details-download" class="button" download hidden>Download mp4</a>
+    <button type="button" id="details-rerun">Re-run</button>
+    <button type="button" id="details-cancel" class="danger" hidden>Cancel generation</button>
+    <button type="button" id="details-delete" class="danger">Delete</button>
+  </div>
+  <div id="details-confirm" class="confirm" role="group" aria-labelledby="details-confirm-text"
+    hidden>
+    <p id="details-confirm-text">Delete this video and its files? This cannot be undone.</p>
+    <button type="button" id="details-delete-confirm" class="danger solid">Delete for good</button>
+    <button type="button" id="details-delete-keep" class="ghost">Keep it</button>
+  </div>
+  <p id="details-message" class="error" role="alert" hidden></p>
+</dialog>
 <footer class="muted small">kinema {version} · AI/ML API video contract ·
   <code>POST /v2/video/generations</code></footer>
 </body>

@@ -1,11 +1,33 @@
 // kinema playground: plain JavaScript, no dependencies, nothing fetched from outside this origin.
-// The API key lives in this tab's sessionStorage only. User content is always inserted with
-// textContent / properties, never as HTML.
+// The API key, the job being followed and the form's values live in this tab's sessionStorage
+// only. User content is always inserted with textContent / properties, never as HTML.
 "use strict";
 
 (() => {
   const KEY_STORAGE = "kinema.apiKey";
-  const FINAL = new Set(["completed", "error"]);
+  const JOB_STORAGE = "kinema.currentJob";
+  const FORM_STORAGE = "kinema.form";
+  const FINAL = new Set(["completed", "failed", "canceled"]);
+  const PENDING = new Set(["queued", "generating"]);
+  const STATUS_LABELS = {
+    queued: "Queued",
+    generating: "Generating",
+    completed: "Completed",
+    failed: "Failed",
+    canceled: "Canceled",
+  };
+  // The worker's timing keys, in pipeline order, as people would name them.
+  const STAGE_NAMES = [
+    ["text_encode", "Prompt encoding"],
+    ["stage1", "Denoising"],
+    ["upsample", "Upsampling"],
+    ["refine", "Refinement"],
+    ["video_decode", "Video decoding"],
+    ["audio_decode", "Audio decoding"],
+    ["encode", "MP4 encoding"],
+    ["store", "Saving"],
+  ];
+  const TIMING_SUMMARIES = new Set(["generate", "stage1_per_step"]);
   const POLL_MS = 750;
   const PENDING_REFRESH_MS = 3000;
   const GALLERY_PAGE = 12;
@@ -17,11 +39,14 @@
   const state = {
     key: null,
     follow: null, // AbortController of the generation being followed
+    jobId: null,
     startedAt: 0,
     clock: 0,
     galleryAfter: null,
     gallerySeq: 0,
     pendingTimer: 0,
+    details: null, // the video object shown in the details dialog
+    detailsOpener: null, // what gets the focus back when the dialog closes
   };
 
   // ---------------------------------------------------------------- helpers
@@ -49,7 +74,7 @@
       if (value === undefined || value === null) continue;
       if (name === "text") node.textContent = value;
       else if (name === "className") node.className = value;
-      else if (name.startsWith("data-")) node.setAttribute(name, value);
+      else if (name.startsWith("data-") || name.startsWith("aria-")) node.setAttribute(name, value);
       else node[name] = value;
     }
     node.append(...children);
@@ -57,7 +82,19 @@
   }
 
   const codePoints = (text) => [...text].length;
-  const seconds = (value) => `${Number(value).toFixed(value < 10 ? 2 : 1)}\u00a0s`;
+
+  function duration(secs) {
+    const value = Number(secs);
+    if (!Number.isFinite(value) || value < 0) return "";
+    if (value < 0.001) return "under 1 ms";
+    if (value < 1) return `${Math.round(value * 1000)} ms`;
+    if (value < 60) {
+      const whole = Number.isInteger(value) || value >= 10;
+      return `${whole ? Math.round(value) : value.toFixed(1)} s`;
+    }
+    const minutes = Math.floor(value / 60);
+    return `${minutes} min ${Math.round(value - minutes * 60)} s`;
+  }
 
   function bytes(value) {
     if (value == null) return "";
@@ -71,13 +108,59 @@
     return `${size.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
   }
 
-  function timings(value) {
-    if (!value || typeof value !== "object") return "";
-    return Object.entries(value).map(([stage, secs]) => `${stage} ${seconds(secs)}`).join(" · ");
+  function dateTime(epochSeconds) {
+    if (!epochSeconds) return "";
+    return new Date(epochSeconds * 1000).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
   }
 
+  // Today's cards show the time only.
+  function shortDate(epochSeconds) {
+    if (!epochSeconds) return "";
+    const date = new Date(epochSeconds * 1000);
+    const today = date.toDateString() === new Date().toDateString();
+    return today
+      ? date.toLocaleTimeString([], { timeStyle: "short" })
+      : date.toLocaleDateString([], { dateStyle: "medium" });
+  }
+
+  // A key is shown by its kin_ prefix and at most a quarter of the rest (4 characters at most),
+  // so a short key reveals little of itself.
   function maskKey(key) {
-    return key.length > 10 ? `${key.slice(0, 4)}…${key.slice(-4)}` : "…";
+    const prefix = key.startsWith("kin_") ? "kin_" : "";
+    const rest = key.slice(prefix.length);
+    const shown = Math.min(4, Math.floor(rest.length / 4));
+    if (!shown) return `${prefix}${"•".repeat(Math.max(rest.length, 1))}`;
+    return `${prefix}…${rest.slice(-shown)}`;
+  }
+
+  // The panel follows /v2 bodies (generating / error + error.name) and the gallery lists /v1 video
+  // objects (in_progress / failed + error.code); both are shown in one vocabulary.
+  function statusKey(item) {
+    const status = item.status;
+    if (status === "in_progress") return "generating";
+    if (status === "error" || status === "failed") {
+      const error = item.error || {};
+      return error.name === "Canceled" || error.code === "canceled" ? "canceled" : "failed";
+    }
+    return STATUS_LABELS[status] ? status : "queued";
+  }
+
+  function setBadge(node, key) {
+    node.textContent = STATUS_LABELS[key];
+    node.className = `badge ${key}`;
+  }
+
+  function queueText(position) {
+    if (position == null) return "";
+    return position === 0 ? "next in queue" : `${position} ahead in queue`;
+  }
+
+  function readJson(name) {
+    try {
+      return JSON.parse(sessionStorage.getItem(name) || "null");
+    } catch {
+      return null;
+    }
   }
 
   // ---------------------------------------------------------------- API
@@ -119,6 +202,8 @@
 
   const pollPath = (id) => `/v2/video/generations?generation_id=${encodeURIComponent(id)}`;
   const eventsPath = (id) => `/v2/video/generations/events?generation_id=${encodeURIComponent(id)}`;
+  const cancelPath = (id) => `/v2/video/generations/cancel?generation_id=${encodeURIComponent(id)}`;
+  const videoPath = (id) => `/v1/videos/${encodeURIComponent(id)}`;
 
   // ---------------------------------------------------------------- sign in / out
 
@@ -133,9 +218,22 @@
     return (await errorFrom(response)).message;
   }
 
+  function showSigninError(message) {
+    const input = $("api-key");
+    const error = $("signin-error");
+    error.textContent = message || "";
+    error.hidden = !message;
+    if (message) {
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-describedby", "signin-error signin-hint");
+    } else {
+      input.removeAttribute("aria-invalid");
+      input.setAttribute("aria-describedby", "signin-hint");
+    }
+  }
+
   async function signIn(key) {
-    const signinError = $("signin-error");
-    signinError.hidden = true;
+    showSigninError(null);
     let problem;
     try {
       problem = await checkKey(key);
@@ -144,8 +242,8 @@
     }
     if (problem) {
       sessionStorage.removeItem(KEY_STORAGE);
-      signinError.textContent = problem;
-      signinError.hidden = false;
+      showSigninError(problem);
+      $("api-key").focus();
       return;
     }
     sessionStorage.setItem(KEY_STORAGE, key);
@@ -156,41 +254,57 @@
     $("account").hidden = false;
     $("app").hidden = false;
     loadGallery(true);
+    resumeJob();
+  }
+
+  function submitSignin(event) {
+    event.preventDefault();
+    const key = $("api-key").value.trim();
+    if (!key) {
+      showSigninError("Enter your API key to sign in.");
+      $("api-key").focus();
+      return;
+    }
+    signIn(key);
   }
 
   function signOut(message) {
     state.follow?.abort();
     state.follow = null;
+    state.jobId = null;
     stopClock();
     clearTimeout(state.pendingTimer);
-    sessionStorage.removeItem(KEY_STORAGE);
+    for (const name of [KEY_STORAGE, JOB_STORAGE, FORM_STORAGE]) sessionStorage.removeItem(name);
     state.key = null;
     state.gallerySeq += 1;
+    closeDetails();
     $("gallery").replaceChildren();
-    $("current-job").hidden = true;
-    $("current-empty").hidden = false;
-    $("result-video").removeAttribute("src");
+    resetPanel();
+    form.reset();
+    updateCounters();
     $("app").hidden = true;
     $("account").hidden = true;
     $("signin").hidden = false;
-    const signinError = $("signin-error");
-    signinError.textContent = message || "";
-    signinError.hidden = !message;
+    showSigninError(message);
     $("api-key").focus();
   }
 
   // ---------------------------------------------------------------- models
 
+  function showModelDescription() {
+    const option = $("model").selectedOptions[0];
+    $("model-description").textContent = option ? option.title : "";
+  }
+
   function fillModels(entries) {
+    const served = entries.filter((entry) => !entry.alias_of);
+    if (!served.length) return;
     const select = $("model");
     const previous = select.value;
-    const options = entries.map((entry) => {
-      const label = entry.alias_of ? `${entry.id} → ${entry.alias_of}` : entry.id;
-      return el("option", { value: entry.id, text: label, title: entry.description || "" });
-    });
-    if (!options.length) return;
-    select.replaceChildren(...options);
-    select.value = entries.some((e) => e.id === previous) ? previous : entries[0].id;
+    select.replaceChildren(...served.map((entry) =>
+      el("option", { value: entry.id, text: entry.id, title: entry.description || "" })));
+    select.value = served.some((e) => e.id === previous) ? previous : served[0].id;
+    showModelDescription();
   }
 
   async function loadModels() {
@@ -230,6 +344,29 @@
     const seed = $("seed").value.trim();
     if (seed) body.seed = Number(seed);
     return body;
+  }
+
+  // The form's values in the shape of a /v1 video object, which fillForm takes.
+  function formValues() {
+    return {
+      prompt: $("prompt").value,
+      negative_prompt: $("negative-prompt").value,
+      aspect_ratio: form.elements.aspect_ratio.value,
+      seconds: form.elements.duration.value,
+      cfg_scale: Number($("cfg-scale").value),
+      generate_audio: $("generate-audio").checked,
+      seed: $("seed").value,
+      model: $("model").value,
+    };
+  }
+
+  function saveForm() {
+    sessionStorage.setItem(FORM_STORAGE, JSON.stringify(formValues()));
+  }
+
+  function restoreForm() {
+    const saved = readJson(FORM_STORAGE);
+    if (saved && typeof saved === "object") fillForm(saved);
   }
 
   function localProblems() {
@@ -282,7 +419,7 @@
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify(formBody()),
       });
-      startJob(created);
+      startJob(created, $("prompt").value);
     } catch (error) {
       if (error instanceof ApiError) showFormError(error.message, error.fields);
       else showFormError(`The request failed: ${error.message}`);
@@ -292,13 +429,16 @@
     }
   }
 
+  function checkValue(name, value) {
+    const input = form.querySelector(`input[name="${name}"][value="${CSS.escape(String(value))}"]`);
+    if (input) input.checked = true;
+  }
+
   function fillForm(item) {
     $("prompt").value = item.prompt || "";
     $("negative-prompt").value = item.negative_prompt || "";
-    const ratio = form.querySelector(`input[name="aspect_ratio"][value="${CSS.escape(item.aspect_ratio || "16:9")}"]`);
-    if (ratio) ratio.checked = true;
-    const duration = form.querySelector(`input[name="duration"][value="${CSS.escape(String(item.seconds || 5))}"]`);
-    if (duration) duration.checked = true;
+    checkValue("aspect_ratio", item.aspect_ratio || "16:9");
+    checkValue("duration", item.seconds || 5);
     $("cfg-scale").value = item.cfg_scale ?? 0.5;
     $("generate-audio").checked = item.generate_audio !== false;
     $("seed").value = item.seed ?? "";
@@ -307,22 +447,27 @@
       select.append(el("option", { value: item.model, text: item.model }));
     }
     if (item.model) select.value = item.model;
+    showModelDescription();
     updateCounters();
+    saveForm();
   }
 
   function rerun(item) {
+    state.detailsOpener = null; // the form gets the focus, not the card that opened the details
+    closeDetails();
     fillForm(item);
     window.scrollTo({ top: 0, behavior: "smooth" });
+    $("prompt").focus({ preventScroll: true });
     form.requestSubmit();
   }
 
   // ---------------------------------------------------------------- the current generation
 
-  function startClock() {
+  function startClock(startedAt) {
     stopClock();
-    state.startedAt = performance.now();
+    state.startedAt = startedAt;
     const tick = () => {
-      $("job-elapsed").textContent = `${((performance.now() - state.startedAt) / 1000).toFixed(1)} s`;
+      $("job-elapsed").textContent = `${((Date.now() - state.startedAt) / 1000).toFixed(1)} s`;
     };
     tick();
     state.clock = setInterval(tick, 100);
@@ -333,34 +478,41 @@
     state.clock = 0;
   }
 
-  function queueText(body) {
-    if (body.status !== "queued" || body.queue_position == null) return "";
-    return body.queue_position === 0 ? "next in queue" : `${body.queue_position} ahead in queue`;
+  // After a reload the tab's clock is gone; the server's timestamps (whole seconds) remain.
+  function showTook(body) {
+    if (body.created_at && body.completed_at) {
+      $("job-elapsed").textContent = `took ${duration(Math.max(1, body.completed_at - body.created_at))}`;
+    }
   }
 
-  function stageText(body) {
-    if (FINAL.has(body.status)) return "";
-    if (body.meta && body.meta.stage) return body.meta.stage;
-    return body.status === "queued" ? "waiting for a worker" : "starting";
+  function stageText(body, key) {
+    if (FINAL.has(key)) return "";
+    if (key === "queued") return queueText(body.queue_position) || "waiting for a worker";
+    return (body.meta && body.meta.stage) || "starting";
   }
 
   function renderJob(body) {
-    const status = $("job-status");
-    status.textContent = body.status;
-    status.className = `badge ${body.status}`;
-    $("job-stage").textContent = stageText(body);
-    $("job-queue").textContent = queueText(body);
+    const key = statusKey(body);
+    setBadge($("job-status"), key);
+    $("job-stage").textContent = stageText(body, key);
     const progress = Math.max(0, Math.min(100, Number(body.progress) || 0));
     $("job-progress-bar").value = progress;
     $("job-progress").textContent = `${progress.toFixed(0)}%`;
     $("job-id").textContent = body.id;
-    const failed = body.status === "error";
-    $("job-error").hidden = !failed;
-    if (failed) {
+    const cancel = $("job-cancel");
+    cancel.hidden = !PENDING.has(key);
+    if (cancel.hidden) resetButton(cancel);
+    const ended = key === "failed" || key === "canceled";
+    $("job-error").hidden = !ended;
+    if (ended) {
       const error = body.error || {};
-      $("job-error").textContent = `${error.name || "Error"}: ${error.message || "the generation failed"}`;
+      $("job-error").className = key === "canceled" ? "note" : "error";
+      $("job-error").textContent = key === "canceled"
+        ? "This generation was canceled."
+        : `${error.name || "Error"}: ${error.message || "the generation failed"}`;
     }
-    if (body.status === "completed" && body.video) renderResult(body);
+    if (key === "completed" && body.video) renderResult(body);
+    syncCard(body, key);
   }
 
   function renderResult(body) {
@@ -370,30 +522,86 @@
     $("result-download").href = video.url;
     $("result-download").setAttribute("download", video.file_name || `${body.id}.mp4`);
     const meta = body.meta || {};
+    const processing = processingSeconds(meta.timings);
     const rows = [
       ["Size", `${video.width}×${video.height}`],
-      ["Duration", seconds(video.duration)],
+      ["Duration", duration(video.duration)],
       ["File", bytes(video.file_size)],
       ["Audio", video.has_audio ? "yes" : "no"],
       ["Model", meta.model],
       ["Seed", meta.seed],
-      ["Timings", timings(meta.timings)],
-    ].filter(([, value]) => value !== undefined && value !== null && value !== "");
-    $("result-meta").replaceChildren(
-      ...rows.flatMap(([name, value]) => [el("dt", { text: name }), el("dd", { text: String(value) })]),
-    );
+      ["Processing", processing == null ? null : duration(processing)],
+    ];
+    $("result-meta").replaceChildren(...definitions(rows));
     $("job-result").hidden = false;
   }
 
-  function startJob(created) {
+  function resetPanel() {
+    $("current-job").hidden = true;
+    $("current-empty").hidden = false;
+    $("job-result").hidden = true;
+    $("result-video").removeAttribute("src");
+    $("result-video").load();
+  }
+
+  function showPanel(id, prompt) {
     $("current-empty").hidden = true;
     $("current-job").hidden = false;
     $("job-result").hidden = true;
     $("result-video").removeAttribute("src");
     $("result-video").load();
-    startClock();
+    $("job-prompt").textContent = prompt || "";
+    $("job-id").textContent = id;
+  }
+
+  function rememberJob(id, prompt, startedAt) {
+    state.jobId = id;
+    sessionStorage.setItem(JOB_STORAGE, JSON.stringify({ id, prompt, startedAt }));
+  }
+
+  function forgetJob() {
+    state.follow?.abort();
+    state.follow = null;
+    state.jobId = null;
+    stopClock();
+    sessionStorage.removeItem(JOB_STORAGE);
+    resetPanel();
+  }
+
+  function startJob(created, prompt) {
+    const startedAt = Date.now();
+    rememberJob(created.id, prompt, startedAt);
+    showPanel(created.id, prompt);
+    startClock(startedAt);
     renderJob(created);
+    loadGallery(true);
     follow(created.id);
+  }
+
+  // After a reload: show the tab's last generation again and, while it runs, follow it.
+  async function resumeJob() {
+    const saved = readJson(JOB_STORAGE);
+    if (!saved || typeof saved.id !== "string") return;
+    state.jobId = saved.id;
+    showPanel(saved.id, saved.prompt);
+    let body;
+    try {
+      body = await api(pollPath(saved.id));
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) forgetJob();
+      else if (state.key) showJobFailure(error);
+      return;
+    }
+    if (state.jobId !== saved.id) return;
+    renderJob(body);
+    if (FINAL.has(statusKey(body))) {
+      $("job-transport").textContent = "finished";
+      stopClock();
+      showTook(body);
+      return;
+    }
+    startClock(Number(saved.startedAt) || Date.now());
+    follow(saved.id);
   }
 
   async function follow(id) {
@@ -423,6 +631,7 @@
 
   function showJobFailure(error) {
     stopClock();
+    $("job-error").className = "error";
     $("job-error").textContent = `Lost track of this generation: ${error.message}`;
     $("job-error").hidden = false;
   }
@@ -433,13 +642,43 @@
       try {
         const body = await api(pollPath(id), { signal });
         onBody(body);
-        if (FINAL.has(body.status)) return body;
+        if (FINAL.has(statusKey(body))) return body;
         failures = 0;
       } catch (error) {
         const transient = !(error instanceof ApiError) || error.status >= 500 || error.status === 429;
         if (signal.aborted || !transient || ++failures > 20) throw error;
       }
       await sleep(POLL_MS, signal);
+    }
+  }
+
+  // A running job stops at its next denoising step: the button says so until then.
+  async function cancelJob(id, button) {
+    button.disabled = true;
+    button.textContent = "Canceling…";
+    try {
+      const body = await api(cancelPath(id), { method: "POST" });
+      if (id === state.jobId) renderJob(body);
+      return body;
+    } catch (error) {
+      resetButton(button);
+      throw error;
+    }
+  }
+
+  function resetButton(button) {
+    button.disabled = false;
+    button.textContent = button.dataset.label;
+  }
+
+  async function cancelCurrent() {
+    if (!state.jobId) return;
+    try {
+      await cancelJob(state.jobId, $("job-cancel"));
+    } catch (error) {
+      $("job-error").className = "error";
+      $("job-error").textContent = `Could not cancel: ${error.message}`;
+      $("job-error").hidden = false;
     }
   }
 
@@ -497,76 +736,117 @@
     }
   }
 
+  // ---------------------------------------------------------------- timings and params
+
+  function definitions(rows) {
+    return rows
+      .filter(([, value]) => value !== undefined && value !== null && value !== "")
+      .flatMap(([name, value]) => [el("dt", { text: name }), el("dd", { text: String(value) })]);
+  }
+
+  const humanize = (name) => name.charAt(0).toUpperCase() + name.slice(1).replace(/_/g, " ");
+
+  // The worker's time on the clip: the pipeline plus the mp4 encode and the upload.
+  function processingSeconds(timings) {
+    if (!timings || typeof timings.generate !== "number") return null;
+    return ["generate", "encode", "store"].reduce((sum, name) => sum + (Number(timings[name]) || 0), 0);
+  }
+
+  function timingRows(item) {
+    const timings = item.timings && typeof item.timings === "object" ? item.timings : {};
+    const rows = [];
+    if (item.started_at && item.created_at) {
+      rows.push(["Waiting in queue", duration(Math.max(0, item.started_at - item.created_at))]);
+    }
+    const named = new Map(STAGE_NAMES);
+    const known = STAGE_NAMES.map(([name]) => name).filter((name) => name in timings);
+    const others = Object.keys(timings).filter((name) => !named.has(name) && !TIMING_SUMMARIES.has(name));
+    for (const name of [...known, ...others]) {
+      let text = duration(timings[name]);
+      if (name === "stage1" && timings.stage1_per_step) {
+        text += ` (${duration(timings.stage1_per_step)} per step)`;
+      }
+      rows.push([named.get(name) || humanize(name), text]);
+    }
+    const processing = processingSeconds(timings);
+    if (processing != null) rows.push(["Processing in all", duration(processing)]);
+    return rows;
+  }
+
+  function paramRows(item) {
+    const clip = item.duration ? duration(item.duration) : item.seconds ? `${item.seconds} s` : "";
+    return [
+      ["Model", item.model],
+      ["Aspect ratio", item.aspect_ratio],
+      ["Duration", clip],
+      ["Audio", item.generate_audio === false ? "off" : "on"],
+      ["CFG scale", item.cfg_scale != null ? Number(item.cfg_scale).toFixed(2) : null],
+      ["Seed", item.seed],
+      ["Negative prompt", item.negative_prompt],
+      ["File", item.file_size ? bytes(item.file_size) : null],
+      ["Created", dateTime(item.created_at)],
+      ["Finished", dateTime(item.completed_at)],
+      ["ID", item.id],
+    ];
+  }
+
   // ---------------------------------------------------------------- the gallery (/v1/videos)
 
-  function paramsText(item) {
-    const parts = [
-      item.model,
-      item.aspect_ratio,
-      item.seconds ? `${item.seconds} s` : null,
-      item.cfg_scale != null ? `cfg ${Number(item.cfg_scale).toFixed(2)}` : null,
-      item.seed != null ? `seed ${item.seed}` : null,
-      item.generate_audio === false ? "no audio" : "audio",
-      item.file_size ? bytes(item.file_size) : null,
-    ];
-    return parts.filter(Boolean).join(" · ");
+  // [what a card without a still says, its detail line]
+  function pendingText(item, key) {
+    if (key === "queued") return [STATUS_LABELS.queued, queueText(item.queue_position)];
+    if (key === "generating") {
+      return [`${STATUS_LABELS.generating} ${item.progress || 0}%`, item.stage || "starting"];
+    }
+    if (key === "failed") return [STATUS_LABELS.failed, (item.error && item.error.message) || ""];
+    return [STATUS_LABELS[key], ""];
   }
 
-  function pendingText(item) {
-    if (item.status === "failed") {
-      return `Failed: ${(item.error && item.error.message) || "the generation failed"}`;
-    }
-    const where = item.status === "queued" && item.queue_position != null
-      ? (item.queue_position === 0 ? "next in queue" : `${item.queue_position} ahead`)
-      : item.stage || "";
-    return [`${item.status.replace("_", " ")} ${item.progress || 0}%`, where].filter(Boolean).join(" · ");
+  function placeholder(item, key) {
+    const [title, detail] = pendingText(item, key);
+    const children = [el("span", { className: "state", text: title })];
+    if (detail) children.push(el("span", { className: "detail", text: detail }));
+    return el("span", { className: `placeholder ${key}` }, children);
   }
 
-  function galleryMedia(item) {
-    if (item.status === "completed" && item.video_url) {
-      return el("video", {
-        src: item.video_url,
-        poster: item.thumbnail_url || undefined,
-        controls: true,
-        playsInline: true,
-        preload: item.thumbnail_url ? "none" : "metadata",
-      });
+  function thumbnail(item, key) {
+    const frame = el("span", { className: "thumb" });
+    if (key === "completed" && item.thumbnail_url) {
+      frame.append(el("img", { src: item.thumbnail_url, alt: "", loading: "lazy", decoding: "async" }));
+    } else {
+      frame.append(placeholder(item, key));
     }
-    return el("div", { className: "placeholder", text: pendingText(item) });
+    const seconds = item.duration ? Math.round(item.duration) : Number(item.seconds) || 0;
+    if (seconds) frame.append(el("span", { className: "length", text: `${seconds} s` }));
+    return frame;
   }
 
   function galleryCard(item) {
-    const created = item.created_at
-      ? new Date(item.created_at * 1000).toLocaleString([], { dateStyle: "short", timeStyle: "short" })
-      : "";
-    const children = [
-      el("div", { className: "head" }, [
-        el("span", { className: `badge ${item.status}`, text: item.status.replace("_", " ") }),
-        el("time", { className: "muted", text: created }),
-      ]),
-      galleryMedia(item),
-      el("p", { className: "prompt", text: item.prompt || "", title: item.prompt || "" }),
-      el("p", { className: "params", text: paramsText(item) }),
-    ];
-    if (item.negative_prompt) {
-      children.push(el("p", { className: "params", text: `negative: ${item.negative_prompt}` }));
-    }
-    const timing = timings(item.timings);
-    if (timing) children.push(el("p", { className: "timings", text: timing }));
-    const actions = el("div", { className: "actions" });
-    if (item.status === "completed" && item.video_url) {
-      actions.append(el("a", {
-        className: "button small",
-        href: item.video_url,
-        download: `${item.id}.mp4`,
-        text: "Download",
-      }));
-    }
-    const again = el("button", { type: "button", className: "small", text: "Re-run" });
-    again.addEventListener("click", () => rerun(item));
-    actions.append(again);
-    children.push(actions);
-    return el("article", { className: "item", "data-id": item.id, "data-status": item.status }, children);
+    const key = statusKey(item);
+    const facts = [item.aspect_ratio, item.model, shortDate(item.created_at)].filter(Boolean).join(" · ");
+    const badge = el("span", { className: "badge" });
+    setBadge(badge, key);
+    const open = el("button", { type: "button", className: "open", title: "Show details" }, [
+      thumbnail(item, key),
+      el("span", { className: "prompt", text: item.prompt || "" }),
+      el("span", { className: "facts" }, [badge, el("span", { className: "muted", text: facts })]),
+    ]);
+    open.addEventListener("click", () => openDetails(item.id, open));
+    return el("article", { className: "item", "data-id": item.id, "data-status": key }, [open]);
+  }
+
+  // Live progress of the followed job shows in its card too, between gallery refreshes.
+  function syncCard(body, key) {
+    const card = findCard(body.id);
+    if (!card || !PENDING.has(key)) return;
+    card.dataset.status = key;
+    setBadge(card.querySelector(".badge"), key);
+    const item = {
+      progress: Math.round(Number(body.progress) || 0),
+      stage: body.meta?.stage,
+      queue_position: body.queue_position,
+    };
+    card.querySelector(".placeholder")?.replaceWith(placeholder(item, key));
   }
 
   async function loadGallery(reset) {
@@ -592,7 +872,8 @@
 
   function schedulePendingRefresh() {
     clearTimeout(state.pendingTimer);
-    const pending = [...$("gallery").querySelectorAll('.item[data-status="queued"], .item[data-status="in_progress"]')];
+    const selector = '.item[data-status="queued"], .item[data-status="generating"]';
+    const pending = [...$("gallery").querySelectorAll(selector)];
     if (!pending.length) return;
     state.pendingTimer = setTimeout(() => refreshPending(pending), PENDING_REFRESH_MS);
   }
@@ -601,30 +882,204 @@
     for (const card of cards) {
       if (!card.isConnected || !state.key) continue;
       try {
-        const item = await api(`/v1/videos/${encodeURIComponent(card.dataset.id)}`);
-        if (card.isConnected) card.replaceWith(galleryCard(item));
+        const item = await api(videoPath(card.dataset.id));
+        replaceCard(item);
+        if (state.details?.id === item.id) renderDetails(item);
       } catch (error) {
-        if (error instanceof ApiError && error.status === 404 && card.isConnected) card.remove();
+        if (error instanceof ApiError && error.status === 404) removeCard(card.dataset.id);
       }
     }
     schedulePendingRefresh();
   }
 
+  function findCard(id) {
+    return $("gallery").querySelector(`.item[data-id="${CSS.escape(id)}"]`);
+  }
+
+  function replaceCard(item) {
+    findCard(item.id)?.replaceWith(galleryCard(item));
+  }
+
+  function removeCard(id) {
+    findCard(id)?.remove();
+    if (!$("gallery").children.length) $("gallery-status").textContent = "No generations yet.";
+  }
+
+  // ---------------------------------------------------------------- the details dialog
+
+  function renderDetails(item) {
+    const refresh = state.details?.id === item.id; // the same video again, not a new one
+    state.details = item;
+    const key = statusKey(item);
+    setBadge($("details-status"), key);
+    $("details-stage").textContent = PENDING.has(key) ? pendingText(item, key)[1] : "";
+    $("details-prompt").textContent = item.prompt || "";
+    const failed = key === "failed" && item.error;
+    $("details-error").hidden = !failed;
+    if (failed) $("details-error").textContent = item.error.message || "The generation failed.";
+    const player = $("details-video");
+    const playable = key === "completed" && item.video_url;
+    player.hidden = !playable;
+    if (playable && player.getAttribute("src") !== item.video_url) {
+      player.poster = item.thumbnail_url || "";
+      player.src = item.video_url;
+    }
+    const still = $("details-placeholder");
+    still.hidden = Boolean(playable);
+    if (!playable) {
+      const fresh = placeholder(item, key);
+      still.className = fresh.className;
+      still.replaceChildren(...fresh.childNodes);
+    }
+    $("details-params").replaceChildren(...definitions(paramRows(item)));
+    const timings = definitions(timingRows(item));
+    $("details-timings").replaceChildren(...timings);
+    $("details-timings").hidden = $("details-timings-title").hidden = !timings.length;
+    const download = $("details-download");
+    download.hidden = !playable;
+    if (playable) {
+      download.href = item.video_url;
+      download.setAttribute("download", `${item.id}.mp4`);
+    }
+    $("details-cancel").hidden = !PENDING.has(key);
+    if (!refresh || !PENDING.has(key)) resetButton($("details-cancel"));
+  }
+
+  async function openDetails(id, opener) {
+    let item;
+    try {
+      item = await api(videoPath(id));
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) removeCard(id);
+      $("gallery-status").textContent = `The details could not be loaded: ${error.message}`;
+      return;
+    }
+    state.detailsOpener = { node: opener, id };
+    hideConfirm();
+    $("details-message").hidden = true;
+    renderDetails(item);
+    const dialog = $("details");
+    if (!dialog.open) dialog.showModal();
+    $("details-close").focus();
+  }
+
+  function closeDetails() {
+    const dialog = $("details");
+    const player = $("details-video");
+    player.pause();
+    player.removeAttribute("src");
+    player.load();
+    state.details = null;
+    if (dialog.open) dialog.close();
+  }
+
+  // Back to what opened the dialog, or to its card if a refresh has replaced that since.
+  function restoreFocus() {
+    const opener = state.detailsOpener;
+    state.detailsOpener = null;
+    if (!opener) return;
+    const target = opener.node?.isConnected ? opener.node : findCard(opener.id)?.querySelector(".open");
+    target?.focus();
+  }
+
+  function showDetailsMessage(message) {
+    $("details-message").textContent = message;
+    $("details-message").hidden = false;
+  }
+
+  function hideConfirm() {
+    $("details-confirm").hidden = true;
+    $("details-delete").hidden = false;
+  }
+
+  function askDelete() {
+    $("details-delete").hidden = true;
+    $("details-confirm").hidden = false;
+    $("details-delete-keep").focus();
+  }
+
+  async function deleteShown() {
+    const item = state.details;
+    if (!item) return;
+    const button = $("details-delete-confirm");
+    button.disabled = true;
+    try {
+      await api(videoPath(item.id), { method: "DELETE" });
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) {
+        showDetailsMessage(`Could not delete: ${error.message}`);
+        return;
+      }
+    } finally {
+      button.disabled = false;
+    }
+    closeDetails();
+    removeCard(item.id);
+    if (item.id === state.jobId) forgetJob();
+    $("gallery-status").textContent = "Deleted.";
+    $("gallery-refresh").focus();
+  }
+
+  async function cancelShown() {
+    const item = state.details;
+    if (!item) return;
+    try {
+      await cancelJob(item.id, $("details-cancel"));
+      const fresh = await api(videoPath(item.id));
+      if (state.details?.id === item.id) renderDetails(fresh);
+      replaceCard(fresh);
+    } catch (error) {
+      showDetailsMessage(`Could not cancel: ${error.message}`);
+    }
+  }
+
   // ---------------------------------------------------------------- start
 
-  function init() {
-    $("signin-form").addEventListener("submit", (event) => {
-      event.preventDefault();
-      const key = $("api-key").value.trim();
-      if (key) signIn(key);
+  function wireDetails() {
+    const dialog = $("details");
+    $("details-close").addEventListener("click", closeDetails);
+    dialog.addEventListener("close", () => {
+      closeDetails();
+      restoreFocus();
     });
+    // A click on the backdrop lands on the dialog element itself, outside its box.
+    dialog.addEventListener("click", (event) => {
+      if (event.target !== dialog) return;
+      const box = dialog.getBoundingClientRect();
+      const inside = event.clientX >= box.left && event.clientX <= box.right
+        && event.clientY >= box.top && event.clientY <= box.bottom;
+      if (!inside) closeDetails();
+    });
+    $("details-rerun").addEventListener("click", () => state.details && rerun(state.details));
+    $("details-cancel").addEventListener("click", cancelShown);
+    $("details-delete").addEventListener("click", askDelete);
+    $("details-delete-keep").addEventListener("click", () => {
+      hideConfirm();
+      $("details-delete").focus();
+    });
+    $("details-delete-confirm").addEventListener("click", deleteShown);
+  }
+
+  function init() {
+    $("signin-form").addEventListener("submit", submitSignin);
+    $("api-key").addEventListener("input", () => showSigninError(null));
     $("sign-out").addEventListener("click", () => signOut());
     form.addEventListener("submit", submit);
+    form.addEventListener("input", saveForm);
+    form.addEventListener("change", saveForm);
     for (const id of ["prompt", "negative-prompt", "cfg-scale"]) {
       $(id).addEventListener("input", updateCounters);
     }
+    $("model").addEventListener("change", showModelDescription);
+    for (const button of [$("job-cancel"), $("details-cancel")]) button.dataset.label = button.textContent;
+    $("job-cancel").addEventListener("click", cancelCurrent);
+    $("result-details").addEventListener("click", (event) => {
+      if (state.jobId) openDetails(state.jobId, event.currentTarget);
+    });
     $("gallery-refresh").addEventListener("click", () => loadGallery(true));
     $("gallery-more").addEventListener("click", () => loadGallery(false));
+    wireDetails();
+    restoreForm();
     updateCounters();
     loadModels();
     const saved = sessionStorage.getItem(KEY_STORAGE);
