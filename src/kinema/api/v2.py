@@ -18,7 +18,7 @@ from kinema.api.deps import base_url, bearer_token, current_key, json_object_bod
 from kinema.api.errors import envelope, field_errors_from_pydantic, validation_message
 from kinema.api.schemas import CreateGenerationBody, render_generation
 from kinema.domain import ApiKey
-from kinema.errors import FieldError, Unauthorized, ValidationFailed
+from kinema.errors import FieldError, NotFound, Unauthorized, ValidationFailed
 from kinema.service import JobView
 
 PATHS = ("/v2/video/generations", "/v2/generate/video/kling/generation")
@@ -69,6 +69,7 @@ PING_SECONDS = 15
 # An open stream re-reads its key this often: a revoked key's streams end within about as long.
 KEY_RECHECK_SECONDS = 2.0
 UNAUTHORIZED_EVENT = "unauthorized"  # its data is the 401 error envelope; the stream then ends
+GONE_EVENT = "not_found"  # the job was deleted while followed: the 404 envelope, then the end
 
 
 async def generation_events(
@@ -89,11 +90,13 @@ async def generation_events(
             app.keys.authenticate(raw_key)  # a key revoked meanwhile ends the stream
         return app.jobs.get(key, job_id, base)
 
-    def unauthorized(exc: Unauthorized) -> dict[str, str]:
-        body = envelope(request, 401, str(exc)).body
-        return {"event": UNAUTHORIZED_EVENT, "data": bytes(body).decode()}
+    def ending(exc: Unauthorized | NotFound) -> dict[str, str]:
+        status, name = (
+            (401, UNAUTHORIZED_EVENT) if isinstance(exc, Unauthorized) else (404, GONE_EVENT)
+        )
+        return {"event": name, "data": bytes(envelope(request, status, str(exc)).body).decode()}
 
-    events = _generation_events(first, current, interval, unauthorized)
+    events = _generation_events(first, current, interval, ending)
     return EventSourceResponse(events, ping=PING_SECONDS)
 
 
@@ -101,7 +104,7 @@ async def _generation_events(
     view: JobView,
     current: Callable[[int], JobView],
     interval: float,
-    unauthorized: Callable[[Unauthorized], dict[str, str]],
+    ending: Callable[[Unauthorized | NotFound], dict[str, str]],
 ) -> AsyncIterator[dict[str, str]]:
     last: dict[str, Any] | None = None
     for polls in itertools.count(1):
@@ -115,8 +118,8 @@ async def _generation_events(
         await asyncio.sleep(interval)
         try:
             view = await run_in_threadpool(current, polls)
-        except Unauthorized as exc:
-            yield unauthorized(exc)
+        except (Unauthorized, NotFound) as exc:  # the key was revoked, or the job deleted
+            yield ending(exc)
             return
 
 
