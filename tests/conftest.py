@@ -43,6 +43,16 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", model="tiny-ltx2")
 
 
+class Clock:
+    """An injected clock for time-dependent code: it moves only when a test moves it."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import logging
 import os
@@ -95,6 +96,9 @@ COMPLETION_HELP = (
     "Commands, options and --model ids complete."
 )
 PIPED_WIDTH = 240
+# Idle keep-alive connections stay open this long: longer than the idle timeout of the usual load
+# balancers and client pools (60 s), so a client never reuses a connection the server just closed.
+KEEP_ALIVE_SECONDS = 75
 WEBHOOK_SECRET_HELP = (
     "Webhooks for this key's jobs are signed with it per the Standard Webhooks scheme "
     "(webhook-id, webhook-timestamp and webhook-signature headers; standardwebhooks.com)."
@@ -316,8 +320,12 @@ def serve(
         raise _fail(str(exc)) from None
     new_key = _announce_keys(api.state.services.keys, settings.api_keys)
     ready = ReadyNotice(_base_url(settings, listener), settings.model, new_key)
-    config = uvicorn.Config(api, log_level=log_level)
+    config = uvicorn.Config(api, log_level=log_level, timeout_keep_alive=KEEP_ALIVE_SECONDS)
     server = _announcing_server(config, ready)
+    # What exists now lives as long as the server: a full collection then walks none of it, which
+    # otherwise stalls every request (health checks too) for about 0.1 s each time it runs.
+    gc.collect()
+    gc.freeze()
     try:
         server.run(sockets=[listener])
     finally:
@@ -341,7 +349,6 @@ def _listening_socket(host: str, port: int) -> socket.socket:
         raise _fail(
             f"cannot listen on {host}:{port}: {exc.strerror}{hint if busy else ''}"
         ) from None
-    listener.set_inheritable(True)
     return listener
 
 

@@ -32,10 +32,10 @@ PhaseCallback = Callable[[str], None]
 def needs_tiny_build(spec: ModelSpec, settings: Settings) -> bool:
     """Whether loading `spec` builds the tiny model first (its first use in this data dir)."""
     from kinema.engine.components import TINY_FAMILY, family
-    from kinema.engine.tiny import TINY_DIR_NAME, _is_current
+    from kinema.engine.tiny import TINY_DIR_NAME, is_current_build
 
     built_here = family(spec) == TINY_FAMILY and not settings.tiny_weights
-    return built_here and not _is_current(settings.models_dir / TINY_DIR_NAME)
+    return built_here and not is_current_build(settings.models_dir / TINY_DIR_NAME)
 
 
 def _ignore_phase(_: str) -> None:

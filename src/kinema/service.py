@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -79,6 +80,47 @@ def hash_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
+KEY_CACHE_SECONDS = 1.0  # how long a key, once read, is trusted without reading it again
+KEY_CACHE_SIZE = 10_000
+
+
+class _RecentKeys:
+    """The keys read from the store in the last KEY_CACHE_SECONDS, by hash. A revocation made
+    elsewhere (another process, the CLI) takes effect within that time."""
+
+    def __init__(
+        self,
+        seconds: float = KEY_CACHE_SECONDS,
+        size: int = KEY_CACHE_SIZE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._seconds = seconds
+        self._size = size
+        self._clock = clock
+        self._keys: dict[str, tuple[ApiKey, float]] = {}  # hash → (key, trusted until)
+        self.generation = 0  # bumped by every clear: a read begun before it is not kept
+        self._lock = threading.Lock()
+
+    def get(self, key_hash: str) -> ApiKey | None:
+        found = self._keys.get(key_hash)
+        return found[0] if found is not None and found[1] > self._clock() else None
+
+    def put(self, key_hash: str, key: ApiKey, read_in_generation: int) -> None:
+        """Keep a key read from the store, unless the cache was cleared since the read began (a
+        revocation racing the read must not be undone by it)."""
+        with self._lock:
+            if read_in_generation != self.generation:
+                return
+            if len(self._keys) >= self._size:
+                self._keys.clear()  # a bound, not an eviction policy: the next reads refill it
+            self._keys[key_hash] = (key, self._clock() + self._seconds)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._keys.clear()
+
+
 def new_raw_key() -> str:
     return f"kin_{secrets.token_urlsafe(32)}"
 
@@ -133,14 +175,26 @@ class JobPage:
 
 
 class KeyService:
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: JobStore, clock: Callable[[], float] = time.monotonic) -> None:
         self._store = store
+        self._recent = _RecentKeys(clock=clock)
 
     def authenticate(self, raw_key: str | None) -> ApiKey:
-        key = self._store.find_key(hash_key(raw_key)) if raw_key else None
+        key_hash = hash_key(raw_key) if raw_key else None
+        key = self._recent.get(key_hash) if key_hash else None
+        if key is None and key_hash:
+            generation = self._recent.generation
+            key = self._store.find_key(key_hash)
+            if key is not None:
+                self._recent.put(key_hash, key, generation)
         if key is None:
             raise Unauthorized("a valid API key is required: send 'Authorization: Bearer <key>'")
         return key
+
+    def cached(self, raw_key: str | None) -> ApiKey | None:
+        """`authenticate`'s answer where it needs no store read (the key was read within
+        KEY_CACHE_SECONDS), None where it does."""
+        return self._recent.get(hash_key(raw_key)) if raw_key else None
 
     def create(self, name: str, raw_key: str | None = None) -> tuple[ApiKey, str]:
         """A new key (and its webhook signing secret); the raw key is returned only here."""
@@ -168,7 +222,9 @@ class KeyService:
         return self._store.list_keys()
 
     def revoke(self, id_or_name: str) -> int:
-        return self._store.revoke_key(id_or_name)
+        revoked = self._store.revoke_key(id_or_name)
+        self._recent.clear()  # revoked here: refused at once, not KEY_CACHE_SECONDS later
+        return revoked
 
     def seed(self, raw_keys: Iterable[str]) -> list[ApiKey]:
         """Register keys given by the deployment, once each; a revoked key stays revoked."""

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+PG_SERVER = os.environ.get(
+    "KINEMA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 STAGES = {"text_encode", "stage1", "stage1_per_step", "upsample", "refine", "video_decode"}
 
 
@@ -95,4 +98,33 @@ def test_metrics_scrape_benchmark_compares_with_the_full_scan() -> None:
     assert result["scrape_ms"] > 0 and result["reference_full_scan_ms"] > 0
     assert result["ratio_scrape_vs_scan"] == pytest.approx(
         result["scrape_ms"] / result["reference_full_scan_ms"], rel=0.05
+    )
+
+
+LOAD_CLIENTS = [
+    pytest.param(["--client", "asyncio"], "asyncio", id="asyncio-sqlite"),
+    pytest.param(["--client", "asyncio", "--store", PG_SERVER], "asyncio", id="asyncio-postgresql"),
+    pytest.param(["--client", "wrk"], "wrk", id="wrk-sqlite"),  # scripts/setup.sh installs it
+]
+
+
+@pytest.mark.parametrize(("args", "client"), LOAD_CLIENTS)
+def test_load_benchmark_prints_kinema_and_the_bare_endpoint_side_by_side(
+    args: list[str], client: str
+) -> None:
+    result = run_benchmark(
+        "load.py", "--jobs", "3", "--connections", "4", "--seconds", "1", "--json", *args
+    )
+    assert result["benchmark"] == "load" and result["client"] == client
+    assert result["store"] == ("postgresql" if "--store" in args else "sqlite")
+    (level,) = result["levels"]
+    assert level["connections"] == 4
+    for side in ("bare", "poll", "create"):
+        measured = level[side]
+        assert measured["requests"] > 0 and measured["p99_ms"] >= measured["p50_ms"]
+        assert {"connection_errors", "status_errors", "server_cpu_ms_per_request"} <= set(measured)
+    for probe in ("healthz_under_poll_load", "bare_probe_under_bare_load"):
+        assert level[probe]["samples"] + level[probe]["errors"] >= 1
+    assert level["poll_rps_ratio_vs_bare"] == pytest.approx(
+        level["poll"]["rps"] / level["bare"]["rps"], abs=0.002
     )

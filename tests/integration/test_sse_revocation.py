@@ -88,12 +88,16 @@ def test_a_revoked_keys_open_stream_ends_with_a_401_event(
         read_to_first_event(stream_lines := stream.iter_lines(), lines)
         revoke(key_id_of(TEST_KEY, api_only, tiny_weights), api_only, tiny_weights)
         lines.extend(stream_lines)  # to the end: the server closes the stream
-        read_to_first_event(other_stream.iter_lines(), other_lines)
+        # The other key's stream is still open and following: deleting its job ends it.
+        read_to_first_event(other_stream_lines := other_stream.iter_lines(), other_lines)
+        with Client(api_only.url, OTHER_KEY) as other:
+            other.delete(other_queued)
+        other_lines.extend(other_stream_lines)
     events = events_of(lines)
     assert [name for name, _ in events] == ["progress", "unauthorized"]
     error = json.loads(events[-1][1])
     assert error["statusCode"] == 401 and "API key" in error["message"]
-    assert events_of(other_lines)[0][0] == "progress"
+    assert [name for name, _ in events_of(other_lines)] == ["progress", "not_found"]
     response = httpx.get(
         url, params={"generation_id": queued}, headers={"Authorization": f"Bearer {TEST_KEY}"}
     )

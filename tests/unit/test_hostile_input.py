@@ -209,3 +209,20 @@ def test_a_stored_row_with_a_lone_surrogate_never_fails_a_read(api: Api) -> None
     ) as events:
         assert events.status_code == 200
         assert "progress" in next(events.iter_lines())
+
+
+def test_a_download_link_with_an_absurdly_long_expiry_is_refused(api: Api) -> None:
+    params = {"expires": "9" * 5000, "signature": "x"}
+    response = api.client.get("/files/job/video.mp4", params=params)
+    assert response.status_code == 403
+    assert response.json()["statusCode"] == 403
+
+
+def test_an_event_stream_with_no_pause_between_polls_still_streams(settings: Settings) -> None:
+    with TestClient(create_app(settings.model_copy(update={"progress_min_interval": 0.0}))) as c:
+        prober = Api(c)
+        job_id = c.post(V2, json=VALID, headers=prober.auth).json()["id"]
+        params = {"generation_id": job_id}
+        with c.stream("GET", f"{V2}/events", params=params, headers=prober.auth) as events:
+            assert events.status_code == 200
+            assert next(events.iter_lines()) == "event: progress"

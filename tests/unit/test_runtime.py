@@ -35,6 +35,7 @@ NON_DEFAULTS: dict[str, object] = {
     "offload": "group",
     "store_url": "postgresql+psycopg://kinema@db:5432/kinema",
     "storage": "s3://bucket/prefix",
+    "api_threads": 2,
     "max_queued_per_key": 7,
     "max_queued_total": 70,
     "retry_after_seconds": 3,

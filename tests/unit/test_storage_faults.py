@@ -15,6 +15,7 @@ from kinema.config import Settings
 from kinema.runtime import open_artifacts
 from kinema.service import WriteProbe
 from kinema.storage import ArtifactStore
+from tests.conftest import Clock
 
 
 def break_staging(settings: Settings) -> Path:
@@ -29,14 +30,6 @@ def break_staging(settings: Settings) -> Path:
 def mend_staging(staging: Path) -> None:
     staging.unlink()
     staging.mkdir()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

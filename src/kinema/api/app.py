@@ -16,6 +16,8 @@ from kinema.api import files, openai_videos, ops, playground, v2
 from kinema.api.background import BackgroundLoop
 from kinema.api.deps import services
 from kinema.api.errors import install_error_handlers
+from kinema.api.offload import set_thread_calls
+from kinema.api.openapi_docs import HEALTH, MODELS, install_openapi
 from kinema.api.responses import TolerantJSONResponse
 from kinema.api.webhooks import WebhookDeliverer
 from kinema.config import Settings
@@ -24,7 +26,8 @@ from kinema.runtime import Services, WorkerSupervisor, build_services
 logger = logging.getLogger("kinema.api")
 
 
-def _health(request: Request) -> dict[str, Any]:
+async def _health(request: Request) -> dict[str, Any]:
+    """From memory, on the event loop: never queued behind the threadpool or the database."""
     return {
         "status": "ok",
         "version": __version__,
@@ -62,6 +65,7 @@ def create_app(
     exactly as long as the app does."""
     settings = settings or Settings()
     app_services = build_services(settings)
+    set_thread_calls(settings.api_threads)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -93,6 +97,7 @@ def create_app(
     app.include_router(files.router)
     app.include_router(ops.router)
     app.include_router(playground.router)
-    app.add_api_route("/healthz", _health, methods=["GET"], tags=["ops"])
-    app.add_api_route("/v1/models", _models, methods=["GET"], tags=["models"])
+    app.add_api_route("/healthz", _health, methods=["GET"], tags=["ops"], responses=HEALTH)
+    app.add_api_route("/v1/models", _models, methods=["GET"], tags=["models"], responses=MODELS)
+    install_openapi(app, app_services.jobs.served)
     return app

@@ -9,6 +9,7 @@ from fastapi import Request
 
 from kinema.api.json_body import body_error as _body_error
 from kinema.api.json_body import check_values, parse_json
+from kinema.api.offload import in_thread
 from kinema.domain import ApiKey
 from kinema.errors import PayloadTooLarge
 from kinema.runtime import Services
@@ -23,10 +24,11 @@ def bearer_token(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-def current_key(request: Request) -> ApiKey:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    raw_key = token.strip() if scheme.lower() == "bearer" else None
-    return services(request).keys.authenticate(raw_key)
+async def current_key(request: Request) -> ApiKey:
+    """The caller's key: from memory when it was read recently, else read in a worker thread."""
+    raw_key = bearer_token(request)
+    keys = services(request).keys
+    return keys.cached(raw_key) or await in_thread(keys.authenticate, raw_key)
 
 
 def base_url(request: Request) -> str:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from kinema.errors import (
     FieldError,
@@ -151,9 +155,29 @@ async def _request_validation_error(request: Request, exc: Exception) -> JSONRes
     return envelope(request, 400, validation_message(errors), errors)
 
 
+def _routes(app: FastAPI) -> Iterable[Any]:
+    """The app's routes, those of included routers too (FastAPI >= 0.16x keeps those nested)."""
+    iterate = getattr(fastapi.routing, "iter_route_contexts", None)
+    return iterate(app.router.routes) if iterate else app.router.routes
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the routes at the request's path serve. (The 405 the router raises names
+    only those of the first route there: a path with a GET and a POST route allowed just one.)"""
+    methods: set[str] = set()
+    for route in _routes(request.app):
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route_methods
+    return sorted(methods)
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return error_response(request, exc.status_code, str(exc.detail), headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405 and (methods := allowed_methods(request)):
+        headers = {**(headers or {}), "Allow": ", ".join(methods)}
+    return error_response(request, exc.status_code, str(exc.detail), headers=headers)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

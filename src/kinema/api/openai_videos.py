@@ -27,6 +27,17 @@ from kinema.api.deps import (
 )
 from kinema.api.errors import WHOLE_BODY, field_errors_from_pydantic, invalid_params_message
 from kinema.api.json_body import check_values
+from kinema.api.offload import in_thread
+from kinema.api.openapi_docs import (
+    AUTHENTICATED,
+    VIDEO,
+    VIDEO_CONTENT,
+    VIDEO_DELETED,
+    VIDEO_LIST,
+    VIDEO_POLLED,
+    create_video_openapi,
+    openai_responses,
+)
 from kinema.api.schemas import CreateGenerationBody
 from kinema.domain import ApiKey, Job, JobStatus
 from kinema.engine.registry import FULL_HD_SIZES
@@ -262,24 +273,14 @@ async def create_body(request: Request) -> dict[str, Any]:
 
 def _create_schema() -> dict[str, Any]:
     """The create body for the OpenAPI document (validation is parse_video_body's)."""
-    v2 = CreateGenerationBody.model_json_schema()["properties"]
-    properties = {name: v2[name] for name in ("prompt", "model", *EXTENSIONS)}
-    properties["seconds"] = {"type": "string", "enum": list(SECONDS), "default": SECONDS[0]}
-    properties["size"] = {
-        "type": "string",
-        "enum": list(ASPECT_RATIO_BY_SIZE),
-        "default": DEFAULT_SIZE,
-    }
-    schema = {"type": "object", "required": ["prompt"], "properties": properties}
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": schema},
-                "multipart/form-data": {"schema": schema},
-            },
-        }
-    }
+    return create_video_openapi(
+        seconds=SECONDS,
+        default_seconds=str(CreateGenerationBody.model_fields["duration"].default),
+        sizes=list(ASPECT_RATIO_BY_SIZE),
+        default_size=DEFAULT_SIZE,
+        extensions=EXTENSIONS,
+        aliases=SORA_ALIASES,
+    )
 
 
 # The routes
@@ -320,8 +321,11 @@ def list_videos(
     }
 
 
-def retrieve_video(request: Request, response: Response, key: Key, video_id: str) -> dict[str, Any]:
-    video = render_video(services(request).jobs.get(key, video_id, base_url(request)))
+async def retrieve_video(
+    request: Request, response: Response, key: Key, video_id: str
+) -> dict[str, Any]:
+    jobs = services(request).jobs
+    video = render_video(await in_thread(jobs.get, key, video_id, base_url(request)))
     if video["status"] in ("queued", "in_progress"):
         response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
     return video
@@ -353,14 +357,31 @@ router.add_api_route(
     methods=["POST"],
     openapi_extra=_create_schema(),
     summary="Create a video (OpenAI-compatible)",
+    responses=openai_responses(VIDEO, 400, 401, 413, 429),
 )
-router.add_api_route(PATH, list_videos, methods=["GET"], summary="List your videos")
-router.add_api_route(f"{PATH}/{{video_id}}", retrieve_video, methods=["GET"], summary="A video")
+router.add_api_route(
+    PATH,
+    list_videos,
+    methods=["GET"],
+    summary="List your videos",
+    responses=openai_responses(VIDEO_LIST, 400, 401),
+    openapi_extra=AUTHENTICATED,
+)
+router.add_api_route(
+    f"{PATH}/{{video_id}}",
+    retrieve_video,
+    methods=["GET"],
+    summary="A video",
+    responses=openai_responses(VIDEO_POLLED, 401, 404),
+    openapi_extra=AUTHENTICATED,
+)
 router.add_api_route(
     f"{PATH}/{{video_id}}",
     delete_video,
     methods=["DELETE"],
     summary="Delete a video (a pending one is canceled)",
+    responses=openai_responses(VIDEO_DELETED, 401, 404),
+    openapi_extra=AUTHENTICATED,
 )
 router.add_api_route(
     f"{PATH}/{{video_id}}/content",
@@ -368,4 +389,6 @@ router.add_api_route(
     methods=["GET"],
     summary="Download a finished video's mp4 or its JPEG thumbnail",
     response_class=StreamingResponse,
+    responses=openai_responses(VIDEO_CONTENT, 400, 401, 404),
+    openapi_extra=AUTHENTICATED,
 )

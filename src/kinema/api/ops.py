@@ -7,7 +7,7 @@ from itertools import accumulate
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import (
     CollectorRegistry,
@@ -19,13 +19,14 @@ from prometheus_client.exposition import generate_latest
 
 from kinema.api.deps import services
 from kinema.api.errors import envelope
+from kinema.api.openapi_docs import METRICS, READY, v2_responses
 from kinema.service import JobService
 from kinema.store.base import STAGE_BUCKETS, StageHistogram
 
 router = APIRouter(tags=["ops"])
 
 
-@router.get("/readyz")
+@router.get("/readyz", summary="Readiness", responses=v2_responses(READY, 503))
 def readyz(request: Request) -> Any:
     app = services(request)
     readiness = app.jobs.readiness(app.settings.worker_liveness_seconds)
@@ -81,7 +82,12 @@ def _gauge(name: str, documentation: str, label: str, values: dict[str, int]) ->
     return family
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,  # documentation only: the route sets its own media type
+    responses=METRICS,
+)
 def metrics(request: Request) -> Response:
     app = services(request)
     registry = CollectorRegistry(auto_describe=False)

@@ -3,31 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-import math
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
 
 from kinema.api.deps import base_url, bearer_token, current_key, json_object_body, services
 from kinema.api.errors import envelope, field_errors_from_pydantic, validation_message
+from kinema.api.offload import in_thread
+from kinema.api.openapi_docs import (
+    AUTHENTICATED,
+    GENERATION,
+    GENERATION_EVENTS,
+    create_generation_openapi,
+    v2_responses,
+)
 from kinema.api.schemas import CreateGenerationBody, render_generation
 from kinema.domain import ApiKey
 from kinema.errors import FieldError, NotFound, Unauthorized, ValidationFailed
 from kinema.service import JobView
 
 PATHS = ("/v2/video/generations", "/v2/generate/video/kling/generation")
-CREATE_OPENAPI = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": CreateGenerationBody.model_json_schema()}},
-    }
-}
+CREATE_OPENAPI = create_generation_openapi()
 
 router = APIRouter(tags=["video"])
 Key = Annotated[ApiKey, Depends(current_key)]
@@ -41,13 +42,17 @@ def parse_create_body(body: dict[str, Any]) -> CreateGenerationBody:
         raise ValidationFailed(validation_message(errors), errors) from None
 
 
-def create_generation(
+async def create_generation(
     request: Request, key: Key, body: Annotated[dict[str, Any], Depends(json_object_body)]
 ) -> dict[str, Any]:
     parsed = parse_create_body(body)
     jobs = services(request).jobs
-    job = jobs.submit(key, parsed.to_request(), parsed.callback_url)
-    return render_generation(jobs.view(job, base_url(request)))
+    base = base_url(request)
+
+    def submit() -> JobView:
+        return jobs.view(jobs.submit(key, parsed.to_request(), parsed.callback_url), base)
+
+    return render_generation(await in_thread(submit))
 
 
 def _required_id(generation_id: str | None) -> str:
@@ -59,8 +64,11 @@ def _required_id(generation_id: str | None) -> str:
     return generation_id
 
 
-def get_generation(request: Request, key: Key, generation_id: str | None = None) -> dict[str, Any]:
-    view = services(request).jobs.get(key, _required_id(generation_id), base_url(request))
+async def get_generation(
+    request: Request, key: Key, generation_id: str | None = None
+) -> dict[str, Any]:
+    jobs = services(request).jobs
+    view = await in_thread(jobs.get, key, _required_id(generation_id), base_url(request))
     return render_generation(view)
 
 
@@ -81,13 +89,14 @@ async def generation_events(
     app = services(request)
     base = base_url(request)
     raw_key = bearer_token(request)
-    first = await run_in_threadpool(app.jobs.get, key, job_id, base)  # a 404 before streaming
-    interval = app.settings.progress_min_interval
-    recheck_every = max(1, math.ceil(KEY_RECHECK_SECONDS / interval))
+    first = await in_thread(app.jobs.get, key, job_id, base)  # a 404 before streaming
+    key_checked_at = time.monotonic()
 
-    def current(polls: int) -> JobView:
-        if polls % recheck_every == 0:
+    def current() -> JobView:
+        nonlocal key_checked_at
+        if time.monotonic() - key_checked_at >= KEY_RECHECK_SECONDS:
             app.keys.authenticate(raw_key)  # a key revoked meanwhile ends the stream
+            key_checked_at = time.monotonic()
         return app.jobs.get(key, job_id, base)
 
     def ending(exc: Unauthorized | NotFound) -> dict[str, str]:
@@ -96,18 +105,18 @@ async def generation_events(
         )
         return {"event": name, "data": bytes(envelope(request, status, str(exc)).body).decode()}
 
-    events = _generation_events(first, current, interval, ending)
+    events = _generation_events(first, current, app.settings.progress_min_interval, ending)
     return EventSourceResponse(events, ping=PING_SECONDS)
 
 
 async def _generation_events(
     view: JobView,
-    current: Callable[[int], JobView],
+    current: Callable[[], JobView],
     interval: float,
     ending: Callable[[Unauthorized | NotFound], dict[str, str]],
 ) -> AsyncIterator[dict[str, str]]:
     last: dict[str, Any] | None = None
-    for polls in itertools.count(1):
+    while True:
         payload = render_generation(view)
         if payload != last:
             final = payload["status"] in FINAL_WIRE_STATUSES
@@ -117,7 +126,7 @@ async def _generation_events(
             last = payload
         await asyncio.sleep(interval)
         try:
-            view = await run_in_threadpool(current, polls)
+            view = await in_thread(current)
         except (Unauthorized, NotFound) as exc:  # the key was revoked, or the job deleted
             yield ending(exc)
             return
@@ -135,13 +144,19 @@ router.add_api_route(
     generation_events,
     methods=["GET"],
     summary="Follow a generation as Server-Sent Events",
-    response_class=EventSourceResponse,
+    # Documentation only (the route returns its own EventSourceResponse): a class with no media
+    # type of its own, so the error bodies are documented as JSON, the events as a stream.
+    response_class=Response,
+    responses=v2_responses(GENERATION_EVENTS, 400, 401, 404),
+    openapi_extra=AUTHENTICATED,
 )
 router.add_api_route(
     f"{PATHS[0]}/cancel",
     cancel_generation,
     methods=["POST"],
     summary="Cancel a generation (queued: at once; generating: at its next step)",
+    responses=v2_responses(GENERATION, 400, 401, 404),
+    openapi_extra=AUTHENTICATED,
 )
 for index, path in enumerate(PATHS):
     legacy = index > 0
@@ -152,6 +167,7 @@ for index, path in enumerate(PATHS):
         openapi_extra=CREATE_OPENAPI,
         summary="Start a text-to-video generation",
         include_in_schema=not legacy,
+        responses=v2_responses(GENERATION, 400, 401, 413, 429),
     )
     router.add_api_route(
         path,
@@ -159,4 +175,6 @@ for index, path in enumerate(PATHS):
         methods=["GET"],
         summary="Poll a generation",
         include_in_schema=not legacy,
+        responses=v2_responses(GENERATION, 400, 401, 404),
+        openapi_extra=AUTHENTICATED,
     )

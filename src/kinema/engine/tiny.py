@@ -104,16 +104,16 @@ def _no_progress_bars() -> Iterator[None]:
 def ensure_tiny_ltx2(models_dir: Path) -> Path:
     """The tiny model's directory under `models_dir`, built first if missing or stale."""
     destination = models_dir / TINY_DIR_NAME
-    if _is_current(destination):
+    if is_current_build(destination):
         return destination
     make_private_dirs(models_dir)
     with _exclusive(models_dir / f".{TINY_DIR_NAME}.lock"):
-        if not _is_current(destination):
+        if not is_current_build(destination):
             build_tiny_ltx2(destination)
     return destination
 
 
-def _is_current(directory: Path) -> bool:
+def is_current_build(directory: Path) -> bool:
     try:
         return json.loads((directory / MARKER).read_text()).get("version") == BUILD_VERSION
     except (OSError, ValueError):

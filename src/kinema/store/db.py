@@ -12,6 +12,14 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from kinema.private_files import create_private_file
 
 POSTGRES_DRIVER = "postgresql+psycopg"
+# A pooled SQLite connection for each thread that may use the store at once (the API's: anyio's
+# 40 for its `def` routes, the event loop's executor for its `async def` ones), so that none is
+# opened per request: an overflow connection is closed when given back, and opening one costs a
+# file open and the PRAGMAs below.
+SQLITE_POOL_SIZE = 48
+SQLITE_POOL_OVERFLOW = 16
+SQLITE_BUSY_SECONDS = 30  # how long a writer waits for another's lock before it gives up
+SQLITE_WAL_PAGES_BOUND = 10_000
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -42,9 +50,11 @@ def libpq_conninfo(url: URL) -> str:
 
 
 def _sqlite_engine(url: URL) -> Engine:
+    pool: dict[str, int] = {}
     if url.database and url.database != ":memory:":
         create_private_file(Path(url.database))  # SQLite gives its -wal and -shm this mode too
-    engine = sa.create_engine(url, connect_args={"timeout": 30})
+        pool = {"pool_size": SQLITE_POOL_SIZE, "max_overflow": SQLITE_POOL_OVERFLOW}
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS}, **pool)
 
     @sa.event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
@@ -53,7 +63,11 @@ def _sqlite_engine(url: URL) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
+        # Rarely a checkpoint inside a commit (it syncs the files: tens of ms, and the writer
+        # behind it waits): the store checkpoints after its writes, outside its writers' turn;
+        # this bound (pages, 4 KiB each) only stops the WAL growing where a process writes little.
+        cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_PAGES_BOUND}")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")

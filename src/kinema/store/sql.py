@@ -7,10 +7,12 @@ are serialized. PostgreSQL (scale-out): READ COMMITTED, claims lock their row wi
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections import namedtuple
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from kinema.store.base import (
     stage_bucket,
     stage_samples,
 )
-from kinema.store.db import create_engine, is_postgres, libpq_conninfo
+from kinema.store.db import SQLITE_BUSY_SECONDS, create_engine, is_postgres, libpq_conninfo
 from kinema.store.fair import (
     idle_owners_oldest_jobs,
     lock_oldest_queued,
@@ -56,13 +58,35 @@ __all__ = [
     "workers",
 ]
 
+logger = logging.getLogger("kinema.store")
+
 QUEUED = JobStatus.QUEUED.value
 RUNNING = JobStatus.RUNNING.value
 COMPLETED = JobStatus.COMPLETED.value
 FINAL = [COMPLETED, JobStatus.FAILED.value, JobStatus.CANCELED.value]
+SQLITE_CHECKPOINT_EVERY = 500  # SQLite: this process's commits between two WAL checkpoints
 SQLITE_POLL_S = 0.25  # how often an idle SQLite waiter looks for work from other processes
 _EXPIRY_MARGIN_S = 0.05  # wake a little after a lease expires, not a little before
 _CANCELED_ERROR = {"error_name": CANCELED_NAME, "error_message": CANCELED_MESSAGE}
+
+# The statements of the API's hot reads, built once.
+_JOB_BY_ID = jobs.select().where(jobs.c.id == sa.bindparam("job_id"), jobs.c.deleted_at.is_(None))
+_LIVE_KEY_BY_HASH = api_keys.select().where(
+    api_keys.c.key_hash == sa.bindparam("key_hash"), api_keys.c.revoked_at.is_(None)
+)
+_QUEUED_AHEAD = (
+    sa.select(sa.func.count())
+    .select_from(jobs)
+    .where(
+        jobs.c.status == QUEUED,
+        jobs.c.model == sa.bindparam("model"),
+        jobs.c.seq
+        < sa.select(jobs.c.seq).where(jobs.c.id == sa.bindparam("job_id")).scalar_subquery(),
+    )
+)
+_INSERT_JOB = jobs.insert()
+_QUEUED = sa.select(sa.func.count()).select_from(jobs).where(jobs.c.status == QUEUED)
+_QUEUED_OF_OWNER = _QUEUED.where(jobs.c.owner == sa.bindparam("owner"))
 
 
 def open_store_url(
@@ -128,6 +152,75 @@ def _key_from_row(row: sa.Row[Any]) -> ApiKey:
     )
 
 
+class _DirectRead:
+    """A read of one statement, run straight on a pooled DBAPI connection without a transaction
+    around it (SQLite runs one statement atomically). SQLAlchemy's execution layer costs several
+    times the query itself, and these are the API's hottest reads; the SQL and the conversion of
+    the values are still SQLAlchemy's, made once."""
+
+    def __init__(self, engine: Engine, statement: sa.Select[Any]) -> None:
+        self._engine = engine
+        compiled = statement.compile(dialect=engine.dialect)
+        self._sql = str(compiled)
+        self._defaults = dict(compiled.params)  # the statement's literal values
+        self._order = list(compiled.positiontup or ())  # positional parameters' names, in order
+        columns = list(statement.selected_columns)
+        self._row = namedtuple("_Row", [c.name for c in columns])  # type: ignore[misc]
+        self._converters = self._value_converters(engine.dialect, columns)
+
+    @staticmethod
+    def _value_converters(
+        dialect: sa.Dialect, columns: list[sa.ColumnElement[Any]]
+    ) -> list[Callable[[Any], Any] | None]:
+        return [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
+
+    def _fetch(self, driver: Any, params: dict[str, Any]) -> Sequence[Any] | None:
+        cursor = driver.execute(self._sql, tuple(params[name] for name in self._order))
+        return cursor.fetchone()  # type: ignore[no-any-return]
+
+    def first(self, **params: Any) -> Any | None:
+        """The first row (its columns as attributes), or None."""
+        connection = self._engine.raw_connection()
+        try:
+            found = self._fetch(connection.driver_connection, {**self._defaults, **params})
+        finally:
+            connection.close()
+        if found is None:
+            return None
+        return self._row._make(
+            value if convert is None else convert(value)
+            for convert, value in zip(self._converters, found, strict=True)
+        )
+
+    def scalar(self, **params: Any) -> Any:
+        """The first column of the one row."""
+        row = self.first(**params)
+        if row is None:
+            raise LookupError("the statement returned no row")
+        return row[0]
+
+
+class _DirectPostgresRead(_DirectRead):
+    """On PostgreSQL, in autocommit (READ COMMITTED gives one statement one snapshot): no BEGIN
+    and ROLLBACK round trips. psycopg itself returns JSON, floats and booleans as Python values."""
+
+    @staticmethod
+    def _value_converters(
+        dialect: sa.Dialect, columns: list[sa.ColumnElement[Any]]
+    ) -> list[Callable[[Any], Any] | None]:
+        return [None] * len(columns)
+
+    def _fetch(self, driver: Any, params: dict[str, Any]) -> Sequence[Any] | None:
+        driver.autocommit = True  # a pooled connection is idle when checked out
+        try:
+            with driver.cursor() as cursor:
+                cursor.execute(self._sql, params)
+                return cursor.fetchone()  # type: ignore[no-any-return]
+        finally:
+            if not driver.closed:  # a broken connection raised already; keep that error
+                driver.autocommit = False
+
+
 def _expired(now: float) -> sa.ColumnElement[bool]:
     return (jobs.c.status == RUNNING) & (jobs.c.lease_expires_at < now)
 
@@ -140,6 +233,21 @@ class SqlJobStore:
         self._listener = PgListener(libpq_conninfo(engine.url)) if self._postgres else None
         self._wakeups = 0  # same-process wake-ups for SQLite waiters
         self._wakeup = threading.Condition()
+        kind = _DirectPostgresRead if self._postgres else _DirectRead
+
+        def read(statement: sa.Select[Any]) -> _DirectRead:
+            return kind(engine, statement)
+
+        self._job_by_id = read(_JOB_BY_ID)
+        self._live_key_by_hash = read(_LIVE_KEY_BY_HASH)
+        self._queued_ahead = read(_QUEUED_AHEAD)
+        self._queued = read(_QUEUED)
+        self._queued_of_owner = read(_QUEUED_OF_OWNER)
+        # SQLite: this process's writers take turns here rather than in SQLite's busy handler,
+        # which sleeps (up to 100 ms a time) and so makes a queue of writers slow and unfair.
+        self._write_turn = threading.Lock() if not self._postgres else None
+        self._commits = 0  # SQLite: this process's write transactions, for the checkpoints
+        self._checkpointing = threading.Lock()
 
     def create_schema(self) -> None:
         """Upgrade the schema to the newest revision (kept for tests and old callers)."""
@@ -157,43 +265,76 @@ class SqlJobStore:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
+        if self._write_turn is None:
+            with self._engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        with self._turn_to_write(), self._engine.connect() as conn:
             conn.execution_options(immediate=True)
             with conn.begin():
                 yield conn
+            self._commits += 1
+            checkpoint = self._commits % SQLITE_CHECKPOINT_EVERY == 0
+        if checkpoint:
+            self._checkpoint()
+
+    @contextmanager
+    def _turn_to_write(self) -> Iterator[None]:
+        """SQLite: wait for this process's writer ahead, as long as SQLite would wait for a lock."""
+        assert self._write_turn is not None
+        if not self._write_turn.acquire(timeout=SQLITE_BUSY_SECONDS):
+            raise TimeoutError(f"the database stayed busy for {SQLITE_BUSY_SECONDS} s")
+        try:
+            yield
+        finally:
+            self._write_turn.release()
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL's pages into the database (SQLite), letting writers go on meanwhile. It
+        runs after a write has committed, so its failure is logged, never the write's."""
+        if not self._checkpointing.acquire(blocking=False):
+            return  # one is under way
+        try:
+            connection = self._engine.raw_connection()
+            try:
+                connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                connection.close()
+        except Exception:
+            logger.warning("WAL checkpoint failed; the next one will retry", exc_info=True)
+        finally:
+            self._checkpointing.release()
 
     # -- jobs, API side ------------------------------------------------------------------------
 
     def add_job(self, job: Job) -> None:
         with self._write() as conn:
             conn.execute(
-                jobs.insert().values(
-                    id=job.id,
-                    owner=job.owner,
-                    model=job.request.model,
-                    request=job.request.to_dict(),
-                    status=job.status.value,
-                    seed=job.request.seed,
-                    progress=job.progress,
-                    created_at=job.created_at,
-                    attempts=0,
-                    max_attempts=self._max_attempts,
-                    cancel_requested=False,
-                    meta=job.meta,
-                    callback_url=job.callback_url,
-                    webhook_state="pending" if job.callback_url else None,
-                    webhook_next_at=job.created_at if job.callback_url else None,
-                )
+                _INSERT_JOB,  # values as parameters: the statement is compiled once, not per job
+                {
+                    "id": job.id,
+                    "owner": job.owner,
+                    "model": job.request.model,
+                    "request": job.request.to_dict(),
+                    "status": job.status.value,
+                    "seed": job.request.seed,
+                    "progress": job.progress,
+                    "created_at": job.created_at,
+                    "attempts": 0,
+                    "max_attempts": self._max_attempts,
+                    "cancel_requested": False,
+                    "meta": job.meta,
+                    "callback_url": job.callback_url,
+                    "webhook_state": "pending" if job.callback_url else None,
+                    "webhook_next_at": job.created_at if job.callback_url else None,
+                },
             )
             if job.status is JobStatus.QUEUED:
                 self._notify(conn, [job.request.model])
         self._wake_local()
 
     def get_job(self, job_id: str) -> Job | None:
-        with self._read() as conn:
-            row = conn.execute(
-                jobs.select().where(jobs.c.id == job_id, jobs.c.deleted_at.is_(None))
-            ).first()
+        row = self._job_by_id.first(job_id=job_id)
         return _job_from_row(row) if row else None
 
     def list_jobs(
@@ -225,28 +366,16 @@ class SqlJobStore:
         return _job_from_row(row) if row else None
 
     def queue_position(self, job: Job) -> int:
-        ahead = (
-            sa.select(sa.func.count())
-            .select_from(jobs)
-            .where(
-                jobs.c.status == QUEUED,
-                jobs.c.model == job.request.model,
-                jobs.c.seq < sa.select(jobs.c.seq).where(jobs.c.id == job.id).scalar_subquery(),
-            )
-        )
-        with self._read() as conn:
-            return int(conn.execute(ahead).scalar_one())
+        return int(self._queued_ahead.scalar(model=job.request.model, job_id=job.id))
 
     def count_jobs(self) -> int:
         with self._read() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(jobs)).scalar_one())
 
     def count_queued(self, owner: str | None = None) -> int:
-        query = sa.select(sa.func.count()).select_from(jobs).where(jobs.c.status == QUEUED)
-        if owner is not None:
-            query = query.where(jobs.c.owner == owner)
-        with self._read() as conn:
-            return int(conn.execute(query).scalar_one())
+        if owner is None:
+            return int(self._queued.scalar())
+        return int(self._queued_of_owner.scalar(owner=owner))
 
     def purge_jobs(self, finished_before: float, limit: int = 500) -> list[Job]:
         webhook_done = sa.or_(jobs.c.webhook_state.is_(None), jobs.c.webhook_state != "pending")
@@ -687,12 +816,7 @@ class SqlJobStore:
             return conn.execute(query).first() is not None
 
     def find_key(self, key_hash: str) -> ApiKey | None:
-        with self._read() as conn:
-            row = conn.execute(
-                api_keys.select().where(
-                    api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None)
-                )
-            ).first()
+        row = self._live_key_by_hash.first(key_hash=key_hash)
         return _key_from_row(row) if row else None
 
     def get_key(self, key_id: str) -> ApiKey | None:
