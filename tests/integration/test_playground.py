@@ -460,6 +460,23 @@ def test_cancel_a_queued_generation_from_the_panel_and_from_its_details(
     assert not problems.found, problems.found
 
 
+def test_a_job_deleted_elsewhere_while_followed_is_reported_not_shown_broken(
+    page: Page, queue_only: ServerProcess
+) -> None:
+    problems = Problems(page)
+    sign_in(page, queue_only)
+    job_id = generate(page, "a clip deleted from another tab")
+    expect(page.locator("#job-transport")).to_have_text("live")
+    headers = {"Authorization": f"Bearer {TEST_KEY}"}
+    assert httpx.delete(f"{queue_only.url}/v1/videos/{job_id}", headers=headers).is_success
+    expect(page.locator("#job-error")).to_contain_text("Lost track of this generation")
+    expect(page.locator("#job-error")).to_contain_text("not found")
+    expect(page.locator("#job-status")).to_have_text("Queued")  # the last state it had
+    # The stream's own not_found event said why it ended: no fallback to polling a deleted job.
+    expect(page.locator("#job-transport")).to_have_text("live")
+    assert not problems.found, problems.found
+
+
 def test_a_reload_mid_generation_resumes_following_the_job(
     page: Page, queue_only: ServerProcess, start_worker: Any
 ) -> None:

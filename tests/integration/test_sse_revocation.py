@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -58,6 +59,17 @@ def read_to_first_event(lines: Iterator[str], into: list[str]) -> None:
             return
 
 
+def follow(url: str, job_id: str, key: str) -> AbstractContextManager[httpx.Response]:
+    """The job's event stream, read with a bound on each wait for the next line."""
+    return httpx.stream(
+        "GET",
+        url,
+        params={"generation_id": job_id},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=httpx.Timeout(5.0, read=30.0),
+    )
+
+
 def test_a_revoked_keys_open_stream_ends_with_a_401_event(
     api_only: ServerProcess, tiny_weights: Path
 ) -> None:
@@ -67,22 +79,9 @@ def test_a_revoked_keys_open_stream_ends_with_a_401_event(
     url = f"{api_only.url}/v2/video/generations/events"
     lines: list[str] = []
     other_lines: list[str] = []
-    timeout = httpx.Timeout(5.0, read=30.0)
     with (
-        httpx.stream(
-            "GET",
-            url,
-            params={"generation_id": queued},
-            headers={"Authorization": f"Bearer {TEST_KEY}"},
-            timeout=timeout,
-        ) as stream,
-        httpx.stream(
-            "GET",
-            url,
-            params={"generation_id": other_queued},
-            headers={"Authorization": f"Bearer {OTHER_KEY}"},
-            timeout=timeout,
-        ) as other_stream,
+        follow(url, queued, TEST_KEY) as stream,
+        follow(url, other_queued, OTHER_KEY) as other_stream,
     ):
         assert stream.status_code == 200 and other_stream.status_code == 200
         read_to_first_event(stream_lines := stream.iter_lines(), lines)

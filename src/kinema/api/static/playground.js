@@ -708,6 +708,15 @@
     return { blocks, rest: rest + held };
   }
 
+  // Events that end a stream with an error envelope instead of a poll body: the key was revoked
+  // (401) or the job deleted (404) while it was followed.
+  const STREAM_ENDINGS = new Set(["unauthorized", "not_found"]);
+
+  function streamEnded(envelope) {
+    if (envelope.statusCode === 401) signOut("The server no longer accepts this key; sign in again.");
+    return new ApiError(envelope.statusCode, envelope.message, []);
+  }
+
   async function streamEvents(id, signal, onBody) {
     const response = await request(eventsPath(id), {
       signal,
@@ -727,6 +736,7 @@
           const event = parseEvent(block);
           if (!event) continue;
           const body = JSON.parse(event.data);
+          if (STREAM_ENDINGS.has(event.event)) throw streamEnded(body);
           onBody(body);
           if (event.event === "completed" || event.event === "error") return body;
         }
