@@ -312,7 +312,9 @@ def serve(
         if server is not None:
             server.should_exit = True
 
-    supervisor = WorkerSupervisor(settings, 0 if no_worker else workers, on_fatal=shut_down)
+    supervisor = WorkerSupervisor(
+        settings, 0 if no_worker else workers, on_fatal=shut_down, log_level=log_level
+    )
     try:
         api = create_app(settings, supervisor)
     except KinemaError as exc:

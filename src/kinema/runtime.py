@@ -157,10 +157,15 @@ class WorkerSupervisor:
     """
 
     def __init__(
-        self, settings: Settings, count: int, on_fatal: Callable[[], None] | None = None
+        self,
+        settings: Settings,
+        count: int,
+        on_fatal: Callable[[], None] | None = None,
+        log_level: str = "info",
     ) -> None:
         self._settings = settings
         self._on_fatal = on_fatal
+        self._log_level = log_level
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._processes: dict[int, subprocess.Popen[bytes]] = {}
@@ -176,7 +181,10 @@ class WorkerSupervisor:
 
     def _spawn(self, slot: int) -> subprocess.Popen[bytes] | None:
         env = settings_environment(self._settings)
-        command = [sys.executable, "-m", "kinema", "worker", "--exit-with-parent"]
+        command = [
+            *(sys.executable, "-m", "kinema", "worker", "--exit-with-parent"),
+            *("--log-level", self._log_level),
+        ]
         with self._lock:
             if self._stop.is_set():
                 return None

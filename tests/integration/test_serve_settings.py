@@ -50,3 +50,15 @@ def test_store_and_storage_options_reach_the_worker(
         keys = [item["Key"] for item in listed.get("Contents", [])]
         assert any(key.endswith(".mp4") and job.id in key for key in keys), keys
         assert not (tmp_path / "data" / "kinema.db").exists()
+
+
+def test_the_log_level_reaches_the_worker_too(tmp_path: Path, tiny_weights: Path) -> None:
+    """`--log-level warning` quiets the workers as well, so the ready block is the last word."""
+    server = launch_server(tmp_path / "data", tiny_weights)  # with --log-level warning
+    try:
+        with Client(server.url, TEST_KEY) as client:
+            done = client.wait(client.create("a quiet start").id, poll_interval=0.2, timeout=180)
+        assert done.status == "completed"
+    finally:
+        server.stop()
+    assert "serving tiny-ltx2" not in server.output()  # the worker's INFO line at start
