@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from kinema.api.errors import WHOLE_BODY, validation_message
 from kinema.errors import FieldError, ValidationFailed
 
-WHOLE_BODY = "body"
 # The contracts' bodies are flat objects; anything nested deeper is not one of them.
 MAX_DEPTH = 32
 
@@ -63,8 +63,8 @@ def check_values(body: Any) -> None:
 def _check_text(field: str, text: str) -> None:
     problem = text_problem(text)
     if problem is not None:
-        message = f"Body validation error: {field}: {problem}"
-        raise ValidationFailed(message, [FieldError(field, problem)])
+        errors = [FieldError(field, problem)]
+        raise ValidationFailed(validation_message(errors), errors)
 
 
 def _join(path: str, name: str) -> str:
