@@ -53,10 +53,11 @@ class Settings(BaseSettings):
     store_url: str | None = None  # e.g. postgresql+psycopg://kinema@db/kinema
     storage: str | None = None  # e.g. s3://bucket/prefix (endpoint/credentials: AWS_* settings)
 
-    # The API's database and storage calls in threads at once. Under the GIL more threads run no
-    # more Python: on SQLite 2 measured best, PostgreSQL's creates gained from up to 8 round trips
-    # in flight; a slow call holds its place, so raise it where the database is far away.
-    api_threads: int = 4
+    # The API's database and storage calls in threads at once; unset, 2 on SQLite and 4 on
+    # PostgreSQL (benchmarks/load.py). Under the GIL more threads run no more Python, and on
+    # SQLite each extra one mostly waits for the GIL; PostgreSQL's round trips gain from a few
+    # in flight. A slow call holds its place, so raise it where the database is far away.
+    api_threads: int | None = None
 
     max_queued_per_key: int = 100  # beyond these a create is answered 429 with Retry-After
     max_queued_total: int = 10_000
@@ -92,6 +93,12 @@ class Settings(BaseSettings):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "kinema.db"
+
+    @property
+    def api_thread_calls(self) -> int:
+        if self.api_threads is not None:
+            return self.api_threads
+        return 4 if self.database_url.startswith("postgres") else 2
 
     @property
     def database_url(self) -> str:

@@ -396,6 +396,7 @@ def test_the_mobile_layout_fits_a_phone_screen(page: Page, server: ServerProcess
     panel_box = page.locator("#current").bounding_box()
     assert form_box and panel_box and panel_box["y"] > form_box["y"]  # one column
     card_of(page, job_id).locator("button.open").click()
+    expect(page.locator("#details")).to_be_visible()  # it opens once the video is read
     dialog_box = page.locator("#details").bounding_box()
     assert dialog_box and dialog_box["width"] <= 390
     assert page.evaluate(fits)

@@ -102,3 +102,10 @@ def test_unset_optional_settings_stay_unset_and_other_variables_pass(
     assert env["KINEMA_API_KEY"] == "kin_for_the_cli"
     assert env["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:9"
     assert read_back(env, monkeypatch).retention_hours is None
+
+
+def test_api_thread_calls_default_to_what_each_database_measured_best() -> None:
+    assert Settings(store_url=None).api_thread_calls == 2
+    assert Settings(store_url="postgresql+psycopg://kinema@db/kinema").api_thread_calls == 4
+    assert Settings(store_url="postgres://kinema@db/kinema").api_thread_calls == 4
+    assert Settings(store_url=None, api_threads=6).api_thread_calls == 6

@@ -13,8 +13,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from kinema.domain import ApiKey, GenerationRequest, Job, JobStatus, VideoArtifact
 from kinema.errors import LeaseLost
@@ -29,8 +31,9 @@ from kinema.store import (
     open_store_url,
     schema_status,
 )
+from kinema.store import db as store_db
 from kinema.store.base import STAGE_BUCKETS
-from kinema.store.db import create_engine
+from kinema.store.db import create_engine, libpq_conninfo
 from kinema.store.listen import APPLICATION_NAME
 from kinema.store.migrations import INITIAL_REVISION
 from kinema.store.schema import jobs as jobs_table
@@ -391,6 +394,31 @@ class TestJobStore:
         assert (store.count_queued("A"), store.count_queued("B")) == (1, 1)
         assert (store.count_queued("C"), store.count_queued(), store.count_jobs()) == (0, 2, 3)
 
+    def test_queue_counts_follow_every_way_into_and_out_of_the_queue(self, store: JobStore) -> None:
+        for job_id, owner, model in [
+            ("a1", "A", MODEL),
+            ("a2", "A", MODEL),
+            ("a3", "A", OTHER_MODEL),
+            ("b1", "B", MODEL),
+            ("b2", "B", MODEL),
+            ("b3", "B", MODEL),
+        ]:
+            add(store, job_id, model=model, owner=owner)
+        assert (store.count_queued("A"), store.count_queued("B"), store.count_queued()) == (3, 3, 6)
+        lease = store.claim([MODEL], "w", 30)
+        assert lease is not None and lease.job.id == "a1"
+        store.request_cancel("b1")
+        store.delete_job("b2")
+        assert (store.count_queued("A"), store.count_queued("B"), store.count_queued()) == (2, 1, 3)
+        store.release(lease)  # back into the queue
+        assert (store.count_queued("A"), store.count_queued()) == (3, 4)
+        queued = [store.get_job(job_id) for job_id in ("a1", "a2", "b3")]
+        assert [store.queue_position(job) for job in queued if job] == [0, 1, 2]
+        other = store.get_job("a3")
+        assert other is not None and store.queue_position(other) == 0, "counted per model"
+        store.request_cancel("a3")
+        assert (store.count_queued("A"), store.count_queued("B"), store.count_queued()) == (2, 1, 3)
+
     def test_stage_histograms_count_completed_jobs_only(self, store: JobStore) -> None:
         assert store.stage_histograms() == []
         jobs = [add(store) for _ in range(4)]
@@ -645,6 +673,23 @@ class TestJobStore:
         finally:
             second.close()
 
+    def test_queue_counts_follow_an_operators_own_sql(self, empty_url: Callable[[], str]) -> None:
+        url = empty_url()
+        migrate(url)
+        store = open_store_url(url)
+        try:
+            for job_id in ("x", "y", "z"):
+                add(store, job_id, owner="A")
+            run_sql(url, "UPDATE jobs SET status = 'failed' WHERE id = 'x'")
+            run_sql(url, "DELETE FROM jobs WHERE id = 'y'")
+            assert (store.count_queued("A"), store.count_queued()) == (1, 1)
+            run_sql(url, "UPDATE jobs SET status = 'queued' WHERE id = 'x'")
+            assert store.count_queued("A") == 2
+            run_sql(url, "TRUNCATE jobs" if url.startswith("postgresql") else "DELETE FROM jobs")
+            assert store.count_queued() == 0
+        finally:
+            store.close()
+
     def test_a_fresh_database_is_missing_until_migrated(self, empty_url: Callable[[], str]) -> None:
         url = empty_url()
         assert schema_status(url) == "missing"
@@ -698,6 +743,7 @@ class TestJobStore:
         try:
             job = store.get_job("old")
             assert job and job.request.prompt == "kept"
+            assert store.count_queued("o") == store.count_queued() == 1, "counted on upgrade"
         finally:
             store.close()
 
@@ -760,5 +806,30 @@ class TestJobStore:
             assert schema_status(url) == "current"
             add(store, "a")
             assert store.count_jobs() == 1
+        finally:
+            store.close()
+
+
+def test_postgres_connections_that_died_while_idle_are_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(store_db, "POSTGRES_PING_AFTER_IDLE_SECONDS", 0.0)
+    with fresh_database() as url:
+        migrate(url)
+        store = open_store_url(url)
+        try:
+            add(store, "a")
+            assert store.get_job("a") is not None and store.count_queued() == 1
+            conninfo = libpq_conninfo(make_url(url))
+            with psycopg.connect(conninfo, autocommit=True) as admin:
+                killed = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchone()
+            assert killed and killed[0] >= 1, "the store's pooled connections were ended"
+            job = store.get_job("a")
+            assert job is not None and job.status is JobStatus.QUEUED
+            add(store, "b")
+            assert store.count_queued() == 2
         finally:
             store.close()

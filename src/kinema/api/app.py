@@ -65,7 +65,7 @@ def create_app(
     exactly as long as the app does."""
     settings = settings or Settings()
     app_services = build_services(settings)
-    set_thread_calls(settings.api_threads)
+    set_thread_calls(settings.api_thread_calls)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

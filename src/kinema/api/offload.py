@@ -21,7 +21,7 @@ T = TypeVar("T")
 _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
 )
-_limit = 4  # the default of KINEMA_API_THREADS; see config.py for the trade-off
+_limit = 2  # until set_thread_calls: see Settings.api_threads for the trade-off
 
 
 def set_thread_calls(limit: int) -> None:

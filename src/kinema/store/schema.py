@@ -50,6 +50,16 @@ jobs = sa.Table(
     sa.Index("ix_jobs_webhooks", "webhook_state", "webhook_next_at"),
 )
 
+# Queued jobs per (model, owner), kept exact by triggers on `jobs` (see migration 0004): the
+# back-pressure checks and queue positions read these rows instead of counting the queue.
+queue_depth = sa.Table(
+    "queue_depth",
+    metadata,
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("owner", sa.String(64), primary_key=True),
+    sa.Column("queued", sa.BigInteger, nullable=False),
+)
+
 api_keys = sa.Table(
     "api_keys",
     metadata,

@@ -45,7 +45,7 @@ from kinema.store.fair import (
 from kinema.store.listen import CHANNEL, PgListener
 from kinema.store.migrations import migrate_engine
 from kinema.store.migrations import require_current as require_current_schema
-from kinema.store.schema import api_keys, jobs, metadata, stage_stats, workers
+from kinema.store.schema import api_keys, jobs, metadata, queue_depth, stage_stats, workers
 
 __all__ = [
     "SqlJobStore",
@@ -74,19 +74,47 @@ _JOB_BY_ID = jobs.select().where(jobs.c.id == sa.bindparam("job_id"), jobs.c.del
 _LIVE_KEY_BY_HASH = api_keys.select().where(
     api_keys.c.key_hash == sa.bindparam("key_hash"), api_keys.c.revoked_at.is_(None)
 )
-_QUEUED_AHEAD = (
+_QUEUED_IN_ALL = sa.func.coalesce(sa.func.sum(queue_depth.c.queued), 0)
+# Counted from behind: the model's queued jobs less those at or after this one. A job just
+# created (the common case) has next to nothing behind it, whatever the depth of the queue.
+_QUEUED_OF_MODEL = sa.select(_QUEUED_IN_ALL).where(queue_depth.c.model == sa.bindparam("model"))
+_QUEUED_FROM_JOB = (
     sa.select(sa.func.count())
     .select_from(jobs)
     .where(
         jobs.c.status == QUEUED,
         jobs.c.model == sa.bindparam("model"),
         jobs.c.seq
-        < sa.select(jobs.c.seq).where(jobs.c.id == sa.bindparam("job_id")).scalar_subquery(),
+        >= sa.select(jobs.c.seq).where(jobs.c.id == sa.bindparam("job_id")).scalar_subquery(),
     )
 )
-_INSERT_JOB = jobs.insert()
-_QUEUED = sa.select(sa.func.count()).select_from(jobs).where(jobs.c.status == QUEUED)
-_QUEUED_OF_OWNER = _QUEUED.where(jobs.c.owner == sa.bindparam("owner"))
+_QUEUED_AHEAD = sa.select(
+    (_QUEUED_OF_MODEL.scalar_subquery() - _QUEUED_FROM_JOB.scalar_subquery()).label("ahead")
+)
+_JOB_COLUMNS = (  # the columns add_job sets; the others start empty
+    "id",
+    "owner",
+    "model",
+    "request",
+    "status",
+    "seed",
+    "progress",
+    "created_at",
+    "attempts",
+    "max_attempts",
+    "cancel_requested",
+    "meta",
+    "callback_url",
+    "webhook_state",
+    "webhook_next_at",
+)
+_INSERT_JOB = jobs.insert().values({name: sa.bindparam(name) for name in _JOB_COLUMNS})
+# PostgreSQL: the insert and the wake-up of LISTENing workers in one statement (sent at commit).
+_INSERT_QUEUED_JOB_PG = sa.select(
+    sa.func.pg_notify(CHANNEL, sa.literal_column("model")).label("notified")
+).select_from(_INSERT_JOB.returning(jobs.c.model).cte("inserted"))
+_QUEUED = sa.select(_QUEUED_IN_ALL.label("queued"))
+_QUEUED_OF_OWNER = _QUEUED.where(queue_depth.c.owner == sa.bindparam("owner"))
 
 
 def open_store_url(
@@ -211,14 +239,58 @@ class _DirectPostgresRead(_DirectRead):
         return [None] * len(columns)
 
     def _fetch(self, driver: Any, params: dict[str, Any]) -> Sequence[Any] | None:
-        driver.autocommit = True  # a pooled connection is idle when checked out
+        with _autocommit(driver), driver.cursor() as cursor:
+            cursor.execute(self._sql, params)
+            return cursor.fetchone()  # type: ignore[no-any-return]
+
+
+@contextmanager
+def _autocommit(driver: Any) -> Iterator[None]:
+    """A pooled psycopg connection (idle when checked out) in autocommit meanwhile."""
+    driver.autocommit = True
+    try:
+        yield
+    finally:
+        if not driver.closed:  # a broken connection raised already; keep that error
+            driver.autocommit = False
+
+
+class _DirectInsert:
+    """An insert run straight on a pooled DBAPI connection as one autocommitted statement, its
+    own transaction with whatever its triggers do: the API's hottest write, without SQLAlchemy's
+    execution layer or the BEGIN and COMMIT round trips (each of which also gives the GIL up and
+    waits to take it back, while this process's other writers wait for their turn)."""
+
+    def __init__(self, engine: Engine, statement: sa.Executable, table: sa.Table) -> None:
+        self._engine = engine
+        dialect = engine.dialect
+        compiled = statement.compile(dialect=dialect)
+        self._sql = str(compiled)
+        self._order = list(compiled.positiontup or ())
+        self._postgres = is_postgres(engine)
+        self._processors = {
+            column.key: column.type.dialect_impl(dialect).bind_processor(dialect)
+            for column in table.columns
+        }
+        literals = compiled.params.items()  # e.g. pg_notify's channel
+        self._literals = {name: v for name, v in literals if name not in self._processors}
+
+    def __call__(self, values: dict[str, Any]) -> None:
+        params = {
+            name: value if (process := self._processors[name]) is None else process(value)
+            for name, value in values.items()
+        }
+        params.update(self._literals)
+        connection = self._engine.raw_connection()
         try:
-            with driver.cursor() as cursor:
-                cursor.execute(self._sql, params)
-                return cursor.fetchone()  # type: ignore[no-any-return]
+            driver = connection.driver_connection
+            if self._postgres:
+                with _autocommit(driver), driver.cursor() as cursor:
+                    cursor.execute(self._sql, params)
+            else:  # the pool's SQLite connections are in autocommit (isolation_level None)
+                driver.execute(self._sql, tuple(params[name] for name in self._order))
         finally:
-            if not driver.closed:  # a broken connection raised already; keep that error
-                driver.autocommit = False
+            connection.close()
 
 
 def _expired(now: float) -> sa.ColumnElement[bool]:
@@ -243,6 +315,10 @@ class SqlJobStore:
         self._queued_ahead = read(_QUEUED_AHEAD)
         self._queued = read(_QUEUED)
         self._queued_of_owner = read(_QUEUED_OF_OWNER)
+        self._insert_job = _DirectInsert(engine, _INSERT_JOB, jobs)
+        self._insert_queued_job = self._insert_job
+        if self._postgres:
+            self._insert_queued_job = _DirectInsert(engine, _INSERT_QUEUED_JOB_PG, jobs)
         # SQLite: this process's writers take turns here rather than in SQLite's busy handler,
         # which sleeps (up to 100 ms a time) and so makes a queue of writers slow and unfair.
         self._write_turn = threading.Lock() if not self._postgres else None
@@ -273,9 +349,12 @@ class SqlJobStore:
             conn.execution_options(immediate=True)
             with conn.begin():
                 yield conn
-            self._commits += 1
-            checkpoint = self._commits % SQLITE_CHECKPOINT_EVERY == 0
-        if checkpoint:
+        self._count_commit()
+
+    def _count_commit(self) -> None:
+        """SQLite: one more write transaction committed; every so often, a checkpoint."""
+        self._commits += 1  # under the GIL; a lost increment only delays a checkpoint
+        if self._commits % SQLITE_CHECKPOINT_EVERY == 0:
             self._checkpoint()
 
     @contextmanager
@@ -308,29 +387,30 @@ class SqlJobStore:
     # -- jobs, API side ------------------------------------------------------------------------
 
     def add_job(self, job: Job) -> None:
-        with self._write() as conn:
-            conn.execute(
-                _INSERT_JOB,  # values as parameters: the statement is compiled once, not per job
-                {
-                    "id": job.id,
-                    "owner": job.owner,
-                    "model": job.request.model,
-                    "request": job.request.to_dict(),
-                    "status": job.status.value,
-                    "seed": job.request.seed,
-                    "progress": job.progress,
-                    "created_at": job.created_at,
-                    "attempts": 0,
-                    "max_attempts": self._max_attempts,
-                    "cancel_requested": False,
-                    "meta": job.meta,
-                    "callback_url": job.callback_url,
-                    "webhook_state": "pending" if job.callback_url else None,
-                    "webhook_next_at": job.created_at if job.callback_url else None,
-                },
-            )
-            if job.status is JobStatus.QUEUED:
-                self._notify(conn, [job.request.model])
+        values = {
+            "id": job.id,
+            "owner": job.owner,
+            "model": job.request.model,
+            "request": job.request.to_dict(),
+            "status": job.status.value,
+            "seed": job.request.seed,
+            "progress": job.progress,
+            "created_at": job.created_at,
+            "attempts": 0,
+            "max_attempts": self._max_attempts,
+            "cancel_requested": False,
+            "meta": job.meta,
+            "callback_url": job.callback_url,
+            "webhook_state": "pending" if job.callback_url else None,
+            "webhook_next_at": job.created_at if job.callback_url else None,
+        }
+        queued = job.status is JobStatus.QUEUED
+        if self._write_turn is None:
+            (self._insert_queued_job if queued else self._insert_job)(values)
+        else:
+            with self._turn_to_write():
+                self._insert_job(values)
+            self._count_commit()
         self._wake_local()
 
     def get_job(self, job_id: str) -> Job | None:
