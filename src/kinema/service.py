@@ -305,10 +305,11 @@ class JobService:
         """Back-pressure: a bounded queue per key and in all (checked, then inserted: a burst of
         concurrent creates can overshoot by the number of API threads, never more)."""
         limits = self._limits
-        if self.store.count_queued(owner.id) >= limits.per_key:
+        mine, everyone = self.store.queued_counts(owner.id)
+        if mine >= limits.per_key:
             message = f"this key already has {limits.per_key} generations queued; retry later"
             raise QueueFull(message, limits.retry_after)
-        if self.store.count_queued() >= limits.total:
+        if everyone >= limits.total:
             raise QueueFull("the server's queue is full; retry later", limits.retry_after)
 
     def owned(self, owner: ApiKey, job_id: str) -> Job:

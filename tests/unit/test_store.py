@@ -393,6 +393,7 @@ class TestJobStore:
         claim_ids(store, 1)  # A's first job
         assert (store.count_queued("A"), store.count_queued("B")) == (1, 1)
         assert (store.count_queued("C"), store.count_queued(), store.count_jobs()) == (0, 2, 3)
+        assert (store.queued_counts("A"), store.queued_counts("C")) == ((1, 2), (0, 2))
 
     def test_queue_counts_follow_every_way_into_and_out_of_the_queue(self, store: JobStore) -> None:
         for job_id, owner, model in [

@@ -77,6 +77,10 @@ class JobStore(Protocol):
         """Queued jobs of one owner (API key id), or of everyone."""
         ...
 
+    def queued_counts(self, owner: str) -> tuple[int, int]:
+        """Queued jobs of one owner and of everyone, read together (the checks of a create)."""
+        ...
+
     def list_jobs(
         self, owner: str | None, *, after: str | None = None, limit: int = 20, newest_first: bool
     ) -> list[Job]:

@@ -157,6 +157,10 @@ class MemoryJobStore:
                 if row.status is QUEUED and (owner is None or row.job.owner == owner)
             )
 
+    def queued_counts(self, owner: str) -> tuple[int, int]:
+        with self._lock:
+            return self.count_queued(owner), self.count_queued()
+
     def purge_jobs(self, finished_before: float, limit: int = 500) -> list[Job]:
         with self._lock:
             chosen = [

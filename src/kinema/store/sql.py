@@ -115,6 +115,11 @@ _INSERT_QUEUED_JOB_PG = sa.select(
 ).select_from(_INSERT_JOB.returning(jobs.c.model).cte("inserted"))
 _QUEUED = sa.select(_QUEUED_IN_ALL.label("queued"))
 _QUEUED_OF_OWNER = _QUEUED.where(queue_depth.c.owner == sa.bindparam("owner"))
+_OWNERS_QUEUED = sa.case((queue_depth.c.owner == sa.bindparam("owner"), queue_depth.c.queued))
+_QUEUED_OF_OWNER_AND_ALL = sa.select(
+    sa.func.coalesce(sa.func.sum(_OWNERS_QUEUED), 0).label("of_owner"),
+    _QUEUED_IN_ALL.label("in_all"),
+)
 
 
 def open_store_url(
@@ -315,6 +320,7 @@ class SqlJobStore:
         self._queued_ahead = read(_QUEUED_AHEAD)
         self._queued = read(_QUEUED)
         self._queued_of_owner = read(_QUEUED_OF_OWNER)
+        self._queued_of_owner_and_all = read(_QUEUED_OF_OWNER_AND_ALL)
         self._insert_job = _DirectInsert(engine, _INSERT_JOB, jobs)
         self._insert_queued_job = self._insert_job
         if self._postgres:
@@ -451,6 +457,10 @@ class SqlJobStore:
     def count_jobs(self) -> int:
         with self._read() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(jobs)).scalar_one())
+
+    def queued_counts(self, owner: str) -> tuple[int, int]:
+        row = self._queued_of_owner_and_all.first(owner=owner)
+        return int(row.of_owner), int(row.in_all)
 
     def count_queued(self, owner: str | None = None) -> int:
         if owner is None:
