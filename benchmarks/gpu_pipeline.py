@@ -23,12 +23,12 @@ from typing import Any
 
 import torch
 
+from kinema.catalog.plan import GenerationPlan, plan_generation
+from kinema.catalog.registry import LTX_2, LTX_2_QUALITY, TINY_LTX2, TINY_LTX2_QUALITY, ModelSpec
 from kinema.config import Settings
 from kinema.domain import GenerationRequest
 from kinema.engine.pipelines import Engine, engine_from_components
-from kinema.engine.plan import GenerationPlan, plan_generation
 from kinema.engine.random_init import build_random_ltx2, build_random_ltx2_from_tiny
-from kinema.engine.registry import LTX_2, LTX_2_QUALITY, TINY_LTX2, TINY_LTX2_QUALITY, ModelSpec
 from kinema.media import encode_mp4
 
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "kinema" / "engine" / "configs" / "ltx2"

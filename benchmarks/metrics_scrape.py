@@ -21,9 +21,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from kinema.api.app import create_app
 from kinema.config import Settings
 from kinema.domain import GenerationRequest, Job, JobStatus, VideoArtifact
+from kinema.server import create_app
 from kinema.store import SqlJobStore
 from kinema.store.schema import jobs
 

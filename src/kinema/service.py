@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from kinema.catalog.registry import ServedModels
+from kinema.config import Settings
 from kinema.domain import ApiKey, GenerationRequest, Job, JobStatus
-from kinema.engine.registry import ServedModels
 from kinema.errors import FieldError, NotFound, QueueFull, Unauthorized, ValidationFailed
 from kinema.storage.base import ArtifactStore, remove_job_artifacts
 from kinema.store.base import JobStore
@@ -408,3 +409,16 @@ class JobService:
 
     def open_artifact(self, key: str) -> Iterator[bytes]:
         return self._storage.iter_bytes(key)
+
+
+@dataclass
+class Services:
+    """What an API process serves with: its settings, the two services and the artifact store."""
+
+    settings: Settings
+    keys: KeyService
+    jobs: JobService
+    artifacts: ArtifactStore
+
+    def close(self) -> None:
+        self.jobs.close()

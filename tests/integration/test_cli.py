@@ -21,7 +21,7 @@ from kinema import AsyncClient, Client, ClientError
 from kinema.cli import app
 from kinema.client import DEFAULT_MODEL
 from kinema.config import Settings
-from kinema.embedded import EmbeddedRunner
+from kinema.worker.in_process import EmbeddedRunner
 from tests.conftest import (
     OTHER_KEY,
     TEST_KEY,

@@ -19,14 +19,16 @@ from typing import Any
 import numpy as np
 import pytest
 
+from kinema.catalog.plan import GenerationPlan, plan_generation
+from kinema.catalog.registry import TINY_LTX2
 from kinema.config import Settings
 from kinema.domain import ApiKey, Clip, GenerationRequest, JobStatus
 from kinema.engine.parallel import ParallelEngine
-from kinema.engine.plan import GenerationPlan, plan_generation
-from kinema.engine.registry import TINY_LTX2
-from kinema.parallel_worker import launch_ranks, rank_devices, run_parallel_worker
-from kinema.runtime import EXIT_MODEL_UNAVAILABLE, Services, build_services
-from kinema.worker import Worker
+from kinema.service import Services
+from kinema.wiring import build_services
+from kinema.worker.multi_gpu import launch_ranks, rank_devices, run_parallel_worker
+from kinema.worker.runner import Worker
+from kinema.worker.supervisor import EXIT_MODEL_UNAVAILABLE
 
 OWNER = ApiKey(id="owner", name="owner", created_at=0.0)
 RESULTS = "parallel-results.pkl"

@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from kinema import Client
 from kinema.api.schemas import PROMPT_LIMIT
-from kinema.engine.registry import KLING_ALIASES
+from kinema.catalog.registry import KLING_ALIASES
 from tests.conftest import (
     OTHER_KEY,
     TEST_KEY,

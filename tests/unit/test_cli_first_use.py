@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from kinema.catalog.registry import KLING_ALIASES, MODELS, PRESET_ALIASES
 from kinema.cli import app
-from kinema.engine.registry import KLING_ALIASES, MODELS, PRESET_ALIASES
 from tests.conftest import free_port
 
 runner = CliRunner()

@@ -12,12 +12,13 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from kinema.cli import _complete_model, app
+from kinema.cli.jobs_view import RemoteJobs
 from kinema.client import Client, Generation
 from kinema.config import Settings
 from kinema.domain import ApiKey, GenerationRequest, Job, JobStatus, VideoArtifact
 from kinema.errors import ClientError
-from kinema.jobs_view import RemoteJobs
-from kinema.runtime import Services, build_services
+from kinema.service import Services
+from kinema.wiring import build_services
 
 runner = CliRunner()
 CLIP_BYTES = 4321

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from kinema.api.app import create_app
 from kinema.config import Settings
+from kinema.server import create_app
 
 PATH = "/v2/video/generations"
 LEGACY = "/v2/generate/video/kling/generation"

@@ -15,13 +15,8 @@ import torch
 from diffusers import LTX2Pipeline, LTX2VideoTransformer3DModel
 from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
 
-from kinema.config import Settings
-from kinema.domain import Clip, GenerationRequest
-from kinema.engine import components, speed
-from kinema.engine.components import Source
-from kinema.engine.pipelines import Engine, engine_from_components, load_engine
-from kinema.engine.plan import GenerationPlan, plan_generation
-from kinema.engine.registry import (
+from kinema.catalog.plan import GenerationPlan, plan_generation
+from kinema.catalog.registry import (
     DISTILLED_SIGMAS,
     LTX_2,
     LTX_2_QUALITY,
@@ -31,6 +26,11 @@ from kinema.engine.registry import (
     ModelSpec,
     StageSpec,
 )
+from kinema.config import Settings
+from kinema.domain import Clip, GenerationRequest
+from kinema.engine import components, speed
+from kinema.engine.components import Source
+from kinema.engine.pipelines import Engine, engine_from_components, load_engine
 from kinema.engine.speed import Hardware
 from kinema.engine.stages import PLAIN_DENOISER, stage_args
 from kinema.engine.tiny import (

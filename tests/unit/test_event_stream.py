@@ -6,8 +6,8 @@ import json
 
 from fastapi.testclient import TestClient
 
-from kinema.api.app import create_app
 from kinema.config import Settings
+from kinema.server import create_app
 
 
 def test_deleting_a_followed_job_ends_its_stream_with_a_404_event(settings: Settings) -> None:

@@ -13,9 +13,9 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
-from kinema.api.app import create_app
 from kinema.config import Settings
 from kinema.domain import GenerationRequest, Job, JobStatus
+from kinema.server import create_app
 from kinema.store.migrations import migrate
 from tests.pg import fresh_database
 

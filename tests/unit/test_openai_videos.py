@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from kinema.api.app import create_app
 from kinema.config import Settings
 from kinema.domain import VideoArtifact
 from kinema.errors import NotReady
+from kinema.server import create_app
 
 PATH = "/v1/videos"
 V2 = "/v2/video/generations"

@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from kinema.api.app import create_app
+from kinema.catalog.registry import KLING_ALIASES
 from kinema.config import Settings
-from kinema.engine.registry import KLING_ALIASES
+from kinema.server import create_app
 from tests.unit.test_openai_videos import Api
 
 V2 = "/v2/video/generations"

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from kinema.api.app import create_app
 from kinema.config import Settings
 from kinema.domain import VideoArtifact
+from kinema.server import create_app
 
 PATH = "/v2/video/generations"
 BODY = {"model": "tiny-ltx2", "prompt": "a lighthouse at night"}

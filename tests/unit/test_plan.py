@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kinema.domain import GenerationRequest
-from kinema.engine.plan import guidance_for, plan_generation, snap_frames
-from kinema.engine.registry import (
+from kinema.catalog.plan import guidance_for, plan_generation, snap_frames
+from kinema.catalog.registry import (
     DISTILLED_SIGMAS,
     LTX_2,
     LTX_2_QUALITY,
@@ -18,6 +17,7 @@ from kinema.engine.registry import (
     ServedModels,
     get_spec,
 )
+from kinema.domain import GenerationRequest
 
 SIZES = {
     "16:9": ((1920, 1088), (1920, 1080)),

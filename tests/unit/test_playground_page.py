@@ -9,11 +9,11 @@ from html.parser import HTMLParser
 import pytest
 from fastapi.testclient import TestClient
 
-from kinema.api.app import create_app
 from kinema.api.playground import STATIC_DIR, content_security_policy, render_page
 from kinema.api.schemas import PROMPT_LIMIT
+from kinema.catalog.registry import KLING_ALIASES
 from kinema.config import Settings
-from kinema.engine.registry import KLING_ALIASES
+from kinema.server import create_app
 
 EXTERNAL_URL = re.compile(r"""(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}""", re.IGNORECASE)
 STATIC_TYPES = {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kinema.config import Settings
 from kinema.domain import ApiKey, GenerationRequest
-from kinema.runtime import build_services
+from kinema.wiring import build_services
 
 
 def mode(path: Path) -> int:

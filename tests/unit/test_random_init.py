@@ -11,6 +11,7 @@ import torch
 from diffusers import LTX2LatentUpsamplePipeline, LTX2Pipeline
 from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
 
+from kinema.catalog.registry import TINY_LTX2
 from kinema.engine import tiny
 from kinema.engine.random_init import (
     CONFIG_NAMES,
@@ -24,7 +25,6 @@ from kinema.engine.random_init import (
     load_configs,
     materialize,
 )
-from kinema.engine.registry import TINY_LTX2
 
 BILLION = 1e9
 FACT_KEYS = {

@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from kinema.api.app import create_app
 from kinema.config import Settings
 from kinema.domain import GenerationRequest, Job, VideoArtifact
-from kinema.runtime import Services
+from kinema.server import create_app
+from kinema.service import Services
 
 MODEL = "tiny-ltx2"
 

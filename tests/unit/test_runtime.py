@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kinema.config import Settings
-from kinema.runtime import settings_environment
+from kinema.wiring import settings_environment
 
 # A value unlike the default for every setting: a setting added without an entry fails the test.
 NON_DEFAULTS: dict[str, object] = {

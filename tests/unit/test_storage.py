@@ -9,10 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from kinema.api.app import create_app
 from kinema.config import Settings
 from kinema.domain import GenerationRequest, VideoArtifact
 from kinema.errors import Forbidden, NotFound
+from kinema.server import create_app
 from kinema.storage.local import LocalArtifactStore
 
 PAYLOAD = bytes(range(256)) * 40

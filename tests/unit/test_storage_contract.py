@@ -18,9 +18,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from kinema.api.app import create_app
 from kinema.config import Settings
 from kinema.errors import NotFound
+from kinema.server import create_app
 from kinema.storage import (
     ArtifactStore,
     LocalArtifactStore,

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from kinema.api.app import create_app
 from kinema.config import Settings
-from kinema.runtime import open_artifacts
+from kinema.server import create_app
 from kinema.service import WriteProbe
 from kinema.storage import ArtifactStore
+from kinema.wiring import open_artifacts
 from tests.conftest import Clock
 
 

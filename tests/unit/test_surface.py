@@ -24,7 +24,7 @@ def test_the_api_app_serves_requests_without_importing_torch(tmp_path: object) -
     script = f"""
 import sys
 from fastapi.testclient import TestClient
-from kinema.api.app import create_app
+from kinema.server import create_app
 from kinema.config import Settings
 app = create_app(Settings(data_dir={str(tmp_path)!r}, model="tiny-ltx2"))
 _, key = app.state.services.keys.create("k")

@@ -14,11 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
 
-from kinema.api.app import create_app
-from kinema.api.webhooks import WebhookDeliverer
+from kinema.background.webhook_delivery import WebhookDeliverer
 from kinema.config import Settings
 from kinema.domain import ApiKey, GenerationRequest, Job, VideoArtifact
-from kinema.runtime import Services, build_services
+from kinema.server import create_app
+from kinema.service import Services
 from kinema.webhooks import (
     CallbackRefused,
     Destination,
@@ -27,6 +27,7 @@ from kinema.webhooks import (
     new_secret,
     resolve_destination,
 )
+from kinema.wiring import build_services
 from tests.webhook_receiver import Receiver, webhook_receiver
 
 PRIVATE_URLS = [
@@ -131,7 +132,9 @@ def test_a_delivery_connects_to_the_address_it_checked(
             finally:
                 monkeypatch.setattr(socket, "getaddrinfo", REAL_GETADDRINFO)
 
-        monkeypatch.setattr("kinema.api.webhooks.resolve_destination", resolve_then_forget)
+        monkeypatch.setattr(
+            "kinema.background.webhook_delivery.resolve_destination", resolve_then_forget
+        )
         assert deliverer.deliver_one() is True
         deliverer.stop()
         [call] = receiver.wait_for(1)

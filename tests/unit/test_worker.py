@@ -10,14 +10,15 @@ from typing import Any
 
 import pytest
 
+from kinema.catalog.plan import GenerationPlan
+from kinema.catalog.registry import TINY_LTX2
 from kinema.config import Settings
 from kinema.domain import ApiKey, Clip, GenerationRequest, JobStatus
 from kinema.engine.pipelines import Engine, load_engine
-from kinema.engine.plan import GenerationPlan
-from kinema.engine.registry import TINY_LTX2
-from kinema.runtime import Services, build_services
+from kinema.service import Services
 from kinema.store.sql import jobs
-from kinema.worker import Worker
+from kinema.wiring import build_services
+from kinema.worker.runner import Worker
 
 OWNER = ApiKey(id="owner", name="owner", created_at=0.0)
 

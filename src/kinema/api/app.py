@@ -1,29 +1,23 @@
-"""The FastAPI application: wiring of settings, store, storage and services."""
+"""The FastAPI application over the services: routes, errors, the OpenAPI document. HTTP only:
+what runs beside it is handed in (see kinema.server)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 
 from kinema import __version__
 from kinema.api import files, openai_videos, ops, playground, v2
-from kinema.api.background import BackgroundLoop
 from kinema.api.deps import services
 from kinema.api.errors import install_error_handlers
 from kinema.api.offload import set_thread_calls
 from kinema.api.openapi_docs import HEALTH, MODELS, install_openapi
 from kinema.api.responses import TolerantJSONResponse
-from kinema.api.webhooks import WebhookDeliverer
-from kinema.config import Settings
-from kinema.runtime import Services, WorkerSupervisor, build_services
-
-logger = logging.getLogger("kinema.api")
+from kinema.service import Services
 
 
 async def _health(request: Request) -> dict[str, Any]:
@@ -43,45 +37,30 @@ def _models(request: Request) -> dict[str, Any]:
     }
 
 
-HOUSEKEEPING_STOP_SECONDS = 30.0
+class Companion(Protocol):
+    """What lives exactly as long as the app: a background loop, the worker supervisor."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
-def housekeeping(app_services: Services) -> BackgroundLoop:
-    """Removes, every `housekeeping_seconds`, the jobs past retention and the deleted ones."""
-
-    def purge() -> bool:
-        removed = app_services.jobs.purge(time.time())
-        if removed:
-            logger.info("housekeeping removed %d jobs and their files", removed)
-        return False
-
-    return BackgroundLoop("kinema-housekeeping", purge, app_services.settings.housekeeping_seconds)
-
-
-def create_app(
-    settings: Settings | None = None, supervisor: WorkerSupervisor | None = None
-) -> FastAPI:
-    """The ASGI app; `supervisor`'s workers, the webhook deliverer and the housekeeping live
-    exactly as long as the app does."""
-    settings = settings or Settings()
-    app_services = build_services(settings)
-    set_thread_calls(settings.api_thread_calls)
+def build_app(app_services: Services, companions: Sequence[Companion] = ()) -> FastAPI:
+    """The ASGI app over `app_services`: it starts `companions` (in order) before it serves and
+    stops them (in reverse) and closes the services after."""
+    set_thread_calls(app_services.settings.api_thread_calls)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        deliverer = WebhookDeliverer(app_services)
-        deliverer.start()
-        housekeeper = housekeeping(app_services)
-        housekeeper.start()
-        if supervisor:
-            supervisor.start()
+        started: list[Companion] = []
         try:
+            for companion in companions:
+                companion.start()
+                started.append(companion)
             yield
         finally:
-            if supervisor:
-                await asyncio.to_thread(supervisor.stop)
-            await asyncio.to_thread(deliverer.stop)
-            await asyncio.to_thread(housekeeper.stop, HOUSEKEEPING_STOP_SECONDS)
+            for companion in reversed(started):
+                await asyncio.to_thread(companion.stop)
             app_services.close()
 
     app = FastAPI(

@@ -12,7 +12,7 @@ from kinema.api.json_body import check_values, parse_json
 from kinema.api.offload import in_thread
 from kinema.domain import ApiKey
 from kinema.errors import PayloadTooLarge
-from kinema.runtime import Services
+from kinema.service import Services
 
 
 def services(request: Request) -> Services:

@@ -39,8 +39,8 @@ from kinema.api.openapi_docs import (
     openai_responses,
 )
 from kinema.api.schemas import CreateGenerationBody
+from kinema.catalog.registry import FULL_HD_SIZES
 from kinema.domain import ApiKey, Job, JobStatus
-from kinema.engine.registry import FULL_HD_SIZES
 from kinema.errors import FieldError, ValidationFailed
 from kinema.service import JobView, Variant
 

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from kinema.api.schemas import PROMPT_LIMIT, CreateGenerationBody
-from kinema.engine.registry import KLING_ALIASES, PRESET_ALIASES, ServedModels
+from kinema.catalog.registry import KLING_ALIASES, PRESET_ALIASES, ServedModels
 
 JsonSchema = dict[str, Any]
 Responses = dict[int | str, dict[str, Any]]

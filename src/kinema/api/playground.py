@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from kinema import __version__
 from kinema.api.deps import base_url, services
 from kinema.api.schemas import PROMPT_LIMIT
-from kinema.engine.registry import ASPECT_RATIOS
+from kinema.catalog.registry import ASPECT_RATIOS
 from kinema.errors import NotFound
 
 STATIC_DIR = Path(__file__).parent / "static"

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
+from kinema.catalog.registry import ModelSpec
 from kinema.config import Settings
-from kinema.engine.registry import ModelSpec
 from kinema.errors import ModelUnavailable
 
 logger = logging.getLogger("kinema.engine")

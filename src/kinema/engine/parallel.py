@@ -31,12 +31,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from kinema.catalog.plan import GenerationPlan
+from kinema.catalog.registry import ModelSpec
 from kinema.config import Settings
 from kinema.domain import Clip
 from kinema.engine import speed
 from kinema.engine.pipelines import Engine, StepCallback, load_engine
-from kinema.engine.plan import GenerationPlan
-from kinema.engine.registry import ModelSpec
 from kinema.errors import GenerationCanceled, ModelUnavailable
 
 __all__ = [

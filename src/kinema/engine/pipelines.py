@@ -14,12 +14,12 @@ from typing import Any
 
 import torch
 
+from kinema.catalog.plan import GenerationPlan, StagePlan, plan_generation
+from kinema.catalog.registry import ModelSpec
 from kinema.config import Settings
 from kinema.domain import Clip, GenerationRequest
 from kinema.engine import components, speed
 from kinema.engine.components import LORA_ADAPTER, Source
-from kinema.engine.plan import GenerationPlan, StagePlan, plan_generation
-from kinema.engine.registry import ModelSpec
 from kinema.engine.stages import (
     Progress,
     PromptEmbeds,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kinema.engine.plan import GenerationPlan, StagePlan
+from kinema.catalog.plan import GenerationPlan, StagePlan
 
 StepCallback = Callable[[int, int], None]  # (steps_done, total_steps), after each denoising step
 

@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 
 from kinema import __version__
-from kinema.api.background import BackgroundLoop
 from kinema.api.schemas import render_generation
+from kinema.background.loop import BackgroundLoop
 from kinema.config import Settings
 from kinema.domain import Job
-from kinema.runtime import Services
+from kinema.service import Services
 from kinema.store.base import WebhookState
 from kinema.webhooks import (
     CallbackRefused,
@@ -57,13 +57,14 @@ class WebhookDeliverer:
         self._services = services
         self._settings = services.settings
         self._http = http or httpx.Client(follow_redirects=False, trust_env=False)
-        self._loop = BackgroundLoop("kinema-webhooks", self.deliver_one, IDLE_POLL_SECONDS)
+        hold = self._settings.webhook_timeout_seconds + HOLD_MARGIN_SECONDS
+        self._loop = BackgroundLoop("kinema-webhooks", self.deliver_one, IDLE_POLL_SECONDS, hold)
 
     def start(self) -> None:
         self._loop.start()
 
     def stop(self) -> None:
-        self._loop.stop(timeout=self._settings.webhook_timeout_seconds + HOLD_MARGIN_SECONDS)
+        self._loop.stop()
         self._http.close()
 
     def deliver_one(self) -> bool:

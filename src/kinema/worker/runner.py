@@ -18,10 +18,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from kinema.catalog.plan import GenerationPlan, plan_generation
+from kinema.catalog.registry import ModelSpec, get_spec
 from kinema.config import Settings
 from kinema.domain import Clip, Lease, VideoArtifact
-from kinema.engine.plan import GenerationPlan, plan_generation
-from kinema.engine.registry import ModelSpec, get_spec
 from kinema.errors import GenerationCanceled, LeaseLost
 from kinema.storage.base import ArtifactStore, remove_job_artifacts
 from kinema.store.base import JobStore

@@ -40,6 +40,23 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from kinema.catalog.registry import (
+    KLING_ALIASES,
+    MODELS,
+    PRESET_ALIASES,
+    canonical_id,
+    get_spec,
+    known_models,
+)
+from kinema.cli.jobs_view import (
+    JobsBackend,
+    JobsLocation,
+    job_details,
+    jobs_table,
+    local_time,
+    open_jobs,
+    status_line,
+)
 from kinema.client import (
     DEFAULT_MODEL,
     Client,
@@ -49,14 +66,6 @@ from kinema.client import (
 )
 from kinema.config import Settings
 from kinema.domain import ApiKey
-from kinema.engine.registry import (
-    KLING_ALIASES,
-    MODELS,
-    PRESET_ALIASES,
-    canonical_id,
-    get_spec,
-    known_models,
-)
 from kinema.errors import (
     ClientError,
     FieldError,
@@ -65,27 +74,16 @@ from kinema.errors import (
     NotFound,
     ValidationFailed,
 )
-from kinema.jobs_view import (
-    JobsBackend,
-    JobsLocation,
-    job_details,
-    jobs_table,
-    local_time,
-    open_jobs,
-    status_line,
-)
-from kinema.runtime import (
+from kinema.service import KeyService
+from kinema.store.migrations import migrate
+from kinema.wiring import jobs_database, make_settings, served_models
+from kinema.worker.supervisor import (
     EXIT_MODEL_UNAVAILABLE,
     WorkerSupervisor,
-    local_store,
-    make_settings,
     run_worker,
-    served_models,
     stop_on_signals,
     stop_when_orphaned,
 )
-from kinema.service import KeyService
-from kinema.store.migrations import migrate
 
 if TYPE_CHECKING:
     import uvicorn
@@ -298,7 +296,7 @@ def serve(
     """Run the HTTP API and its worker process(es)."""
     import uvicorn
 
-    from kinema.api.app import create_app
+    from kinema.server import create_app
 
     _configure_logging(log_level)
     settings = make_settings(
@@ -454,7 +452,7 @@ def worker(
 def _run_ranks(
     settings: Settings, gpus: list[int] | None, cpu_ranks: int, mode: str, stop: threading.Event
 ) -> int:
-    from kinema.parallel_worker import run_parallel_worker
+    from kinema.worker.multi_gpu import run_parallel_worker
 
     devices = ["cpu"] * cpu_ranks if cpu_ranks > 1 else None
     try:
@@ -648,7 +646,7 @@ def _generation_source(
             yield RemoteSource(client, model or DEFAULT_MODEL, display.downloaded)
         return
     display.phase("starting (no --server: generating on this machine)")
-    from kinema.embedded import EmbeddedRunner
+    from kinema.worker.in_process import EmbeddedRunner
 
     served = model if model and model not in KLING_ALIASES else None
     settings = make_settings(data_dir=where.data_dir, model=served)
@@ -780,7 +778,7 @@ def _served_model_entries(server: str | None, model: str | None) -> list[dict[st
         response = httpx.get(f"{server.rstrip('/')}/v1/models", timeout=10)
         response.raise_for_status()
         return response.json()["data"]  # type: ignore[no-any-return]
-    from kinema.engine.registry import ServedModels
+    from kinema.catalog.registry import ServedModels
 
     try:
         return ServedModels.of(served_models(make_settings(model=model))).catalog()
@@ -790,7 +788,7 @@ def _served_model_entries(server: str | None, model: str | None) -> list[dict[st
 
 @contextmanager
 def _keys(data_dir: Path | None, store_url: str | None) -> Iterator[KeyService]:
-    with local_store(make_settings(data_dir=data_dir, store_url=store_url)) as store:
+    with jobs_database(make_settings(data_dir=data_dir, store_url=store_url)) as store:
         yield KeyService(store)
 
 

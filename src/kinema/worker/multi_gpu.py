@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from kinema.config import Settings
 from kinema.errors import ModelUnavailable
-from kinema.runtime import EXIT_MODEL_UNAVAILABLE, served_models
+from kinema.wiring import served_models
+from kinema.worker.supervisor import EXIT_MODEL_UNAVAILABLE
 
 if TYPE_CHECKING:  # torch is imported only when the ranks start
     from kinema.engine.parallel import ContextParallel, ParallelEngine, RankGroup
@@ -234,8 +235,8 @@ def load_served_model(
     settings: Settings, group: RankGroup, mode: str
 ) -> tuple[Engine, ContextParallel | None]:
     """The default loader: the first served model, from its weights."""
+    from kinema.catalog.registry import get_spec
     from kinema.engine.parallel import load_rank_engine
-    from kinema.engine.registry import get_spec
 
     return load_rank_engine(get_spec(served_models(settings)[0]), settings, group, mode)
 
@@ -296,6 +297,6 @@ def _bridge(channel: Any, stop: threading.Event) -> None:
 def serve_jobs(engine: ParallelEngine, settings: Settings, stop: threading.Event) -> int:
     """Rank 0's work in `kinema worker --gpus`: the normal worker loop, with the engine that runs
     each clip on every rank (its warm-up compiles on every rank too)."""
-    from kinema.runtime import serve_engine
+    from kinema.worker.supervisor import serve_engine
 
     return serve_engine(engine, settings, stop)  # type: ignore[arg-type]

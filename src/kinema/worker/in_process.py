@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from kinema.api.schemas import render_generation
 from kinema.api.v2 import parse_create_body
+from kinema.catalog.registry import ModelSpec, get_spec
 from kinema.client import Generation, ProgressCallback, poll_until_done
 from kinema.config import Settings
 from kinema.domain import ApiKey
-from kinema.engine.registry import ModelSpec, get_spec
 from kinema.errors import KinemaError, NotFound
-from kinema.runtime import Services, build_services, served_models
-from kinema.worker import Worker, load_engine
+from kinema.service import Services
+from kinema.wiring import build_services, served_models
+from kinema.worker.runner import Worker, load_engine
 
 if TYPE_CHECKING:
     from kinema.engine.pipelines import Engine

@@ -1,4 +1,4 @@
-"""Background work of an API process: a daemon thread that repeats one step until stopped."""
+"""A daemon thread that repeats one step until stopped: the shape of every background loop."""
 
 from __future__ import annotations
 
@@ -13,20 +13,23 @@ class BackgroundLoop:
     """Calls `step` over and over; after a step that found nothing to do (returned False) or
     failed, waits `idle_seconds` first. A failure (a database hiccup) never ends the loop."""
 
-    def __init__(self, name: str, step: Callable[[], bool], idle_seconds: float) -> None:
+    def __init__(
+        self, name: str, step: Callable[[], bool], idle_seconds: float, stop_seconds: float = 30.0
+    ) -> None:
         self._name = name
         self._step = step
         self._idle = idle_seconds
+        self._stop_seconds = stop_seconds  # how long stop() waits for a step under way
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float) -> None:
+    def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout)
+            self._thread.join(self._stop_seconds)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from kinema.catalog.registry import ModelSpec, StageSpec
 from kinema.domain import GenerationRequest
-from kinema.engine.registry import ModelSpec, StageSpec
 
 
 @dataclass(frozen=True)

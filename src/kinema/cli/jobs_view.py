@@ -20,9 +20,9 @@ from kinema.client import Client, Generation
 from kinema.config import Settings
 from kinema.domain import Job, JobStatus
 from kinema.errors import ClientError, KinemaError, NotFound
-from kinema.runtime import local_store, make_settings, open_artifacts
 from kinema.storage.base import remove_job_artifacts
 from kinema.store.sql import SqlJobStore
+from kinema.wiring import jobs_database, make_settings, open_artifacts
 
 
 def local_time(timestamp: float | None, layout: str = "%Y-%m-%d %H:%M:%S") -> str:
@@ -333,7 +333,7 @@ def open_jobs(where: JobsLocation) -> Iterator[JobsBackend]:
             yield RemoteJobs(client)
         return
     settings = make_settings(data_dir=where.data_dir, store_url=where.store_url)
-    with local_store(settings) as store:
+    with jobs_database(settings) as store:
         yield LocalJobs(store, settings, where.owner)
 
 

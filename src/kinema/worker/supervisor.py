@@ -1,8 +1,8 @@
-"""Process wiring shared by the CLI's commands: settings, services, workers."""
+"""Worker processes: the job loop of one process (`kinema worker`), and the supervisor that runs
+and restarts them beside the API (`kinema serve`)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -10,17 +10,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from kinema.config import Settings
-from kinema.engine.registry import ServedModels
 from kinema.errors import ModelUnavailable
-from kinema.service import JobService, KeyService, QueueLimits, WebhookPolicy
-from kinema.storage import ArtifactStore, load_or_create_secret, open_artifact_store
-from kinema.store.sql import SqlJobStore, open_store_url
+from kinema.wiring import open_backends, served_models, settings_environment
 
 if TYPE_CHECKING:
     from kinema.engine.pipelines import Engine
@@ -30,79 +25,10 @@ logger = logging.getLogger("kinema")
 EXIT_MODEL_UNAVAILABLE = 3
 
 
-def make_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with the command line's explicit options on top."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
-
-
-def settings_environment(settings: Settings) -> dict[str, str]:
-    """This process's environment, with every setting spelled out as its KINEMA_* variable, so
-    that a child process reads exactly `settings` (command-line options included)."""
-    names = {f"KINEMA_{name}".upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
-    for name, value in settings.model_dump(mode="json").items():
-        if value is not None:
-            env[f"KINEMA_{name}".upper()] = value if isinstance(value, str) else json.dumps(value)
-    return env
-
-
-def served_models(settings: Settings) -> list[str]:
-    return [m.strip() for m in settings.model.split(",") if m.strip()]
-
-
-@dataclass
-class Services:
-    settings: Settings
-    keys: KeyService
-    jobs: JobService
-    artifacts: ArtifactStore
-
-    def close(self) -> None:
-        self.jobs.close()
-
-
-def open_artifacts(settings: Settings) -> ArtifactStore:
-    return open_artifact_store(
-        settings.storage or "",
-        local_root=settings.artifacts_dir,
-        secret=load_or_create_secret(settings.secret_path),
-        staging_dir=settings.data_dir / "staging",
-    )
-
-
-def open_backends(settings: Settings) -> tuple[SqlJobStore, ArtifactStore]:
-    store = open_store_url(settings.database_url, max_attempts=settings.max_attempts)
-    return store, open_artifacts(settings)
-
-
-@contextmanager
-def local_store(settings: Settings) -> Iterator[SqlJobStore]:
-    """The jobs database alone (no artifacts), for commands that only read or change jobs/keys."""
-    store = open_store_url(settings.database_url)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-def build_services(settings: Settings) -> Services:
-    store, artifacts = open_backends(settings)
-    served = ServedModels.of(served_models(settings))
-    limits = QueueLimits(
-        settings.max_queued_per_key, settings.max_queued_total, settings.retry_after_seconds
-    )
-    webhooks = WebhookPolicy(settings.webhook_url, settings.webhook_allow_private)
-    retention = settings.retention_hours * 3600 if settings.retention_hours is not None else None
-    jobs = JobService(
-        store, artifacts, served, settings.url_ttl_seconds, limits, webhooks, retention
-    )
-    return Services(settings, KeyService(store), jobs, artifacts)
-
-
 def run_worker(settings: Settings, stop: threading.Event) -> int:
     """Load the model once, then process jobs until `stop` is set. Returns an exit code."""
-    from kinema.engine.registry import get_spec
-    from kinema.worker import load_engine
+    from kinema.catalog.registry import get_spec
+    from kinema.worker.runner import load_engine
 
     model = served_models(settings)[0]
     try:
@@ -115,7 +41,7 @@ def run_worker(settings: Settings, stop: threading.Event) -> int:
 
 def serve_engine(engine: Engine, settings: Settings, stop: threading.Event) -> int:
     """With the model loaded: warm up, then process jobs until `stop` is set."""
-    from kinema.worker import Worker
+    from kinema.worker.runner import Worker
 
     if engine.features.get("compile", "off") != "off":
         engine.warm_up(seconds=5.0)  # compile now, at the shape real jobs have, not on job one

@@ -1,0 +1,1 @@
+"""Loops an API process runs beside its HTTP server: webhook delivery and housekeeping."""
