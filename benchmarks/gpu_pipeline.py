@@ -27,7 +27,7 @@ from kinema.catalog.plan import GenerationPlan, plan_generation
 from kinema.catalog.registry import LTX_2, LTX_2_QUALITY, TINY_LTX2, TINY_LTX2_QUALITY, ModelSpec
 from kinema.config import Settings
 from kinema.domain import GenerationRequest
-from kinema.engine.pipelines import Engine, engine_from_components
+from kinema.engine.pipelines import ModelRunner, engine_from_components
 from kinema.engine.random_init import build_random_ltx2, build_random_ltx2_from_tiny
 from kinema.media import encode_mp4
 
@@ -91,7 +91,7 @@ def settings_for(args: argparse.Namespace, data_dir: Path, device: torch.device)
     )
 
 
-def timed_clip(engine: Engine, plan: GenerationPlan, device: torch.device) -> dict[str, float]:
+def timed_clip(engine: ModelRunner, plan: GenerationPlan, device: torch.device) -> dict[str, float]:
     steps: list[float] = []
     sync(device)
     start = time.perf_counter()

@@ -75,7 +75,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         settings = Settings(data_dir=Path(scratch), model=MODEL)
         with TestClient(create_app(settings)) as client:
-            store = client.app.state.services.jobs.store  # type: ignore[attr-defined]
+            store = client.app.state.services.store  # type: ignore[attr-defined]
             started = time.perf_counter()
             complete_jobs(store, args.jobs)
             fill_s = time.perf_counter() - started

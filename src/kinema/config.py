@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
 
-    # Speed and memory (issue 3). "auto" turns a feature on where it cannot change the output
+    # Speed and memory. "auto" turns a feature on where it cannot change the output
     # beyond noise and the hardware gains from it.
     attention_backend: str = "auto"  # auto | a diffusers attention backend name (e.g. _flash_3)
     compile: Toggle = "auto"  # regional torch.compile of the repeated transformer blocks

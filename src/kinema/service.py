@@ -11,14 +11,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from kinema.catalog.registry import ServedModels
 from kinema.config import Settings
 from kinema.domain import ApiKey, GenerationRequest, Job, JobStatus
 from kinema.errors import FieldError, NotFound, QueueFull, Unauthorized, ValidationFailed
 from kinema.storage.base import ArtifactStore, remove_job_artifacts
-from kinema.store.base import JobStore
+from kinema.store_protocol import JobStore, StageHistogram, StoreStats, WebhookState
 from kinema.webhooks import CallbackRefused, check_callback_url, new_secret
 
 Variant = Literal["video", "thumbnail"]
@@ -254,7 +254,7 @@ class JobService:
         webhooks: WebhookPolicy | None = None,
         retention_seconds: float | None = None,
     ) -> None:
-        self.store = store
+        self._store = store
         self._storage = storage
         self.served = served
         self._url_ttl = url_ttl
@@ -287,7 +287,7 @@ class JobService:
             meta=meta,
             callback_url=callback_url,
         )
-        self.store.add_job(job)
+        self._store.add_job(job)
         return job
 
     def _checked_callback(self, url: str | None) -> str | None:
@@ -300,35 +300,55 @@ class JobService:
             raise ValidationFailed(message, [FieldError("callback_url", str(exc))]) from None
 
     def close(self) -> None:
-        self.store.close()
+        self._store.close()
 
     def _check_capacity(self, owner: ApiKey) -> None:
         """Back-pressure: a bounded queue per key and in all (checked, then inserted: a burst of
         concurrent creates can overshoot by the number of API threads, never more)."""
         limits = self._limits
-        mine, everyone = self.store.queued_counts(owner.id)
+        mine, everyone = self._store.queued_counts(owner.id)
         if mine >= limits.per_key:
             message = f"this key already has {limits.per_key} generations queued; retry later"
             raise QueueFull(message, limits.retry_after)
         if everyone >= limits.total:
             raise QueueFull("the server's queue is full; retry later", limits.retry_after)
 
+    # -- what the operations routes, the webhook deliverer and the in-process runner read -------
+
+    def stats(self) -> StoreStats:
+        return self._store.stats()
+
+    def live_workers(self, liveness_seconds: float) -> dict[str, int]:
+        return self._store.live_workers(liveness_seconds)
+
+    def stage_histograms(self) -> list[StageHistogram]:
+        return self._store.stage_histograms()
+
+    def claim_webhook(self, now: float, hold_seconds: float) -> Job | None:
+        """A job whose webhook delivery is due, held for `hold_seconds` against other deliverers."""
+        return self._store.claim_webhook(now, hold_seconds)
+
+    def record_webhook_attempt(
+        self, job_id: str, attempt: dict[str, Any], state: WebhookState, next_at: float | None
+    ) -> None:
+        self._store.record_webhook_attempt(job_id, attempt, state, next_at)
+
     def owned(self, owner: ApiKey, job_id: str) -> Job:
         """The job, if it exists and belongs to `owner`; NotFound otherwise (either way)."""
-        job = self.store.get_job(job_id) if is_storable_id(job_id) else None
+        job = self._store.get_job(job_id) if is_storable_id(job_id) else None
         if job is None or job.owner != owner.id:
             raise NotFound(f"generation {job_id!r} not found")
         return job
 
     def cancel(self, owner: ApiKey, job_id: str, base_url: str) -> JobView:
         """A queued job ends at once; a running one stops at its next denoising step."""
-        self.store.request_cancel(self.owned(owner, job_id).id)
+        self._store.request_cancel(self.owned(owner, job_id).id)
         return self.get(owner, job_id, base_url)
 
     def readiness(self, liveness_seconds: float) -> Readiness:
         live: dict[str, int] = {}
         checks = {
-            "database": _probe(lambda: live.update(self.store.live_workers(liveness_seconds))),
+            "database": _probe(lambda: live.update(self._store.live_workers(liveness_seconds))),
             "storage": self.storage_probe(),
         }
         for model in self.served.served:
@@ -339,7 +359,7 @@ class JobService:
         return self.view(self.owned(owner, job_id), base_url)
 
     def view(self, job: Job, base_url: str) -> JobView:
-        position = self.store.queue_position(job) if job.status is JobStatus.QUEUED else None
+        position = self._store.queue_position(job) if job.status is JobStatus.QUEUED else None
         expires_at = self._expires_at(job)
         artifact = job.artifact if job.status is JobStatus.COMPLETED else None
         if artifact is None:
@@ -360,7 +380,7 @@ class JobService:
         finished_before = now - self._retention if self._retention is not None else 0.0
         removed = 0
         while True:
-            jobs = self.store.purge_jobs(finished_before, batch)
+            jobs = self._store.purge_jobs(finished_before, batch)
             for job in jobs:
                 remove_job_artifacts(self._storage, job.id)
             removed += len(jobs)
@@ -377,13 +397,13 @@ class JobService:
         newest_first: bool = True,
     ) -> JobPage:
         """A page of the owner's jobs after the job `after` (which must be the owner's)."""
-        cursor = self.store.get_job(after) if after is not None and is_storable_id(after) else None
+        cursor = self._store.get_job(after) if after is not None and is_storable_id(after) else None
         if after is not None and (cursor is None or cursor.owner != owner.id):
             raise ValidationFailed(
                 f"Query validation error: no generation {after!r} to list after",
                 [FieldError("after", "must be the id of one of your generations")],
             )
-        jobs = self.store.list_jobs(
+        jobs = self._store.list_jobs(
             owner.id, after=after, limit=limit + 1, newest_first=newest_first
         )
         views = [self.view(job, base_url) for job in jobs[:limit]]
@@ -392,7 +412,7 @@ class JobService:
     def delete(self, owner: ApiKey, job_id: str) -> Job:
         """Hide the job from every read and remove its files; a pending job is canceled."""
         job = self.owned(owner, job_id)
-        self.store.delete_job(job.id)
+        self._store.delete_job(job.id)
         remove_job_artifacts(self._storage, job.id)
         return job
 
@@ -419,6 +439,7 @@ class Services:
     keys: KeyService
     jobs: JobService
     artifacts: ArtifactStore
+    store: JobStore  # for a worker this process runs (kinema generate); the API uses the services
 
     def close(self) -> None:
         self.jobs.close()

@@ -71,4 +71,4 @@ def build_services(settings: Settings) -> Services:
     jobs = JobService(
         store, artifacts, served, settings.url_ttl_seconds, limits, webhooks, retention
     )
-    return Services(settings, KeyService(store), jobs, artifacts)
+    return Services(settings, KeyService(store), jobs, artifacts, store)

@@ -1,4 +1,4 @@
-"""Scale-out under faults: PostgreSQL, two API replicas, three workers, a killer (issue 4).
+"""Scale-out under faults: PostgreSQL, two API replicas, three workers, a killer.
 
 Every few seconds a random worker is SIGKILLed and restarted; halfway one API replica is restarted.
 Every job must end `completed` exactly once, with exactly one artifact, none stuck, no orphan file.

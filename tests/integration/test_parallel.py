@@ -1,4 +1,4 @@
-"""One clip across two ranks: two CPU processes, gloo, the tiny model (issue 4, multi-GPU).
+"""One clip across two ranks: two CPU processes, gloo, the tiny model.
 
 On the CPU this is the real thing, not a stand-in: diffusers' context parallelism (Ulysses) splits
 the transformer's video tokens across the two ranks, with kinema's split plan (see
@@ -23,12 +23,13 @@ from kinema.catalog.plan import GenerationPlan, plan_generation
 from kinema.catalog.registry import TINY_LTX2
 from kinema.config import Settings
 from kinema.domain import ApiKey, Clip, GenerationRequest, JobStatus
-from kinema.engine.parallel import ParallelEngine
+from kinema.engine.parallel import ParallelRunner
 from kinema.service import Services
 from kinema.wiring import build_services
 from kinema.worker.multi_gpu import launch_ranks, rank_devices, run_parallel_worker
 from kinema.worker.runner import Worker
 from kinema.worker.supervisor import EXIT_MODEL_UNAVAILABLE
+from tests.runners import HookedRunner
 
 OWNER = ApiKey(id="owner", name="owner", created_at=0.0)
 RESULTS = "parallel-results.pkl"
@@ -63,31 +64,7 @@ def recorder(steps: list[tuple[int, int]]) -> Callable[[int, int], None]:
     return lambda done, total: steps.append((done, total))
 
 
-class CancelAt:
-    """Rank 0's engine, with a hook that requests a cancel at one denoising step."""
-
-    def __init__(self, engine: ParallelEngine, at_step: int, hook: Callable[[], None]) -> None:
-        self.spec = engine.spec
-        self.engine = engine
-        self.at_step = at_step
-        self.hook = hook
-        self.steps: list[int] = []
-
-    @property
-    def last_timings(self) -> dict[str, float]:
-        return self.engine.last_timings
-
-    def generate(self, plan: GenerationPlan, on_step: Any, is_canceled: Any) -> Clip:
-        def step(done: int, total: int) -> None:
-            self.steps.append(done)
-            if done == self.at_step:
-                self.hook()
-            on_step(done, total)
-
-        return self.engine.generate(plan, step, is_canceled)
-
-
-def scenarios_on_rank_0(engine: ParallelEngine, settings: Settings, stop: threading.Event) -> int:
+def scenarios_on_rank_0(engine: ParallelRunner, settings: Settings, stop: threading.Event) -> int:
     """Rank 0's part of the module's scenarios (rank 1 follows); results go to a file."""
     results: dict[str, Any] = {"features": dict(engine.features)}
     for name, request in CLIPS.items():
@@ -110,16 +87,14 @@ def scenarios_on_rank_0(engine: ParallelEngine, settings: Settings, stop: thread
     services = build_services(settings)
     try:
         job = services.jobs.submit(OWNER, GenerationRequest(model="tiny-ltx2", prompt="a drum"))
-        hooked = CancelAt(
-            engine, CANCEL_AT_STEP, lambda: services.jobs.store.request_cancel(job.id)
-        )
-        worker = Worker(services.jobs.store, services.artifacts, hooked, settings)  # type: ignore[arg-type]
+        hooked = HookedRunner(engine, CANCEL_AT_STEP, lambda: services.store.request_cancel(job.id))
+        worker = Worker(services.store, services.artifacts, hooked, settings)
         worker.run_once()
-        after = services.jobs.store.get_job(job.id)
+        after = services.store.get_job(job.id)
         results["cancel"] = {
             "status": after.status if after else None,
             "error_name": after.error_name if after else None,
-            "rank_0_steps": hooked.steps,
+            "rank_0_steps": [done for done, _ in hooked.steps],
             "followers": engine.channel.outcomes(),
             "artifacts": [p for p in settings.artifacts_dir.rglob("*.mp4")],
         }
@@ -219,7 +194,7 @@ def test_a_job_completes_through_the_parallel_worker_on_two_cpu_ranks(
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and launcher.is_alive():
-            current = services.jobs.store.get_job(job.id)
+            current = services.store.get_job(job.id)
             if current and current.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
                 break
             time.sleep(0.2)
@@ -227,7 +202,7 @@ def test_a_job_completes_through_the_parallel_worker_on_two_cpu_ranks(
         stop.set()
         launcher.join(60)
     assert not launcher.is_alive() and codes == [0]
-    done = services.jobs.store.get_job(job.id)
+    done = services.store.get_job(job.id)
     assert done and done.status is JobStatus.COMPLETED and done.progress == 100.0
     assert done.artifact and done.artifact.has_audio
     assert (done.artifact.width, done.artifact.height) == TINY_LTX2.output_sizes["16:9"]
@@ -235,7 +210,7 @@ def test_a_job_completes_through_the_parallel_worker_on_two_cpu_ranks(
     assert done.meta["timings"]["stage1"] > 0
 
 
-def fail_at_step_3(engine: ParallelEngine, settings: Settings, stop: threading.Event) -> int:
+def fail_at_step_3(engine: ParallelRunner, settings: Settings, stop: threading.Event) -> int:
     """Rank 0 fails in the middle of a clip while rank 1 waits in that step's collective."""
 
     def step(done: int, total: int) -> None:

@@ -11,7 +11,8 @@ from typing import Any, cast
 import pytest
 from typer.testing import CliRunner, Result
 
-from kinema.cli import _complete_model, app
+from kinema.cli import app
+from kinema.cli.app import complete_model
 from kinema.cli.jobs_view import RemoteJobs
 from kinema.client import Client, Generation
 from kinema.config import Settings
@@ -38,13 +39,13 @@ class LocalData:
         return self.services.jobs.submit(owner, request)
 
     def start(self, job: Job, progress: float = 40.0) -> None:
-        lease = self.services.jobs.store.claim(["tiny-ltx2"], "worker-1", 60)
+        lease = self.services.store.claim(["tiny-ltx2"], "worker-1", 60)
         assert lease is not None and lease.job.id == job.id
-        self.services.jobs.store.report_progress(lease, progress, "denoising")
+        self.services.store.report_progress(lease, progress, "denoising")
 
     def complete(self, job: Job) -> str:
         """Run `job` to completion with a stored clip; returns the clip's artifact key."""
-        store, artifacts = self.services.jobs.store, self.services.artifacts
+        store, artifacts = self.services.store, self.services.artifacts
         lease = store.claim(["tiny-ltx2"], "worker-1", 60)
         assert lease is not None and lease.job.id == job.id
         staged = artifacts.staging_path(".mp4")
@@ -194,7 +195,7 @@ def test_jobs_cancel_ends_a_queued_job_and_asks_a_running_one_to_stop(
     result = local.invoke("jobs", "cancel", running.id)
     assert result.exit_code == 0, result.output
     assert f"{running.id}: running (stops at its next step)" in result.stderr
-    stored = local.services.jobs.store.get_job(running.id)
+    stored = local.services.store.get_job(running.id)
     assert stored is not None and stored.cancel_requested
     assert stored.status is JobStatus.RUNNING
 
@@ -237,7 +238,7 @@ def test_jobs_download_saves_a_completed_clip_and_refuses_a_pending_one(
 def test_ids_that_begin_with_a_dash_are_taken_as_ids(local: LocalData) -> None:
     request = GenerationRequest(model="tiny-ltx2", prompt="dashing", seed=1)
     dashed = Job("-lead-dash-id-of-32-characters-x", local.alice.id, request, JobStatus.QUEUED, 1.0)
-    local.services.jobs.store.add_job(dashed)
+    local.services.store.add_job(dashed)
     shown = local.json("jobs", "show", dashed.id)
     assert isinstance(shown, dict) and shown["prompt"] == "dashing"
     assert local.invoke("jobs", "cancel", dashed.id).exit_code == 0
@@ -357,8 +358,8 @@ def test_help_mentions_shell_completion() -> None:
 
 
 def test_model_ids_complete() -> None:
-    assert _complete_model("tiny") == ["tiny-ltx2", "tiny-ltx2:quality", "tiny-ltx2:fast"]
-    assert "klingai/video-v2-6-pro-text-to-video" in _complete_model("klingai/")
+    assert complete_model("tiny") == ["tiny-ltx2", "tiny-ltx2:quality", "tiny-ltx2:fast"]
+    assert "klingai/video-v2-6-pro-text-to-video" in complete_model("klingai/")
     completed = runner.invoke(
         app,
         [],

@@ -29,7 +29,7 @@ class Api:
     def __init__(self, client: TestClient) -> None:
         self.client = client
         services = client.app.state.services  # type: ignore[attr-defined]
-        self.store = services.jobs.store
+        self.store = services.store
         _, self.key = services.keys.create("first")
         _, self.other_key = services.keys.create("second")
         self.auth = {"Authorization": f"Bearer {self.key}"}

@@ -30,7 +30,7 @@ from kinema.config import Settings
 from kinema.domain import Clip, GenerationRequest
 from kinema.engine import components, speed
 from kinema.engine.components import Source
-from kinema.engine.pipelines import Engine, engine_from_components, load_engine
+from kinema.engine.pipelines import ModelRunner, engine_from_components, load_engine
 from kinema.engine.speed import Hardware
 from kinema.engine.stages import PLAIN_DENOISER, stage_args
 from kinema.engine.tiny import (
@@ -66,23 +66,23 @@ def settings(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> Se
 
 
 @pytest.fixture(scope="module")
-def engines(settings: Settings) -> dict[str, Engine]:
+def engines(settings: Settings) -> dict[str, ModelRunner]:
     return {name: load_engine(spec, settings) for name, spec in PRESETS.items()}
 
 
 @pytest.fixture(scope="module")
-def fast(engines: dict[str, Engine]) -> Engine:
+def fast(engines: dict[str, ModelRunner]) -> ModelRunner:
     return engines["fast"]
 
 
 @pytest.fixture(scope="module")
-def quality(engines: dict[str, Engine]) -> Engine:
+def quality(engines: dict[str, ModelRunner]) -> ModelRunner:
     return engines["quality"]
 
 
 def fresh_engine(
     tiny_weights: Path, spec: ModelSpec = TINY_LTX2, lora: bool = True, **settings: object
-) -> Engine:
+) -> ModelRunner:
     """An engine of its own (speed-feature tests change it), over freshly loaded components."""
     pipeline = LTX2Pipeline.from_pretrained(tiny_weights, dtype=torch.float32)
     upsampler = LTX2LatentUpsamplerModel.from_pretrained(tiny_weights / UPSAMPLER_DIR)
@@ -185,7 +185,7 @@ def test_tiny_weights_setting_overrides_the_build(settings: Settings) -> None:
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("aspect_ratio", SIZES)
 def test_five_seconds_at_every_size(
-    engines: dict[str, Engine], preset: str, aspect_ratio: str
+    engines: dict[str, ModelRunner], preset: str, aspect_ratio: str
 ) -> None:
     plan = tiny_plan(PRESETS[preset], aspect_ratio=aspect_ratio)
     clip = engines[preset].generate(plan, ignore_steps, never)
@@ -195,7 +195,7 @@ def test_five_seconds_at_every_size(
     assert_clip(clip, plan)
 
 
-def test_ten_seconds_keeps_audio_in_step(fast: Engine) -> None:
+def test_ten_seconds_keeps_audio_in_step(fast: ModelRunner) -> None:
     plan = tiny_plan(duration=10)
     clip = fast.generate(plan, ignore_steps, never)
 
@@ -203,7 +203,7 @@ def test_ten_seconds_keeps_audio_in_step(fast: Engine) -> None:
     assert_clip(clip, plan)
 
 
-def test_timings_name_every_stage(fast: Engine) -> None:
+def test_timings_name_every_stage(fast: ModelRunner) -> None:
     fast.generate(tiny_plan(), ignore_steps, never)
 
     expected = {"text_encode", "stage1", "upsample", "refine", "video_decode", "audio_decode"}
@@ -213,7 +213,7 @@ def test_timings_name_every_stage(fast: Engine) -> None:
     )
 
 
-def test_same_seed_same_clip_other_seed_other_frames(fast: Engine) -> None:
+def test_same_seed_same_clip_other_seed_other_frames(fast: ModelRunner) -> None:
     first = fast.generate(tiny_plan(seed=7), ignore_steps, never)
     again = fast.generate(tiny_plan(seed=7), ignore_steps, never)
     other = fast.generate(tiny_plan(seed=8), ignore_steps, never)
@@ -225,7 +225,7 @@ def test_same_seed_same_clip_other_seed_other_frames(fast: Engine) -> None:
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-def test_progress_counts_both_stages(engines: dict[str, Engine], preset: str) -> None:
+def test_progress_counts_both_stages(engines: dict[str, ModelRunner], preset: str) -> None:
     calls: list[tuple[int, int]] = []
     plan = tiny_plan(PRESETS[preset])
     engines[preset].generate(plan, lambda done, total: calls.append((done, total)), never)
@@ -236,7 +236,7 @@ def test_progress_counts_both_stages(engines: dict[str, Engine], preset: str) ->
 
 
 @pytest.mark.parametrize(("stop_after", "reached"), [(3, "stage1"), (9, "refine")])
-def test_cancel_in_either_stage_discards(fast: Engine, stop_after: int, reached: str) -> None:
+def test_cancel_in_either_stage_discards(fast: ModelRunner, stop_after: int, reached: str) -> None:
     calls: list[int] = []
 
     def canceled() -> bool:
@@ -251,13 +251,13 @@ def test_cancel_in_either_stage_discards(fast: Engine, stop_after: int, reached:
     assert fast.generate(tiny_plan(), ignore_steps, never).frames.shape[0] == 121
 
 
-def test_cancel_before_start(fast: Engine) -> None:
+def test_cancel_before_start(fast: ModelRunner) -> None:
     with pytest.raises(GenerationCanceled):
         fast.generate(tiny_plan(), ignore_steps, lambda: True)
 
 
 def test_stage_one_runs_at_half_size_and_is_upsampled(
-    fast: Engine, monkeypatch: pytest.MonkeyPatch
+    fast: ModelRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
     forward = fast.upsampler.forward
@@ -279,7 +279,7 @@ def test_stage_one_runs_at_half_size_and_is_upsampled(
     assert inp[:3] == out[:3]  # same batch, channels, frames
 
 
-def scheduler_sigmas(engine: Engine, plan: GenerationPlan) -> list[list[float]]:
+def scheduler_sigmas(engine: ModelRunner, plan: GenerationPlan) -> list[list[float]]:
     """The schedule in use at the first step of stage 1 and at the last step of the last stage."""
     sigmas: list[list[float]] = []
 
@@ -291,7 +291,7 @@ def scheduler_sigmas(engine: Engine, plan: GenerationPlan) -> list[list[float]]:
     return sigmas
 
 
-def test_schedules_fixed_as_given_spaced_shifted(quality: Engine, fast: Engine) -> None:
+def test_schedules_fixed_as_given_spaced_shifted(quality: ModelRunner, fast: ModelRunner) -> None:
     assert scheduler_sigmas(fast, tiny_plan()) == [
         pytest.approx(DISTILLED_SIGMAS),
         pytest.approx(REFINE_SIGMAS),
@@ -302,7 +302,7 @@ def test_schedules_fixed_as_given_spaced_shifted(quality: Engine, fast: Engine) 
     assert refine == pytest.approx(REFINE_SIGMAS)
 
 
-def test_lora_is_active_on_distilled_stages_only(quality: Engine, fast: Engine) -> None:
+def test_lora_is_active_on_distilled_stages_only(quality: ModelRunner, fast: ModelRunner) -> None:
     active: list[bool] = []
     plan = tiny_plan(TINY_LTX2_QUALITY)
     quality.generate(plan, lambda done, total: active.append(quality.lora_active()), never)
@@ -314,7 +314,7 @@ def test_lora_is_active_on_distilled_stages_only(quality: Engine, fast: Engine) 
     assert fast.lora_active()
 
 
-def test_fused_lora_equals_the_active_adapter(fast: Engine, tiny_weights: Path) -> None:
+def test_fused_lora_equals_the_active_adapter(fast: ModelRunner, tiny_weights: Path) -> None:
     adapter = fresh_engine(tiny_weights, lora=False)
     components.load_lora(
         adapter.pipeline,
@@ -362,7 +362,7 @@ def test_single_stage_decodes_as_the_pipeline_does(tiny_weights: Path) -> None:
     assert clip.audio == pytest.approx(np.clip(audio[0].numpy(), -1, 1), abs=1e-5)
 
 
-def test_distilled_stages_run_the_plain_denoiser(fast: Engine, quality: Engine) -> None:
+def test_distilled_stages_run_the_plain_denoiser(fast: ModelRunner, quality: ModelRunner) -> None:
     plan = tiny_plan(TINY_LTX2_QUALITY, negative_prompt="blurry", cfg_scale=0.8)
     cfg_stage, refine = plan.stages
     embeds = quality._encode(plan)
@@ -378,7 +378,7 @@ def test_distilled_stages_run_the_plain_denoiser(fast: Engine, quality: Engine) 
     assert plain["sigmas"] == list(REFINE_SIGMAS)
 
 
-def test_without_audio_the_clip_has_none(fast: Engine) -> None:
+def test_without_audio_the_clip_has_none(fast: ModelRunner) -> None:
     clip = fast.generate(tiny_plan(generate_audio=False), ignore_steps, never)
 
     assert clip.audio is None
@@ -386,7 +386,7 @@ def test_without_audio_the_clip_has_none(fast: Engine) -> None:
     assert "audio_decode" not in fast.last_timings
 
 
-def test_warm_up_runs_a_short_clip(fast: Engine) -> None:
+def test_warm_up_runs_a_short_clip(fast: ModelRunner) -> None:
     fast.warm_up()
 
     assert {"stage1", "refine", "video_decode"} <= set(fast.last_timings)
@@ -395,7 +395,7 @@ def test_warm_up_runs_a_short_clip(fast: Engine) -> None:
 # -- speed features ------------------------------------------------------------------------------
 
 
-def test_cpu_defaults_leave_everything_native(fast: Engine) -> None:
+def test_cpu_defaults_leave_everything_native(fast: ModelRunner) -> None:
     assert fast.features == {
         "lora": "fused",
         "offload": "none",
@@ -454,7 +454,9 @@ def test_compile_attention_and_tiling_decisions() -> None:
     assert not speed.decide_vae_tiling("off", 1920, 1088, 241)
 
 
-def test_fp8_skips_on_cpu_and_needs_torchao(fast: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fp8_skips_on_cpu_and_needs_torchao(
+    fast: ModelRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
     transformer = fast.pipeline.transformer
     assert speed.apply_fp8(transformer, True, Hardware("cpu")) == "skipped"
     assert speed.apply_fp8(transformer, False, H100) == "off"

@@ -29,7 +29,7 @@ class Api:
     def __init__(self, client: TestClient) -> None:
         self.client = client
         services = client.app.state.services  # type: ignore[attr-defined]
-        self.store = services.jobs.store
+        self.store = services.store
         key, raw = services.keys.create("prober")
         self.owner = key.id
         self.auth = {"Authorization": f"Bearer {raw}"}

@@ -57,7 +57,7 @@ class Api:
     def __init__(self, client: TestClient) -> None:
         self.client = client
         self.services = client.app.state.services  # type: ignore[attr-defined]
-        self.store = self.services.jobs.store
+        self.store = self.services.store
         _, self.key = self.services.keys.create("first")
         _, self.other_key = self.services.keys.create("second")
         self.auth = {"Authorization": f"Bearer {self.key}"}

@@ -20,7 +20,7 @@ class Api:
     def __init__(self, client: TestClient) -> None:
         self.client = client
         self.services = client.app.state.services  # type: ignore[attr-defined]
-        self.store = self.services.jobs.store
+        self.store = self.services.store
         self.keys = {name: self.services.keys.create(name)[1] for name in ("alice", "bob")}
 
     def headers(self, name: str) -> dict[str, str]:

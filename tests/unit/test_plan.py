@@ -1,4 +1,4 @@
-"""The request → pipeline-argument plan (DESIGN §3)."""
+"""The request → pipeline-argument plan."""
 
 from __future__ import annotations
 

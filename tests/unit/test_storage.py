@@ -113,10 +113,10 @@ def test_video_urls_use_the_public_url_behind_a_proxy(settings: Settings) -> Non
     services = client.app.state.services  # type: ignore[attr-defined]
     key, raw_key = services.keys.create("k")
     job = services.jobs.submit(key, GenerationRequest(model="tiny-ltx2", prompt="p"))
-    lease = services.jobs.store.claim(["tiny-ltx2"], "w", 30)
+    lease = services.store.claim(["tiny-ltx2"], "w", 30)
     put(services.artifacts, f"{job.id}/{lease.token}.mp4")
     artifact = VideoArtifact(f"{job.id}/{lease.token}.mp4", "x.mp4", 10, 5.0, 96, 54, 24.0, True)
-    services.jobs.store.complete(lease, artifact, {})
+    services.store.complete(lease, artifact, {})
     headers = {"Authorization": f"Bearer {raw_key}"}
     body = client.get(f"/v2/video/generations?generation_id={job.id}", headers=headers).json()
     url = body["video"]["url"]

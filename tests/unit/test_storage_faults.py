@@ -60,7 +60,7 @@ def test_the_write_probe_sees_unwritable_storage_and_caches_its_answer(
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as client:
-        client.app.state.services.jobs.store.register_worker("w1", ["tiny-ltx2"])  # type: ignore[attr-defined]
+        client.app.state.services.store.register_worker("w1", ["tiny-ltx2"])  # type: ignore[attr-defined]
         yield client
 
 

@@ -1,4 +1,4 @@
-"""The store contract: one test class run against the in-memory fake, SQLite and PostgreSQL.
+"""The store contract: one test class run against SQLite and PostgreSQL.
 
 PostgreSQL is the server of tests/pg.py (127.0.0.1:5432 by default); each run works in its own
 fresh database, dropped at the end. Nothing skips: without PostgreSQL, its tests fail.
@@ -23,7 +23,6 @@ from kinema.errors import LeaseLost
 from kinema.service import hash_key
 from kinema.store import (
     JobStore,
-    MemoryJobStore,
     SchemaNotCurrent,
     SqlJobStore,
     head_revision,
@@ -32,18 +31,17 @@ from kinema.store import (
     schema_status,
 )
 from kinema.store import db as store_db
-from kinema.store.base import STAGE_BUCKETS
 from kinema.store.db import create_engine, libpq_conninfo
 from kinema.store.listen import APPLICATION_NAME
 from kinema.store.migrations import INITIAL_REVISION
 from kinema.store.schema import jobs as jobs_table
+from kinema.store_protocol import STAGE_BUCKETS
 from tests.pg import create_database, drop_database, fresh_database
 
 MODEL = "tiny-ltx2"
 OTHER_MODEL = "ltx-2"
 ARTIFACT = VideoArtifact("job/t.mp4", "job.mp4", 10, 5.0, 96, 54, 24.0, True)
-BACKENDS = ["memory", "sqlite", "postgresql"]
-SQL_BACKENDS = ["sqlite", "postgresql"]
+BACKENDS = ["sqlite", "postgresql"]
 _ids = itertools.count()
 
 
@@ -67,24 +65,16 @@ class Backend:
     """Opens stores of one kind over one database; closes them all at the end of the test."""
 
     name: str
-    url: str | None  # None: in-memory
+    url: str
     opened: list[JobStore] = field(default_factory=list)
-    memory: MemoryJobStore | None = None
 
     def open(self, max_attempts: int = 2) -> JobStore:
-        if self.url is None:
-            if self.memory is None:
-                self.memory = MemoryJobStore(max_attempts=max_attempts)
-            return self.memory  # one process, one store: every "connection" is the same object
         store = open_store_url(self.url, max_attempts=max_attempts)
         self.opened.append(store)
         return store
 
     def raw_keys(self) -> str:
         """Everything the backend holds about API keys, as text."""
-        if self.memory is not None:
-            return repr(self.memory._keys)
-        assert self.url is not None
         engine = create_engine(self.url)
         try:
             with engine.connect() as conn:
@@ -99,9 +89,7 @@ class Backend:
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param == "memory":
-        chosen = Backend("memory", None)
-    elif request.param == "sqlite":
+    if request.param == "sqlite":
         chosen = Backend("sqlite", f"sqlite:///{tmp_path / 'jobs.db'}")
     else:
         engine: sa.Engine = request.getfixturevalue("pg_engine")
@@ -117,7 +105,7 @@ def store(backend: Backend) -> JobStore:
     return backend.open()
 
 
-@pytest.fixture(params=SQL_BACKENDS)
+@pytest.fixture(params=BACKENDS)
 def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], str]]:
     """Makes URLs of new, empty databases (no schema) of one SQL kind."""
     made: list[str] = []

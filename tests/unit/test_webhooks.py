@@ -3,6 +3,7 @@ go, and the deliverer's attempts, retries and give-up against a real HTTP endpoi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import time
@@ -140,7 +141,7 @@ def test_a_delivery_connects_to_the_address_it_checked(
         [call] = receiver.wait_for(1)
     assert call.path == "/pinned"
     assert call.headers["host"] == f"hooks.kinema.test:{port}"
-    done = services.jobs.store.get_job(job.id)
+    done = services.store.get_job(job.id)
     assert done is not None and done.meta["webhook"]["state"] == "delivered"
     services.close()
 
@@ -161,7 +162,7 @@ def test_a_private_callback_url_is_a_400_and_stores_nothing(settings: Settings) 
         response = client.post("/v2/video/generations", json=body, headers=auth)
         assert response.status_code == 400, response.text
         assert [e["field"] for e in response.json()["errors"]] == ["callback_url"]
-        assert client.app.state.services.jobs.store.count_jobs() == 0  # type: ignore[attr-defined]
+        assert client.app.state.services.store.count_jobs() == 0  # type: ignore[attr-defined]
 
 
 def test_a_callback_url_shows_as_a_pending_webhook_in_meta(settings: Settings) -> None:
@@ -193,12 +194,12 @@ def _finished_job(services: Services, callback_url: str) -> tuple[ApiKey, Job]:
     key, _ = services.keys.create("owner")
     request = GenerationRequest(model="tiny-ltx2", prompt="a fox", seed=7)
     job = services.jobs.submit(key, request, callback_url)
-    lease = services.jobs.store.claim(["tiny-ltx2"], "w", 30)
+    lease = services.store.claim(["tiny-ltx2"], "w", 30)
     assert lease is not None
     artifact = VideoArtifact(
         f"{job.id}/t.mp4", "x.mp4", 10, 5.0, 64, 64, 24.0, True, f"{job.id}/t.jpg"
     )
-    services.jobs.store.complete(lease, artifact, {"timings": {"encode": 0.1}})
+    services.store.complete(lease, artifact, {"timings": {"encode": 0.1}})
     return key, job
 
 
@@ -208,7 +209,7 @@ def _deliver_until_settled(
     """Run deliveries until the job's webhook is delivered or given up; its meta["webhook"]."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = services.jobs.store.get_job(job_id)
+        job = services.store.get_job(job_id)
         assert job is not None
         if job.meta["webhook"]["state"] != "pending":
             return dict(job.meta["webhook"])
@@ -224,7 +225,7 @@ def test_a_failed_delivery_is_retried_then_recorded_as_delivered(
     key, job = _finished_job(services, f"{receiver.url}/hooks/kinema")
     deliverer = WebhookDeliverer(services)
     assert deliverer.deliver_one() is True
-    first = services.jobs.store.get_job(job.id)
+    first = services.store.get_job(job.id)
     assert first is not None and first.meta["webhook"]["state"] == "pending"
     _deliver_until_settled(deliverer, services, job.id)
     deliverer.stop()
@@ -237,7 +238,7 @@ def test_a_failed_delivery_is_retried_then_recorded_as_delivered(
     assert payload["id"] == job.id and payload["status"] == "completed"
     assert payload["video"]["url"].startswith("http://127.0.0.1:8000/files/")
     assert calls[0].headers["webhook-id"] == calls[1].headers["webhook-id"] == f"msg_{job.id}"
-    done = services.jobs.store.get_job(job.id)
+    done = services.store.get_job(job.id)
     assert done is not None
     webhook = done.meta["webhook"]
     assert webhook["state"] == "delivered"
@@ -257,7 +258,7 @@ def test_delivery_gives_up_after_the_bounded_time(tmp_path: Path) -> None:
     assert webhook["state"] == "failed"
     assert 2 <= len(webhook["attempts"]) <= 5
     last = webhook["attempts"][-1]["at"]
-    done = services.jobs.store.get_job(job.id)
+    done = services.store.get_job(job.id)
     assert done is not None and done.completed_at is not None
     # An attempt is scheduled only before the give-up time (it may start a poll interval late).
     assert last < done.completed_at + 1.0 + 0.5, "no attempt long after the give-up time"
@@ -269,11 +270,11 @@ def test_a_destination_that_became_private_is_refused_without_retries(tmp_path: 
     services = _services(tmp_path)
     _, job = _finished_job(services, "http://127.0.0.1:9/h")  # accepted while allowed
     strict = Settings(data_dir=tmp_path / "data", model="tiny-ltx2", webhook_allow_private=False)
-    deliverer = WebhookDeliverer(Services(strict, services.keys, services.jobs, services.artifacts))
+    deliverer = WebhookDeliverer(dataclasses.replace(services, settings=strict))
     assert deliverer.deliver_one() is True
     assert deliverer.deliver_one() is False
     deliverer.stop()
-    done = services.jobs.store.get_job(job.id)
+    done = services.store.get_job(job.id)
     assert done is not None and done.meta["webhook"]["state"] == "failed"
     assert done.meta["webhook"]["attempts"][0]["error"].startswith("refused:")
     services.close()

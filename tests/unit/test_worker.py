@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +12,21 @@ import pytest
 
 from kinema.catalog.plan import GenerationPlan
 from kinema.catalog.registry import TINY_LTX2
+from kinema.catalog.runner import ClipRunner
 from kinema.config import Settings
 from kinema.domain import ApiKey, Clip, GenerationRequest, JobStatus
-from kinema.engine.pipelines import Engine, load_engine
+from kinema.engine.pipelines import ModelRunner, load_engine
 from kinema.service import Services
 from kinema.store.sql import jobs
 from kinema.wiring import build_services
 from kinema.worker.runner import Worker
+from tests.runners import HookedRunner
 
 OWNER = ApiKey(id="owner", name="owner", created_at=0.0)
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+def engine(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelRunner:
     settings = Settings(data_dir=tmp_path_factory.mktemp("engine"), tiny_weights=str(tiny_weights))
     return load_engine(TINY_LTX2, settings)
 
@@ -36,35 +38,13 @@ def services(tmp_path: Path) -> Iterator[Services]:
     built.close()
 
 
-class HookedEngine:
-    """The real engine, with a hook that runs at a given denoising step."""
-
-    def __init__(self, engine: Engine, at_step: int, hook: Callable[[], None]) -> None:
-        self.spec = engine.spec
-        self._engine = engine
-        self._at_step = at_step
-        self._hook = hook
-        self.steps: list[tuple[int, int]] = []
-
-    def generate(
-        self, plan: GenerationPlan, on_step: Callable[[int, int], None], is_canceled: Any
-    ) -> Clip:
-        def step(done: int, total: int) -> None:
-            self.steps.append((done, total))
-            if done == self._at_step:
-                self._hook()
-            on_step(done, total)
-
-        return self._engine.generate(plan, step, is_canceled)
-
-
 def submit(services: Services, **fields: Any) -> str:
     request = GenerationRequest(model="tiny-ltx2", prompt="a bell rings", **fields)
     return services.jobs.submit(OWNER, request).id
 
 
-def worker_for(services: Services, engine: Any) -> Worker:
-    return Worker(services.jobs.store, services.artifacts, engine, services.settings)
+def worker_for(services: Services, engine: ClipRunner) -> Worker:
+    return Worker(services.store, services.artifacts, engine, services.settings)
 
 
 def stored_files(services: Services) -> list[Path]:
@@ -72,11 +52,11 @@ def stored_files(services: Services) -> list[Path]:
     return [p for p in root.rglob("*.mp4") if ".staging" not in p.parts]
 
 
-def test_a_job_runs_to_completion(services: Services, engine: Engine) -> None:
+def test_a_job_runs_to_completion(services: Services, engine: ModelRunner) -> None:
     job_id = submit(services, duration=5, seed=3)
-    hooked = HookedEngine(engine, at_step=0, hook=lambda: None)
+    hooked = HookedRunner(engine, at_step=0, hook=lambda: None)
     assert worker_for(services, hooked).run_once() is True
-    job = services.jobs.store.get_job(job_id)
+    job = services.store.get_job(job_id)
     assert job and job.status is JobStatus.COMPLETED and job.progress == 100.0
     assert job.artifact and job.artifact.duration == 5.0 and job.artifact.has_audio
     assert (job.artifact.width, job.artifact.height) == TINY_LTX2.output_sizes["16:9"]
@@ -88,51 +68,50 @@ def test_a_job_runs_to_completion(services: Services, engine: Engine) -> None:
 
 
 def test_a_canceled_job_ends_canceled_and_keeps_no_output(
-    services: Services, engine: Engine
+    services: Services, engine: ModelRunner
 ) -> None:
     job_id = submit(services)
 
     def request_cancel() -> None:
-        with services.jobs.store._engine.begin() as conn:  # no cancel endpoint yet (issue 4)
-            conn.execute(jobs.update().where(jobs.c.id == job_id).values(cancel_requested=True))
+        services.store.request_cancel(job_id)
 
-    worker = worker_for(services, HookedEngine(engine, at_step=1, hook=request_cancel))
+    worker = worker_for(services, HookedRunner(engine, at_step=1, hook=request_cancel))
     worker.settings = services.settings.model_copy(update={"progress_min_interval": 0.0})
     worker.run_once()
-    job = services.jobs.store.get_job(job_id)
+    job = services.store.get_job(job_id)
     assert job and job.status is JobStatus.CANCELED and job.error_name == "Canceled"
     assert stored_files(services) == []
 
 
-def test_stopping_gives_the_running_job_back(services: Services, engine: Engine) -> None:
+def test_stopping_gives_the_running_job_back(services: Services, engine: ModelRunner) -> None:
     job_id = submit(services)
     stop = threading.Event()
-    worker = worker_for(services, HookedEngine(engine, at_step=1, hook=stop.set))
+    worker = worker_for(services, HookedRunner(engine, at_step=1, hook=stop.set))
     worker.run(stop)
-    job = services.jobs.store.get_job(job_id)
+    job = services.store.get_job(job_id)
     assert job and job.status is JobStatus.QUEUED and job.attempts == 0
     assert stored_files(services) == []
 
 
-def test_an_engine_failure_ends_the_job_in_error(services: Services, engine: Engine) -> None:
+def test_an_engine_failure_ends_the_job_in_error(services: Services, engine: ModelRunner) -> None:
     job_id = submit(services)
 
     def explode() -> None:
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    worker_for(services, HookedEngine(engine, at_step=2, hook=explode)).run_once()
-    job = services.jobs.store.get_job(job_id)
+    worker_for(services, HookedRunner(engine, at_step=2, hook=explode)).run_once()
+    job = services.store.get_job(job_id)
     assert job and job.status is JobStatus.FAILED and job.error_name == "GenerationFailed"
     assert "CUDA out of memory" in (job.error_message or "")
 
 
 def test_a_storage_failure_tells_the_owner_its_cause_but_no_server_path(
-    services: Services, engine: Engine, caplog: pytest.LogCaptureFixture
+    services: Services, engine: ModelRunner, caplog: pytest.LogCaptureFixture
 ) -> None:
     job_id = submit(services)
     (services.settings.artifacts_dir / job_id).write_text("a file where the job's folder goes")
-    worker_for(services, HookedEngine(engine, at_step=0, hook=lambda: None)).run_once()
-    job = services.jobs.store.get_job(job_id)
+    worker_for(services, HookedRunner(engine, at_step=0, hook=lambda: None)).run_once()
+    job = services.store.get_job(job_id)
     assert job and job.status is JobStatus.FAILED and job.error_message
     assert job.error_message.startswith(("FileExistsError", "NotADirectoryError"))
     assert str(services.settings.data_dir) not in job.error_message
@@ -141,10 +120,10 @@ def test_a_storage_failure_tells_the_owner_its_cause_but_no_server_path(
 
 
 def test_a_worker_that_lost_its_lease_discards_its_output(
-    services: Services, engine: Engine
+    services: Services, engine: ModelRunner
 ) -> None:
     job_id = submit(services)
-    store = services.jobs.store
+    store = services.store
     winner: list[Any] = []
 
     def expire_and_steal() -> None:
@@ -152,7 +131,7 @@ def test_a_worker_that_lost_its_lease_discards_its_output(
             conn.execute(jobs.update().where(jobs.c.id == job_id).values(lease_expires_at=0.0))
         winner.append(store.claim(["tiny-ltx2"], "other-worker", 60))
 
-    worker = worker_for(services, HookedEngine(engine, at_step=1, hook=expire_and_steal))
+    worker = worker_for(services, HookedRunner(engine, at_step=1, hook=expire_and_steal))
     worker.settings = services.settings.model_copy(update={"progress_min_interval": 0.0})
     worker.run_once()
     job = store.get_job(job_id)
@@ -161,12 +140,14 @@ def test_a_worker_that_lost_its_lease_discards_its_output(
     assert stored_files(services) == []
 
 
-def test_progress_reaches_the_store_while_denoising(services: Services, engine: Engine) -> None:
+def test_progress_reaches_the_store_while_denoising(
+    services: Services, engine: ModelRunner
+) -> None:
     job_id = submit(services)
-    store = services.jobs.store
+    store = services.store
     seen: list[tuple[float, str | None]] = []
 
-    class Recording(HookedEngine):
+    class Recording(HookedRunner):
         def generate(self, plan: GenerationPlan, on_step: Any, is_canceled: Any) -> Clip:
             def step(done: int, total: int) -> None:
                 job = store.get_job(job_id)
@@ -175,7 +156,7 @@ def test_progress_reaches_the_store_while_denoising(services: Services, engine: 
                 time.sleep(0.3)  # longer than the report interval: this step's report goes through
                 on_step(done, total)
 
-            return self._engine.generate(plan, step, is_canceled)
+            return self.runner.generate(plan, step, is_canceled)
 
     worker_for(services, Recording(engine, 0, lambda: None)).run_once()
     total = TINY_LTX2.total_steps
@@ -185,7 +166,7 @@ def test_progress_reaches_the_store_while_denoising(services: Services, engine: 
 
 
 def test_encoding_one_job_overlaps_generating_the_next(
-    services: Services, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    services: Services, engine: ModelRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import kinema.media
 
@@ -199,10 +180,10 @@ def test_encoding_one_job_overlaps_generating_the_next(
         spans["encode"].append((start, time.monotonic()))
         return result
 
-    class Timed(HookedEngine):
+    class Timed(HookedRunner):
         def generate(self, plan: GenerationPlan, on_step: Any, is_canceled: Any) -> Clip:
             start = time.monotonic()
-            clip = self._engine.generate(plan, on_step, is_canceled)
+            clip = self.runner.generate(plan, on_step, is_canceled)
             spans["generate"].append((start, time.monotonic()))
             return clip
 
@@ -212,7 +193,7 @@ def test_encoding_one_job_overlaps_generating_the_next(
     worker = worker_for(services, Timed(engine, 0, lambda: None))
 
     def stop_when_both_done() -> None:
-        store = services.jobs.store
+        store = services.store
         while not all(store.get_job(i).status is JobStatus.COMPLETED for i in (first, second)):  # type: ignore[union-attr]
             time.sleep(0.05)
         stop.set()

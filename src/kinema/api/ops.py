@@ -21,7 +21,7 @@ from kinema.api.deps import services
 from kinema.api.errors import envelope
 from kinema.api.openapi_docs import METRICS, READY, v2_responses
 from kinema.service import JobService
-from kinema.store.base import STAGE_BUCKETS, StageHistogram
+from kinema.store_protocol import STAGE_BUCKETS, StageHistogram
 
 router = APIRouter(tags=["ops"])
 
@@ -44,14 +44,14 @@ class StoreCollector:
         self._liveness = liveness_seconds
 
     def collect(self) -> Iterator[Metric]:
-        stats = self._jobs.store.stats()
+        stats = self._jobs.stats()
         yield _gauge("kinema_queue_depth", "Queued jobs per model", "model", stats.queued)
         yield _gauge("kinema_running_jobs", "Running jobs per model", "model", stats.running)
         yield _gauge("kinema_jobs", "Jobs per status", "status", stats.by_status)
-        live = self._jobs.store.live_workers(self._liveness)
+        live = self._jobs.live_workers(self._liveness)
         workers = {model: live.get(model, 0) for model in self._jobs.served.served}
         yield _gauge("kinema_live_workers", "Workers seen recently per model", "model", workers)
-        yield _stage_histogram(self._jobs.store.stage_histograms())
+        yield _stage_histogram(self._jobs.stage_histograms())
 
 
 def _stage_histogram(histograms: list[StageHistogram]) -> Metric:

@@ -1,4 +1,4 @@
-"""The AI/ML API v2 video contract's bodies (DESIGN §1)."""
+"""The AI/ML API v2 video contract's bodies."""
 
 from __future__ import annotations
 

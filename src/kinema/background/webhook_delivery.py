@@ -23,7 +23,7 @@ from kinema.background.loop import BackgroundLoop
 from kinema.config import Settings
 from kinema.domain import Job
 from kinema.service import Services
-from kinema.store.base import WebhookState
+from kinema.store_protocol import WebhookState
 from kinema.webhooks import (
     CallbackRefused,
     Destination,
@@ -70,12 +70,12 @@ class WebhookDeliverer:
     def deliver_one(self) -> bool:
         """Claim one due delivery and attempt it; False when none was due."""
         hold = self._settings.webhook_timeout_seconds + HOLD_MARGIN_SECONDS
-        job = self._services.jobs.store.claim_webhook(time.time(), hold)
+        job = self._services.jobs.claim_webhook(time.time(), hold)
         if job is None:
             return False
         outcome = self._attempt(job)
         state, next_at = self._next_step(job, outcome)
-        self._services.jobs.store.record_webhook_attempt(job.id, outcome.record, state, next_at)
+        self._services.jobs.record_webhook_attempt(job.id, outcome.record, state, next_at)
         logger.info("webhook for job %s: %s (%s)", job.id, state, outcome.record)
         return True
 

@@ -1,4 +1,4 @@
-"""From a validated request and a model spec to every argument the pipeline gets (DESIGN §3).
+"""From a validated request and a model spec to every argument the pipeline gets.
 
 Nothing else in kinema decides sizes, frame counts, schedules or guidance. Torch-free.
 """

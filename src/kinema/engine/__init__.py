@@ -1,5 +1,4 @@
-"""The engine: model registry and parameter plan (torch-free), pipelines and tiny models (torch).
-
-Only `pipelines` and `tiny` import torch/diffusers; import them lazily so that the API process,
-which uses the registry to validate model ids, never loads torch.
+"""The engine: torch and diffusers only. The pipelines and the model runner, the speed features,
+parallel attention across ranks, random-weight and tiny models. Nothing server-side imports it
+at module level: a worker loads it when it loads its model, so the API process never loads torch.
 """

@@ -1,15 +1,16 @@
-"""One clip across several devices (issue 4): context parallelism plus the rank protocol around it.
+"""One clip across several devices: context parallelism plus the rank protocol around it.
 
 Every rank holds the whole pipeline on its own device. Inside the LTX-2 transformer the video token
 sequence is split across the ranks (diffusers' context parallelism: Ulysses all-to-all by default,
 ring attention on CUDA), so each step's attention and MLP work is shared, while the latents between
 steps stay whole and identical on every rank.
 
-The rank protocol. Rank 0 owns the job: it runs the normal `kinema.worker.Worker` around a
-`ParallelEngine` (claims, leases, progress, encode and storage happen there only). For each clip it
-posts the `GenerationPlan` on the control channel, then every rank calls `Engine.generate` on it:
-same plan, same seed, so the same noise. Each time the engine asks "canceled?" (before the clip, at
-every denoising step, after every stage) the ranks answer together: rank 0 decides, a broadcast
+The rank protocol. Rank 0 owns the job: it runs the normal `kinema.worker.runner.Worker` around a
+`ParallelRunner` (claims, leases, progress, encode and storage happen there only). For each clip
+it posts the `GenerationPlan` on the control channel, then every rank calls
+`ModelRunner.generate` on it: same plan, same seed, so the same noise. Each time the runner asks
+"canceled?" (before the clip, at every denoising step, after every stage) the ranks answer
+together: rank 0 decides, a broadcast
 tells the others, so all of them stop at the same step. A "stop" message ends the followers' loop.
 
 The control channel is the distributed store (TCPStore), polled by the followers, not a
@@ -36,14 +37,14 @@ from kinema.catalog.registry import ModelSpec
 from kinema.config import Settings
 from kinema.domain import Clip
 from kinema.engine import speed
-from kinema.engine.pipelines import Engine, StepCallback, load_engine
+from kinema.engine.pipelines import ModelRunner, StepCallback, load_engine
 from kinema.errors import GenerationCanceled, ModelUnavailable
 
 __all__ = [
     "MODES",
     "ContextParallel",
     "ControlChannel",
-    "ParallelEngine",
+    "ParallelRunner",
     "RankGroup",
     "StopAgreement",
     "enable_context_parallel",
@@ -411,7 +412,7 @@ def _attention_heads(transformer: Any) -> set[int]:
 
 
 def enable_context_parallel(
-    engine: Engine, world_size: int, mode: str = "ulysses"
+    engine: ModelRunner, world_size: int, mode: str = "ulysses"
 ) -> ContextParallel:
     """Split `engine`'s transformer across the `world_size` ranks of the initialized process
     group. Ulysses needs every attention's head count to divide by `world_size`; ring attention
@@ -464,7 +465,7 @@ def rank_settings(settings: Settings, device: torch.device) -> Settings:
 
 
 def parallelize(
-    engine: Engine, settings: Settings, world_size: int, mode: str = "ulysses"
+    engine: ModelRunner, settings: Settings, world_size: int, mode: str = "ulysses"
 ) -> ContextParallel | None:
     """Split an engine built with `rank_settings` across the ranks, then compile its transformer
     blocks as `settings` asks, piecewise (`fullgraph=False`): Ulysses gathers attention masks with
@@ -479,7 +480,7 @@ def parallelize(
 
 def load_rank_engine(
     spec: ModelSpec, settings: Settings, group: RankGroup, mode: str = "ulysses"
-) -> tuple[Engine, ContextParallel | None]:
+) -> tuple[ModelRunner, ContextParallel | None]:
     """This rank's engine: `spec`'s weights on the rank's device, split across the ranks."""
     engine = load_engine(spec, rank_settings(settings, group.device))
     return engine, parallelize(engine, settings, group.world_size, mode)
@@ -500,24 +501,24 @@ class _StepCount:
         self.done = done
 
 
-class ParallelEngine:
-    """Rank 0's engine, Engine-compatible for `kinema.worker.Worker`: every clip runs on all
-    ranks in lockstep; only rank 0 reports progress and returns the clip.
+class ParallelRunner:
+    """Rank 0's `ClipRunner` for `kinema.worker.runner.Worker`: every clip runs on all ranks in
+    lockstep; only rank 0 reports progress and returns the clip.
 
     A failure other than a cancel leaves the ranks out of step (some may wait in a collective):
-    the engine is then `broken`, calls `on_broken` (the rank's stop) and refuses further clips;
+    the runner is then `broken`, calls `on_broken` (the rank's stop) and refuses further clips;
     whoever started the ranks starts them all again."""
 
     def __init__(
         self,
-        engine: Engine,
+        engine: ModelRunner,
         group: RankGroup,
         channel: ControlChannel | None = None,
         parallel: ContextParallel | None = None,
         on_broken: Callable[[], None] | None = None,
     ) -> None:
         if not group.leader:
-            raise ValueError("only rank 0 runs a ParallelEngine; the others `follow`")
+            raise ValueError("only rank 0 runs a ParallelRunner; the others `follow`")
         self.engine = engine
         self.spec = engine.spec
         self.group = group
@@ -570,7 +571,7 @@ class ParallelEngine:
             logger.warning("cannot tell the follower ranks to stop: %s", exc)
 
 
-def follow(engine: Engine, group: RankGroup, channel: ControlChannel | None = None) -> int:
+def follow(engine: ModelRunner, group: RankGroup, channel: ControlChannel | None = None) -> int:
     """A follower's life: run every clip rank 0 posts, in step with it, until "stop". Returns
     the number of clips. A failure other than a cancel propagates: the rank must exit."""
     if group.leader:

@@ -1,8 +1,8 @@
 """The engine: one loaded model and the recipe that runs a generation plan through it.
 
-The recipe (DESIGN §3, issue 3): encode the prompt once → stage 1 at its own size to latents →
+The recipe: encode the prompt once → stage 1 at its own size to latents →
 2x latent upsampling → refine stage(s) → decode video and audio. Every part is timed on its own
-(`Engine.last_timings`). Loading applies the speed features of `kinema.engine.speed`.
+(`ModelRunner.last_timings`). Loading applies the speed features of `kinema.engine.speed`.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from kinema.engine.stages import (
 )
 from kinema.errors import GenerationCanceled, ModelUnavailable
 
-__all__ = ["Engine", "StepCallback", "engine_from_components", "load_engine"]
+__all__ = ["ModelRunner", "StepCallback", "engine_from_components", "load_engine"]
 
 logger = logging.getLogger("kinema.engine")
 
 
-class Engine:
+class ModelRunner:
     """One loaded model, kept in memory between jobs. Build it with `load_engine` or
     `engine_from_components`, which apply the speed features first."""
 
@@ -218,7 +218,7 @@ def _stage_schedulers(scheduler: Any) -> dict[str, Any]:
 # -- building an engine ---------------------------------------------------------------------------
 
 
-def load_engine(spec: ModelSpec, settings: Settings) -> Engine:
+def load_engine(spec: ModelSpec, settings: Settings) -> ModelRunner:
     """Load `spec`'s weights, apply the speed features; any failure is a ModelUnavailable."""
     device = components.resolve_device(settings.device)
     dtype = components.resolve_dtype(settings.dtype, device)
@@ -238,7 +238,7 @@ def engine_from_components(
     settings: Settings,
     device: torch.device,
     lora: Source | dict[str, torch.Tensor] | None = None,
-) -> Engine:
+) -> ModelRunner:
     """An engine over components already in memory (e.g. random weights on a GPU), with the
     speed features applied. `lora`: the distilled LoRA to load (a source or a state dict)."""
     hw = speed.probe(device)
@@ -264,7 +264,7 @@ def engine_from_components(
     tiling = (settings.vae_tiling, speed.TILING_PIXELS)
     logger.info("speed: vae_tiling = %s (auto tiles from %d pixels x frames)", *tiling)
     pipeline.set_progress_bar_config(disable=True)
-    return Engine(spec, pipeline, upsampler, device, settings, features)
+    return ModelRunner(spec, pipeline, upsampler, device, settings, features)
 
 
 def _prepare_lora(

@@ -1,4 +1,4 @@
-"""Speed and memory features (issue 3), each switched by one setting and logged in one line.
+"""Speed and memory features, each switched by one setting and logged in one line.
 
 Every feature is a decision (`decide_*`: pure, from the setting and the hardware, so it is testable
 without a GPU) and an application (`apply_*`: a no-op where the hardware cannot use it).

@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 from kinema.catalog.plan import GenerationPlan, StagePlan
-
-StepCallback = Callable[[int, int], None]  # (steps_done, total_steps), after each denoising step
+from kinema.catalog.runner import StepCallback
 
 # A stage without classifier-free guidance runs the plain (distilled) denoiser: no spatio-temporal
 # guidance and no modality isolation either (diffusers' defaults follow LTX-2.5, where both add a

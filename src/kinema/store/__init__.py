@@ -1,14 +1,12 @@
-"""Jobs, API keys and workers: the `JobStore` interface, its SQL implementation (SQLite and
-PostgreSQL), an in-memory fake, and schema migrations."""
+"""Jobs, API keys and workers in SQL (SQLite or PostgreSQL): the implementation of
+kinema.store_protocol.JobStore, and the schema migrations."""
 
-from kinema.store.base import JobStore, SchemaNotCurrent, SchemaStatus, StoreStats
-from kinema.store.memory import MemoryJobStore
 from kinema.store.migrations import head_revision, migrate, schema_status
 from kinema.store.sql import SqlJobStore, open_store, open_store_url
+from kinema.store_protocol import JobStore, SchemaNotCurrent, SchemaStatus, StoreStats
 
 __all__ = [
     "JobStore",
-    "MemoryJobStore",
     "SchemaNotCurrent",
     "SchemaStatus",
     "SqlJobStore",

@@ -23,18 +23,6 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from kinema.domain import ApiKey, GenerationRequest, Job, JobStatus, Lease, VideoArtifact
 from kinema.errors import LeaseLost
-from kinema.store.base import (
-    CANCELED_MESSAGE,
-    CANCELED_NAME,
-    STAGE_BUCKETS,
-    WORKER_LOST_MESSAGE,
-    WORKER_LOST_NAME,
-    StageHistogram,
-    StoreStats,
-    WebhookState,
-    stage_bucket,
-    stage_samples,
-)
 from kinema.store.db import SQLITE_BUSY_SECONDS, create_engine, is_postgres, libpq_conninfo
 from kinema.store.fair import (
     idle_owners_oldest_jobs,
@@ -46,6 +34,18 @@ from kinema.store.listen import CHANNEL, PgListener
 from kinema.store.migrations import migrate_engine
 from kinema.store.migrations import require_current as require_current_schema
 from kinema.store.schema import api_keys, jobs, metadata, queue_depth, stage_stats, workers
+from kinema.store_protocol import (
+    CANCELED_MESSAGE,
+    CANCELED_NAME,
+    STAGE_BUCKETS,
+    WORKER_LOST_MESSAGE,
+    WORKER_LOST_NAME,
+    StageHistogram,
+    StoreStats,
+    WebhookState,
+    stage_bucket,
+    stage_samples,
+)
 
 __all__ = [
     "SqlJobStore",

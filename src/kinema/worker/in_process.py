@@ -19,7 +19,7 @@ from kinema.wiring import build_services, served_models
 from kinema.worker.runner import Worker, load_engine
 
 if TYPE_CHECKING:
-    from kinema.engine.pipelines import Engine
+    from kinema.engine.pipelines import ModelRunner
 
 LOCAL_OWNER = ApiKey(id="local", name="local", created_at=0.0)
 OPENING_STORE = "opening the jobs database"
@@ -63,13 +63,13 @@ class EmbeddedRunner:
         except BaseException:
             self._services.close()
             raise
-        store = self._services.jobs.store
-        worker = Worker(store, self._services.artifacts, engine, self._settings)
+        services = self._services
+        worker = Worker(services.store, services.artifacts, engine, self._settings)
         self._thread = threading.Thread(target=worker.run, args=(self._stop,), daemon=True)
         self._thread.start()
         return self
 
-    def _load(self, spec: ModelSpec) -> Engine:
+    def _load(self, spec: ModelSpec) -> ModelRunner:
         self._on_phase(LOADING_LIBRARIES)
         import kinema.engine.pipelines  # noqa: F401  (torch and diffusers: seconds on their own)
 
@@ -118,7 +118,7 @@ class EmbeddedRunner:
         return self.get(job_id)
 
     def save(self, generation: Generation, output: Path) -> None:
-        job = self.services.jobs.store.get_job(generation.id)
-        if job is None or job.artifact is None:
+        job = self.services.jobs.owned(LOCAL_OWNER, generation.id)
+        if job.artifact is None:
             raise NotFound(f"generation {generation.id} has no video")
         self.services.artifacts.download_to(job.artifact.key, output)

@@ -1,9 +1,9 @@
-"""`kinema worker --gpus 0,1,…`: one clip across several GPUs, rank 0 owning the job (issue 4).
+"""`kinema worker --gpus 0,1,…`: one clip across several GPUs, rank 0 owning the job.
 
 One process per device (torch.multiprocessing, spawn): NCCL between GPUs, gloo between CPU ranks
 (tests). Each rank loads the whole pipeline on its device and splits the transformer's video
 tokens with the others (`kinema.engine.parallel`). Rank 0 runs the normal `Worker` around a
-`ParallelEngine`; the others follow it clip by clip.
+`ParallelRunner`; the others follow it clip by clip.
 
 This process, the launcher, serves the ranks' TCPStore, hands `stop` on to rank 0 and watches the
 ranks. When one exits, the others get `grace_seconds` to follow, then are terminated. The exit code
@@ -32,15 +32,15 @@ from kinema.wiring import served_models
 from kinema.worker.supervisor import EXIT_MODEL_UNAVAILABLE
 
 if TYPE_CHECKING:  # torch is imported only when the ranks start
-    from kinema.engine.parallel import ContextParallel, ParallelEngine, RankGroup
-    from kinema.engine.pipelines import Engine
+    from kinema.engine.parallel import ContextParallel, ParallelRunner, RankGroup
+    from kinema.engine.pipelines import ModelRunner
 
 logger = logging.getLogger("kinema.parallel")
 
 STORE_HOST = "127.0.0.1"
-RankMain = Callable[["ParallelEngine", Settings, threading.Event], int]
-# Builds one rank's engine and splits it: (settings, group, mode) -> (Engine, ContextParallel).
-RankLoader = Callable[[Settings, "RankGroup", str], tuple["Engine", "ContextParallel | None"]]
+RankMain = Callable[["ParallelRunner", Settings, threading.Event], int]
+# Builds one rank's engine and splits it: (settings, group, mode) -> (ModelRunner, ContextParallel).
+RankLoader = Callable[[Settings, "RankGroup", str], tuple["ModelRunner", "ContextParallel | None"]]
 
 
 @dataclass(frozen=True)
@@ -233,7 +233,7 @@ def _run_rank(rank: int, setup: RankSetup, stop: threading.Event) -> int:
 
 def load_served_model(
     settings: Settings, group: RankGroup, mode: str
-) -> tuple[Engine, ContextParallel | None]:
+) -> tuple[ModelRunner, ContextParallel | None]:
     """The default loader: the first served model, from its weights."""
     from kinema.catalog.registry import get_spec
     from kinema.engine.parallel import load_rank_engine
@@ -246,7 +246,7 @@ def _load(setup: RankSetup, group: Any) -> tuple[Any, Any]:
 
 
 def _lead(setup: RankSetup, group: Any, channel: Any, stop: threading.Event) -> int:
-    from kinema.engine.parallel import ParallelEngine
+    from kinema.engine.parallel import ParallelRunner
 
     try:
         engine, parallel = _load(setup, group)
@@ -256,7 +256,7 @@ def _lead(setup: RankSetup, group: Any, channel: Any, stop: threading.Event) -> 
         return EXIT_MODEL_UNAVAILABLE
     threading.Thread(target=_bridge, args=(channel, stop), daemon=True).start()
     problem = channel.wait_ready(stop.is_set)
-    leader = ParallelEngine(engine, group, channel, parallel, on_broken=stop.set)
+    leader = ParallelRunner(engine, group, channel, parallel, on_broken=stop.set)
     try:
         if problem:
             logger.error("not every rank is ready: %s", problem)
@@ -294,9 +294,9 @@ def _bridge(channel: Any, stop: threading.Event) -> None:
             stop.set()
 
 
-def serve_jobs(engine: ParallelEngine, settings: Settings, stop: threading.Event) -> int:
+def serve_jobs(engine: ParallelRunner, settings: Settings, stop: threading.Event) -> int:
     """Rank 0's work in `kinema worker --gpus`: the normal worker loop, with the engine that runs
     each clip on every rank (its warm-up compiles on every rank too)."""
     from kinema.worker.supervisor import serve_engine
 
-    return serve_engine(engine, settings, stop)  # type: ignore[arg-type]
+    return serve_engine(engine, settings, stop)

@@ -20,14 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 from kinema.catalog.plan import GenerationPlan, plan_generation
 from kinema.catalog.registry import ModelSpec, get_spec
+from kinema.catalog.runner import ClipRunner
 from kinema.config import Settings
 from kinema.domain import Clip, Lease, VideoArtifact
 from kinema.errors import GenerationCanceled, LeaseLost
 from kinema.storage.base import ArtifactStore, remove_job_artifacts
-from kinema.store.base import JobStore
+from kinema.store_protocol import JobStore
 
 if TYPE_CHECKING:
-    from kinema.engine.pipelines import Engine
+    from kinema.engine.pipelines import ModelRunner
 
 logger = logging.getLogger("kinema.worker")
 
@@ -42,7 +43,7 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def load_engine(spec: ModelSpec, settings: Settings) -> Engine:
+def load_engine(spec: ModelSpec, settings: Settings) -> ModelRunner:
     from kinema.engine.pipelines import load_engine as load  # torch is imported only here
 
     return load(spec, settings)
@@ -146,7 +147,7 @@ class Worker:
         self,
         store: JobStore,
         storage: ArtifactStore,
-        engine: Engine,
+        engine: ClipRunner,
         settings: Settings,
         worker_id: str | None = None,
     ) -> None:
@@ -254,7 +255,7 @@ class Worker:
         start = time.perf_counter()
         clip = self.engine.generate(plan, run.on_step, run.should_stop)
         work.timings.measure("generate", start)
-        work.timings.stages.update(getattr(self.engine, "last_timings", {}))
+        work.timings.stages.update(self.engine.last_timings)
         if run.lost:
             raise LeaseLost(f"job {work.job_id}: lease lost while generating")
         if run.should_stop():

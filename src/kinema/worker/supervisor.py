@@ -11,14 +11,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+from kinema.catalog.runner import ClipRunner
 from kinema.config import Settings
 from kinema.errors import ModelUnavailable
 from kinema.wiring import open_backends, served_models, settings_environment
-
-if TYPE_CHECKING:
-    from kinema.engine.pipelines import Engine
 
 logger = logging.getLogger("kinema")
 
@@ -39,7 +36,7 @@ def run_worker(settings: Settings, stop: threading.Event) -> int:
     return serve_engine(engine, settings, stop)
 
 
-def serve_engine(engine: Engine, settings: Settings, stop: threading.Event) -> int:
+def serve_engine(engine: ClipRunner, settings: Settings, stop: threading.Event) -> int:
     """With the model loaded: warm up, then process jobs until `stop` is set."""
     from kinema.worker.runner import Worker
 

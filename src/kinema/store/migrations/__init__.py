@@ -17,8 +17,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Connection, Engine
 
-from kinema.store.base import SchemaNotCurrent, SchemaStatus
 from kinema.store.db import create_engine, is_postgres
+from kinema.store_protocol import SchemaNotCurrent, SchemaStatus
 
 MIGRATIONS = Path(__file__).parent  # this package is also Alembic's script directory
 INITIAL_REVISION = "0001"  # the tables kinema created before it had migrations

@@ -1,4 +1,6 @@
-"""The job store interface every backend implements, and the store's own data and errors."""
+"""The job store's contract: the interface the services need of a store, with its data and
+errors. kinema.store implements it (SQLite and PostgreSQL); the services, the
+API and the workers depend on this module, never on kinema.store itself."""
 
 from __future__ import annotations
 

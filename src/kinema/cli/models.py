@@ -1,0 +1,64 @@
+"""`kinema models`: the models kinema knows, marked by what is served."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from rich.table import Table
+from rich.text import Text
+
+from kinema.catalog.registry import KLING_ALIASES, canonical_id, known_models
+from kinema.cli.app import AsJson, Model, Server, app, explained, fail, stdout_console
+from kinema.errors import KinemaError, ModelUnavailable
+from kinema.wiring import make_settings, served_models
+
+
+@app.command()
+def models(
+    server: Server = None,
+    model: Model = None,
+    as_json: AsJson = False,
+) -> None:
+    """List every model and preset kinema can serve, marking what is served now: by this
+    machine's configuration (KINEMA_MODEL or --model), or with --server by that server."""
+    try:
+        served = _served_model_entries(server, model)
+    except (KinemaError, httpx.HTTPError) as exc:
+        raise fail(explained(exc, server)) from None
+    entries = _model_catalog(served)
+    if as_json:
+        print(json.dumps(entries))
+        return
+    where = f"by {server}" if server else "here (KINEMA_MODEL or --model)"
+    table = Table("id", "served", "serves as", "description", caption=f"served: {where}")
+    for entry in entries:
+        mark = Text("yes", style="green") if entry["served"] else ""
+        table.add_row(entry["id"], mark, entry.get("alias_of", ""), entry.get("description", ""))
+    stdout_console().print(table)
+
+
+def _model_catalog(served: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Every model and preset kinema knows, plus whatever else is served (a newer server's
+    models, the Kling ids), each marked `served`; served first, the Kling ids last of those."""
+    served_ids = {entry["id"] for entry in served}
+    others = [entry for entry in known_models() if entry["id"] not in served_ids]
+    entries = [
+        {**entry, "served": entry["id"] in served_ids or canonical_id(entry["id"]) in served_ids}
+        for entry in [*served, *others]
+    ]
+    return sorted(entries, key=lambda entry: (not entry["served"], entry["id"] in KLING_ALIASES))
+
+
+def _served_model_entries(server: str | None, model: str | None) -> list[dict[str, str]]:
+    if server:
+        response = httpx.get(f"{server.rstrip('/')}/v1/models", timeout=10)
+        response.raise_for_status()
+        return response.json()["data"]  # type: ignore[no-any-return]
+    from kinema.catalog.registry import ServedModels
+
+    try:
+        return ServedModels.of(served_models(make_settings(model=model))).catalog()
+    except ModelUnavailable as exc:
+        raise KinemaError(f"--model: {exc}") from None
