@@ -148,7 +148,7 @@ def _checked(response: httpx.Response) -> dict[str, Any]:
             body = None
         message = _error_message(body, response.text or response.reason_phrase)
         raise ClientError(response.status_code, message, body)
-    return response.json()  # type: ignore[no-any-return]
+    return response.json()
 
 
 def _download_size(response: httpx.Response) -> int | None:
@@ -212,10 +212,19 @@ def _headers(api_key: str | None) -> dict[str, str]:
 
 
 class Client:
-    """`Client(base_url, api_key)`: create, get, wait and download generations."""
+    """`Client(base_url, api_key)`: create, get, wait and download generations. `transport`
+    replaces the network, e.g. `httpx.WSGITransport` or a test's `httpx.MockTransport`."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 30.0) -> None:
-        self._http = httpx.Client(base_url=base_url, headers=_headers(api_key), timeout=timeout)
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+        )
 
     def __enter__(self) -> Client:
         return self
@@ -317,11 +326,17 @@ class Client:
 
 
 class AsyncClient:
-    """The async twin of `Client`."""
+    """The async twin of `Client`; `transport` may be an `httpx.ASGITransport(app)`."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._http = httpx.AsyncClient(
-            base_url=base_url, headers=_headers(api_key), timeout=timeout
+            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
         )
 
     async def __aenter__(self) -> AsyncClient:

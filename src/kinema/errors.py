@@ -46,10 +46,6 @@ class QueueFull(KinemaError):
         self.retry_after = retry_after
 
 
-class NotReady(KinemaError):
-    """The deployment cannot take work now: database, storage or workers are missing."""
-
-
 class ModelUnavailable(KinemaError):
     """The model cannot be loaded: missing weights, unknown id, broken configuration."""
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Final
 
 import av
 import numpy as np
@@ -28,8 +29,9 @@ from kinema.domain import Clip
 
 __all__ = ["MediaInfo", "center_crop", "encode_mp4", "encode_thumbnail", "frame_rate", "probe"]
 
-_VIDEO_ENCODER = "libx264"
-_AUDIO_ENCODER = "aac"
+# Final: the literal codec names pick the typed overloads of PyAV's add_stream.
+_VIDEO_ENCODER: Final = "libx264"
+_AUDIO_ENCODER: Final = "aac"
 _PIX_FMT = "yuv420p"
 _JPEG_PIX_FMT = "yuvj420p"  # full-range yuv, what JPEG files hold
 _AVCOL_SPC_BT709 = 1  # AVColorSpace (the codec's tag), not swscale's Colorspace enum

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import logging
@@ -227,7 +228,7 @@ class KeyService:
         self._recent.clear()  # revoked here: refused at once, not KEY_CACHE_SECONDS later
         return revoked
 
-    def seed(self, raw_keys: Iterable[str]) -> list[ApiKey]:
+    def seed(self, raw_keys: Iterable[str]) -> builtins.list[ApiKey]:
         """Register keys given by the deployment, once each; a revoked key stays revoked."""
         added = []
         for raw_key in filter(None, raw_keys):
@@ -241,6 +242,27 @@ class KeyService:
         if any(not key.revoked for key in self._store.list_keys()):
             return None
         return self.create("default")[1]
+
+
+@dataclass(frozen=True)
+class Operator:
+    """Whoever holds the database itself (`kinema jobs` without --server): every key's jobs, or
+    only those of the key with id `only`. An API key sees its own jobs alone."""
+
+    only: str | None = None
+
+
+Reader = ApiKey | Operator  # whose jobs a read, cancel or delete may reach
+
+
+def _reaches(reader: Reader, job: Job) -> bool:
+    if isinstance(reader, Operator):
+        return reader.only is None or job.owner == reader.only
+    return job.owner == reader.id
+
+
+def _owner_filter(reader: Reader) -> str | None:
+    return reader.only if isinstance(reader, Operator) else reader.id
 
 
 class JobService:
@@ -333,14 +355,14 @@ class JobService:
     ) -> None:
         self._store.record_webhook_attempt(job_id, attempt, state, next_at)
 
-    def owned(self, owner: ApiKey, job_id: str) -> Job:
-        """The job, if it exists and belongs to `owner`; NotFound otherwise (either way)."""
+    def owned(self, owner: Reader, job_id: str) -> Job:
+        """The job, if it exists and `owner` may reach it; NotFound otherwise (either way)."""
         job = self._store.get_job(job_id) if is_storable_id(job_id) else None
-        if job is None or job.owner != owner.id:
+        if job is None or not _reaches(owner, job):
             raise NotFound(f"generation {job_id!r} not found")
         return job
 
-    def cancel(self, owner: ApiKey, job_id: str, base_url: str) -> JobView:
+    def cancel(self, owner: Reader, job_id: str, base_url: str) -> JobView:
         """A queued job ends at once; a running one stops at its next denoising step."""
         self._store.request_cancel(self.owned(owner, job_id).id)
         return self.get(owner, job_id, base_url)
@@ -355,7 +377,7 @@ class JobService:
             checks[f"workers:{model}"] = "ok" if live.get(model) else "no live worker"
         return Readiness(checks)
 
-    def get(self, owner: ApiKey, job_id: str, base_url: str) -> JobView:
+    def get(self, owner: Reader, job_id: str, base_url: str) -> JobView:
         return self.view(self.owned(owner, job_id), base_url)
 
     def view(self, job: Job, base_url: str) -> JobView:
@@ -389,7 +411,7 @@ class JobService:
 
     def list(
         self,
-        owner: ApiKey,
+        owner: Reader,
         base_url: str,
         *,
         after: str | None = None,
@@ -398,18 +420,18 @@ class JobService:
     ) -> JobPage:
         """A page of the owner's jobs after the job `after` (which must be the owner's)."""
         cursor = self._store.get_job(after) if after is not None and is_storable_id(after) else None
-        if after is not None and (cursor is None or cursor.owner != owner.id):
+        if after is not None and (cursor is None or not _reaches(owner, cursor)):
             raise ValidationFailed(
                 f"Query validation error: no generation {after!r} to list after",
-                [FieldError("after", "must be the id of one of your generations")],
+                [FieldError("after", f"no generation {after!r} to list after")],
             )
         jobs = self._store.list_jobs(
-            owner.id, after=after, limit=limit + 1, newest_first=newest_first
+            _owner_filter(owner), after=after, limit=limit + 1, newest_first=newest_first
         )
         views = [self.view(job, base_url) for job in jobs[:limit]]
         return JobPage(views, has_more=len(jobs) > limit)
 
-    def delete(self, owner: ApiKey, job_id: str) -> Job:
+    def delete(self, owner: Reader, job_id: str) -> Job:
         """Hide the job from every read and remove its files; a pending job is canceled."""
         job = self.owned(owner, job_id)
         self._store.delete_job(job.id)

@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from kinema.catalog.registry import ServedModels
 from kinema.config import Settings
@@ -15,9 +16,9 @@ from kinema.storage import ArtifactStore, load_or_create_secret, open_artifact_s
 from kinema.store.sql import SqlJobStore, open_store_url
 
 
-def make_settings(**overrides: object) -> Settings:
+def make_settings(**overrides: Any) -> Settings:
     """Settings from the environment, with the command line's explicit options on top."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:

@@ -6,15 +6,16 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
 from kinema.cli import app
 from kinema.cli.app import complete_model
 from kinema.cli.jobs_view import RemoteJobs
-from kinema.client import Client, Generation
+from kinema.client import Client
 from kinema.config import Settings
 from kinema.domain import ApiKey, GenerationRequest, Job, JobStatus, VideoArtifact
 from kinema.errors import ClientError
@@ -373,30 +374,32 @@ def test_model_ids_complete() -> None:
     assert completed.stdout.split() == ["ltx-2", "ltx-2:quality", "ltx-2:fast"]
 
 
-class V2OnlyServer:
-    """A client of a server that has no /v1/videos (such as the hosted API): only v2 polls."""
+V2_CANCELED = {
+    "id": "g1",
+    "status": "error",
+    "progress": 30,
+    "error": {"name": "Canceled", "message": "the generation was canceled"},
+    "meta": {"model": "ltx-2", "seed": 5, "stage": "canceled", "attempts": 1},
+}
 
-    def __init__(self, missing_route: dict[str, Any]) -> None:
-        self._missing_route = missing_route
 
-    def retrieve(self, video_id: str) -> dict[str, Any]:
-        raise ClientError(404, "Not Found", self._missing_route)
+def v2_only_server(missing_route: dict[str, Any]) -> Client:
+    """The real client of a server that has no /v1/videos (such as the hosted API): only v2."""
 
-    def get(self, generation_id: str) -> Generation:
-        return Generation.from_json(
-            {
-                "id": generation_id,
-                "status": "error",
-                "progress": 30,
-                "error": {"name": "Canceled", "message": "the generation was canceled"},
-                "meta": {"model": "ltx-2", "seed": 5, "stage": "canceled", "attempts": 1},
-            }
-        )
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/v1/videos"):
+            return httpx.Response(404, json=missing_route)
+        assert request.url.path == "/v2/video/generations"
+        assert request.url.params["generation_id"] == "g1"
+        return httpx.Response(200, json=V2_CANCELED)
+
+    return Client("http://hosted.example", "kin_key", transport=httpx.MockTransport(answer))
 
 
 def test_show_falls_back_to_the_v2_poll_where_a_server_has_no_videos_api() -> None:
     v2_envelope = {"statusCode": 404, "path": "/v1/videos/g1", "message": "Not Found"}
-    shown = RemoteJobs(cast(Client, V2OnlyServer(v2_envelope))).show("g1")
+    with v2_only_server(v2_envelope) as client:
+        shown = RemoteJobs(client).show("g1")
     assert (shown.id, shown.status, shown.model, shown.stage) == (
         "g1",
         "canceled",
@@ -416,5 +419,5 @@ def test_show_reports_an_unknown_id_on_the_videos_api_without_falling_back() -> 
             "code": "not_found",
         }
     }
-    with pytest.raises(ClientError, match="Not Found"):
-        RemoteJobs(cast(Client, V2OnlyServer(openai_404))).show("g1")
+    with v2_only_server(openai_404) as client, pytest.raises(ClientError, match="no video 'g1'"):
+        RemoteJobs(client).show("g1")

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from kinema.config import Settings
 from kinema.domain import VideoArtifact
-from kinema.errors import NotReady
+from kinema.errors import ModelUnavailable
 from kinema.server import create_app
 
 PATH = "/v1/videos"
@@ -356,7 +356,7 @@ def test_a_full_queue_is_429_with_retry_after(settings: Settings) -> None:
 
 def test_an_unavailable_deployment_is_503(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     def not_ready(*_: Any, **__: Any) -> None:
-        raise NotReady("no live worker for tiny-ltx2")
+        raise ModelUnavailable("model tiny-ltx2 cannot be loaded here")
 
     monkeypatch.setattr(api.services.jobs, "submit", not_ready)
     assert_openai_error(api.create(), 503, code="service_unavailable")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import Request
@@ -16,7 +16,7 @@ from kinema.service import Services
 
 
 def services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
+    return request.app.state.services
 
 
 def bearer_token(request: Request) -> str | None:
@@ -28,7 +28,10 @@ async def current_key(request: Request) -> ApiKey:
     """The caller's key: from memory when it was read recently, else read in a worker thread."""
     raw_key = bearer_token(request)
     keys = services(request).keys
-    return keys.cached(raw_key) or await in_thread(keys.authenticate, raw_key)
+    key = keys.cached(raw_key)
+    if key is None:
+        key = await in_thread(keys.authenticate, raw_key)
+    return key
 
 
 def base_url(request: Request) -> str:
@@ -36,7 +39,7 @@ def base_url(request: Request) -> str:
     return configured.rstrip("/") if configured else str(request.base_url).rstrip("/")
 
 
-async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
+async def limited_stream(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
     """The body's chunks, no further than `limit` bytes (chunked uploads declare no length)."""
     size = 0
     async for chunk in request.stream():

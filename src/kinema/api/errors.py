@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +22,6 @@ from kinema.errors import (
     KinemaError,
     ModelUnavailable,
     NotFound,
-    NotReady,
     PayloadTooLarge,
     QueueFull,
     Unauthorized,
@@ -38,7 +37,6 @@ STATUS_BY_ERROR: dict[type[KinemaError], int] = {
     NotFound: 404,
     PayloadTooLarge: 413,
     QueueFull: 429,
-    NotReady: 503,
     ModelUnavailable: 503,
 }
 
@@ -48,7 +46,7 @@ def envelope(
     status_code: int,
     message: str,
     errors: list[FieldError] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, object] = {
         "requestId": str(uuid.uuid4()),
@@ -85,7 +83,7 @@ def openai_error(
     status_code: int,
     message: str,
     errors: list[FieldError] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """`{"error": {"message", "type", "param", "code"}}`, as OpenAI's API answers errors."""
     fallback = ("invalid_request_error", None) if status_code < 500 else ("server_error", None)
@@ -108,7 +106,7 @@ def error_response(
     status_code: int,
     message: str,
     errors: list[FieldError] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """The error body the route's contract uses."""
     if is_openai_path(request.url.path):
@@ -117,11 +115,11 @@ def error_response(
 
 
 def field_errors_from_pydantic(
-    raw_errors: list[dict[str, object]], drop: int = 0
+    raw_errors: Iterable[Mapping[str, Any]], drop: int = 0
 ) -> list[FieldError]:
     result = []
     for error in raw_errors:
-        location = [str(part) for part in error.get("loc", ())][drop:]  # type: ignore[union-attr]
+        location = [str(part) for part in error.get("loc", ())][drop:]
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         result.append(FieldError(".".join(location) or "body", message))
     return result

@@ -184,7 +184,7 @@ def parse_video_body(body: dict[str, Any], default_model: str) -> CreateGenerati
     try:
         return CreateGenerationBody.model_validate(generation_fields(body, default_model))
     except ValidationError as exc:
-        raise _invalid(field_errors_from_pydantic(list(exc.errors()))) from None  # type: ignore[arg-type]
+        raise _invalid(field_errors_from_pydantic(list(exc.errors()))) from None
 
 
 def _form_bool(text: str) -> bool | str:
@@ -309,8 +309,8 @@ def list_videos(
         page = services(request).jobs.list(
             key, base_url(request), after=after or None, limit=limit, newest_first=order == "desc"
         )
-    except ValidationFailed:
-        raise _invalid_param("after", f"{after!r} is not the id of one of your videos") from None
+    except ValidationFailed as refused:
+        raise _invalid(refused.errors) from None
     data = [render_video(view) for view in page.views]
     return {
         "object": "list",

@@ -355,7 +355,7 @@ PROMPT = {
 
 def _nullable(schema: JsonSchema) -> JsonSchema:
     """`schema` or null: an explicit null on an optional field asks for its default."""
-    annotations = {k: schema[k] for k in ("default", "description") if k in schema}
+    annotations: JsonSchema = {k: schema[k] for k in ("default", "description") if k in schema}
     branches = schema.get("anyOf") or [
         {k: v for k, v in schema.items() if k not in (*annotations, "title")}
     ]
@@ -492,4 +492,4 @@ def install_openapi(app: FastAPI, served: ServedModels) -> None:
             app.openapi_schema = complete_document(build(), served)
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override

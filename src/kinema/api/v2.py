@@ -38,7 +38,7 @@ def parse_create_body(body: dict[str, Any]) -> CreateGenerationBody:
     try:
         return CreateGenerationBody.model_validate(body)
     except ValidationError as exc:
-        errors = field_errors_from_pydantic(list(exc.errors()))  # type: ignore[arg-type]
+        errors = field_errors_from_pydantic(list(exc.errors()))
         raise ValidationFailed(validation_message(errors), errors) from None
 
 

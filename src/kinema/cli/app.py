@@ -137,6 +137,7 @@ CLI_FLAGS = {
     "cfg_scale": "--cfg-scale",
     "generate_audio": "--audio/--no-audio",
     "seed": "--seed",
+    "after": "--after",
 }
 # Where the contract's message speaks of the wire (a JSON string "5" is fine there).
 CLI_MESSAGES = {"duration": "must be 5 or 10"}
@@ -182,15 +183,25 @@ def _server_refusal(exc: ClientError, server: str | None, api_key: str | None) -
 
 
 def _body_field_errors(body: object) -> list[FieldError]:
-    """The hosted API's envelope names each invalid field: `errors[{field, message}]`."""
-    raw = body.get("errors") if isinstance(body, dict) else None
-    if not isinstance(raw, list):
+    """The invalid fields a refusal names: the hosted API's envelope lists them
+    (`errors[{field, message}]`), OpenAI's names one (`error{param, message}`)."""
+    if not isinstance(body, dict):
         return []
-    return [
-        FieldError(str(error.get("field")), str(error.get("message")))
-        for error in raw
-        if isinstance(error, dict)
-    ]
+    raw = body.get("errors")
+    if isinstance(raw, list):
+        return [
+            FieldError(str(error.get("field")), str(error.get("message")))
+            for error in raw
+            if isinstance(error, dict)
+        ]
+    return _openai_param_error(body.get("error"))
+
+
+def _openai_param_error(error: object) -> list[FieldError]:
+    if not isinstance(error, dict) or not isinstance(error.get("param"), str):
+        return []
+    param, message = error["param"], str(error.get("message"))
+    return [FieldError(param, message.removeprefix(f"Invalid '{param}': "))]
 
 
 def stdout_console() -> Console:

@@ -17,12 +17,10 @@ from rich.table import Table
 from rich.text import Text
 
 from kinema.client import Client, Generation
-from kinema.config import Settings
 from kinema.domain import Job, JobStatus
-from kinema.errors import ClientError, KinemaError, NotFound
-from kinema.storage.base import remove_job_artifacts
-from kinema.store.sql import SqlJobStore
-from kinema.wiring import jobs_database, make_settings, open_artifacts
+from kinema.errors import ClientError, KinemaError
+from kinema.service import JobView, Operator, Services
+from kinema.wiring import build_services, make_settings
 
 
 def local_time(timestamp: float | None, layout: str = "%Y-%m-%d %H:%M:%S") -> str:
@@ -252,13 +250,14 @@ def _lacks_videos_api(exc: ClientError) -> bool:
 
 
 class LocalJobs:
-    """The jobs in this machine's database, every key's (or one owner's), read directly."""
+    """The jobs in this machine's database, every key's (or one owner's), through the same
+    service the API answers with."""
 
-    def __init__(self, store: SqlJobStore, settings: Settings, owner: str | None) -> None:
-        self._store = store
-        self._settings = settings
-        self._key_names = {key.id: key.name for key in store.list_keys()}
-        self._owner = None if owner is None else self._owner_id(owner)
+    def __init__(self, services: Services, owner: str | None) -> None:
+        self._services = services
+        self._jobs = services.jobs
+        self._key_names = {key.id: key.name for key in services.keys.list()}
+        self._reader = Operator(None if owner is None else self._owner_id(owner))
 
     def _owner_id(self, owner: str) -> str:
         """--owner takes a key id or name (an id no key has, such as `local`, is taken as is)."""
@@ -270,46 +269,38 @@ class LocalJobs:
         return named[0]
 
     def list(self, limit: int, after: str | None, newest_first: bool) -> JobListing:
-        if after is not None and self._store.get_job(after) is None:
-            raise NotFound(f"no generation {after!r} to list after")
-        jobs = self._store.list_jobs(
-            self._owner, after=after, limit=limit + 1, newest_first=newest_first
+        page = self._jobs.list(
+            self._reader, "", after=after, limit=limit, newest_first=newest_first
         )
-        return JobListing([self._info(job) for job in jobs[:limit]], has_more=len(jobs) > limit)
+        return JobListing([self._info(view) for view in page.views], page.has_more)
 
     def show(self, job_id: str) -> JobInfo:
-        return self._info(self._found(self._store.get_job(job_id), job_id))
+        return self._info(self._jobs.get(self._reader, job_id, ""))
 
     def cancel(self, job_id: str) -> JobInfo:
-        return self._info(self._found(self._store.request_cancel(job_id), job_id))
+        return self._info(self._jobs.cancel(self._reader, job_id, ""))
 
     def delete(self, job_id: str) -> None:
-        job = self._found(self._store.delete_job(job_id), job_id)
-        remove_job_artifacts(open_artifacts(self._settings), job.id)
+        self._jobs.delete(self._reader, job_id)
 
     def download(self, job_id: str, output: Path) -> JobInfo:
-        job = self._found(self._store.get_job(job_id), job_id)
+        view = self._jobs.get(self._reader, job_id, "")
+        job = view.job
         if job.status is not JobStatus.COMPLETED or job.artifact is None:
             raise _no_clip(job_id, job.status.value)
-        open_artifacts(self._settings).download_to(job.artifact.key, output)
-        return self._info(job)
+        self._services.artifacts.download_to(job.artifact.key, output)
+        return self._info(view)
 
-    @staticmethod
-    def _found(job: Job | None, job_id: str) -> Job:
-        if job is None:
-            raise NotFound(f"generation {job_id!r} not found")
-        return job
-
-    def _info(self, job: Job) -> JobInfo:
-        queued = job.status is JobStatus.QUEUED
-        position = self._store.queue_position(job) if queued else None
+    def _info(self, view: JobView) -> JobInfo:
+        job = view.job
         video_file = self._artifact_location(job.artifact.key) if job.artifact else None
-        return _info_from_job(job, position, video_file, self._key_names.get(job.owner))
+        return _info_from_job(job, view.queue_position, video_file, self._key_names.get(job.owner))
 
     def _artifact_location(self, key: str) -> str:
-        storage = (self._settings.storage or "").strip()
+        settings = self._services.settings
+        storage = (settings.storage or "").strip()
         if storage in ("", "local"):
-            return str(self._settings.artifacts_dir / key)
+            return str(settings.artifacts_dir / key)
         return f"{storage.rstrip('/')}/{key}"
 
 
@@ -332,9 +323,11 @@ def open_jobs(where: JobsLocation) -> Iterator[JobsBackend]:
         with Client(where.server, where.api_key) as client:
             yield RemoteJobs(client)
         return
-    settings = make_settings(data_dir=where.data_dir, store_url=where.store_url)
-    with jobs_database(settings) as store:
-        yield LocalJobs(store, settings, where.owner)
+    services = build_services(make_settings(data_dir=where.data_dir, store_url=where.store_url))
+    try:
+        yield LocalJobs(services, where.owner)
+    finally:
+        services.close()
 
 
 # -- rendering ---------------------------------------------------------------------------------

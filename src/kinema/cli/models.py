@@ -55,7 +55,7 @@ def _served_model_entries(server: str | None, model: str | None) -> list[dict[st
     if server:
         response = httpx.get(f"{server.rstrip('/')}/v1/models", timeout=10)
         response.raise_for_status()
-        return response.json()["data"]  # type: ignore[no-any-return]
+        return response.json()["data"]
     from kinema.catalog.registry import ServedModels
 
     try:

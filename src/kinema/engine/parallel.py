@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -119,9 +119,13 @@ def _control(store: dist.Store) -> dist.Store:
     return dist.PrefixStore("kinema/", store)
 
 
+def _put(store: dist.Store, key: str, value: bytes) -> None:
+    store.set(key, value)  # type: ignore[arg-type]  # torch's stub says str; the binding takes bytes
+
+
 def request_shutdown(store: dist.Store) -> None:
     """The launcher's stop, for rank 0 (it ends its worker, then tells the others)."""
-    _control(store).set("shutdown", b"1")
+    _put(_control(store), "shutdown", b"1")
 
 
 class ControlChannel:
@@ -141,7 +145,7 @@ class ControlChannel:
     # rank 0
     def post(self, kind: str, payload: Any = None) -> None:
         self._sent += 1
-        self._store.set(f"msg/{self._sent}", pickle.dumps((kind, payload)))
+        _put(self._store, f"msg/{self._sent}", pickle.dumps((kind, payload)))
         if self._sent > 1:  # every follower read it before it joined that clip's collectives
             self._store.delete_key(f"msg/{self._sent - 1}")
 
@@ -188,7 +192,7 @@ class ControlChannel:
 
     # followers
     def announce_ready(self, problem: str | None = None) -> None:
-        self._store.set(f"ready/{self.group.rank}", pickle.dumps(problem))
+        _put(self._store, f"ready/{self.group.rank}", pickle.dumps(problem))
 
     def receive(self) -> tuple[str, Any]:
         key = f"msg/{self._received + 1}"
@@ -199,12 +203,14 @@ class ControlChannel:
         return kind, payload
 
     def report(self, outcome: str, steps: int) -> None:
-        self._store.set(
-            f"outcome/{self.group.rank}", pickle.dumps((self._received, (outcome, steps)))
+        _put(
+            self._store,
+            f"outcome/{self.group.rank}",
+            pickle.dumps((self._received, (outcome, steps))),
         )
 
     def goodbye(self) -> None:
-        self._store.set(f"bye/{self.group.rank}", b"1")
+        _put(self._store, f"bye/{self.group.rank}", b"1")
 
 
 class StopAgreement:
@@ -263,12 +269,14 @@ class ContextParallel:
         return f"{self.mode} x{self.world_size}"
 
     def enable(self) -> None:
-        from diffusers import ContextParallelConfig
-        from diffusers.models._modeling_parallel import ParallelConfig
+        # Not `from diffusers import`: type checkers read diffusers' dummy class there.
+        from diffusers.models._modeling_parallel import ContextParallelConfig, ParallelConfig
         from torch.distributed.device_mesh import init_device_mesh
 
-        degrees = {f"{self.mode}_degree": self.world_size}
-        config = ContextParallelConfig(**degrees)
+        config = ContextParallelConfig(
+            ring_degree=self.world_size if self.mode == "ring" else None,
+            ulysses_degree=self.world_size if self.mode == "ulysses" else None,
+        )
         config.mesh = init_device_mesh(
             self.device.type, config.mesh_shape, mesh_dim_names=config.mesh_dim_names
         )
@@ -323,6 +331,7 @@ class ContextParallel:
         from diffusers.hooks.context_parallel import (
             ContextParallelGatherHook,
             ContextParallelSplitHook,
+            ModuleForwardMetadata,
         )
         from diffusers.models._modeling_parallel import (
             ContextParallelInput,
@@ -331,14 +340,16 @@ class ContextParallel:
 
         switch = self
 
-        class Split(ContextParallelSplitHook):  # type: ignore[misc]
+        class Split(ContextParallelSplitHook):
             def __init__(self, metadata: Any, decides: bool = False) -> None:
                 super().__init__(metadata, config)
                 self.decides = decides
 
             def pre_forward(self, module: Any, *args: Any, **kwargs: Any) -> Any:
                 if self.decides:
-                    hidden, _, _ = self.module_forward_metadata._get_parameter_from_args_kwargs(
+                    # initialize_hook set it; diffusers' __init__ types it as None.
+                    forward = cast(ModuleForwardMetadata, self.module_forward_metadata)
+                    hidden, _, _ = forward._get_parameter_from_args_kwargs(
                         "hidden_states", list(args), kwargs
                     )
                     switch.decide(int(hidden.shape[1]))
@@ -353,7 +364,7 @@ class ContextParallel:
                     return output
                 return super().post_forward(module, output)
 
-        class Gather(ContextParallelGatherHook):  # type: ignore[misc]
+        class Gather(ContextParallelGatherHook):
             def __init__(self, metadata: Any) -> None:
                 super().__init__(metadata, config)
 
@@ -398,7 +409,7 @@ def _share_head_masks() -> None:
             attn_mask = attn_mask[:, :1]
         return dispatch(query, key, value, attn_mask, *args, **kwargs)
 
-    shared_mask_dispatch.kinema_shared_mask = True  # type: ignore[attr-defined]
+    shared_mask_dispatch.__dict__["kinema_shared_mask"] = True  # a function attribute
     module.dispatch_attention_fn = shared_mask_dispatch
 
 

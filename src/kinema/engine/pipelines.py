@@ -89,9 +89,11 @@ class ModelRunner:
         with timer("text_encode"):
             embeds = self._encode(plan)
         # 2. Stage 1 at its own size, then (2x upsampled) refine stages; latents in between.
-        video = audio = None
+        video: torch.Tensor | None = None
+        audio: torch.Tensor | None = None
         for index, stage in enumerate(plan.stages):
             if index:
+                assert video is not None  # stage 1 made it
                 with timer("upsample"):
                     video = self.upsample(video)
             with timer("stage1" if index == 0 else "refine"):
@@ -101,11 +103,13 @@ class ModelRunner:
             if progress.canceled or progress.is_canceled():  # at a step, or since the last one
                 raise GenerationCanceled("canceled while generating; the output was discarded")
         # 3. Decode.
+        assert video is not None  # a plan has at least one stage
         with timer("video_decode"):
             speed.set_vae_tiling(self.pipeline.vae, self._tiled(plan))
             frames = decode_video(self.pipeline, video, generator)
         if not plan.generate_audio:
             return Clip(frames=frames, fps=plan.fps)
+        assert audio is not None
         with timer("audio_decode"):
             waveform = decode_audio(self.pipeline, audio)
         return Clip(frames=frames, fps=plan.fps, audio=waveform, sample_rate=self.sample_rate)
@@ -145,7 +149,9 @@ class ModelRunner:
 
     def upsample(self, video: torch.Tensor) -> torch.Tensor:
         """2x in space, on denormalized latents (what LTX2LatentUpsamplePipeline does)."""
-        return self.upsampler(video.to(device=self.device, dtype=self.upsampler.dtype))
+        upsampler = self.upsampler
+        assert upsampler is not None  # generate refuses a plan of several stages without one
+        return upsampler(video.to(device=self.device, dtype=upsampler.dtype))
 
     def lora_active(self) -> bool:
         """Whether the distilled LoRA acts on the transformer now."""

@@ -24,20 +24,23 @@ from typing import Any
 
 import torch
 from accelerate import init_empty_weights
-from diffusers import (
-    AutoencoderKLLTX2Audio,
-    AutoencoderKLLTX2Video,
-    FlowMatchEulerDiscreteScheduler,
-    LTX2Pipeline,
-    LTX2VideoTransformer3DModel,
-)
+from diffusers.models.autoencoders.autoencoder_kl_ltx2 import AutoencoderKLLTX2Video
+from diffusers.models.autoencoders.autoencoder_kl_ltx2_audio import AutoencoderKLLTX2Audio
+from diffusers.models.transformers.transformer_ltx2 import LTX2VideoTransformer3DModel
 from diffusers.pipelines.ltx2 import LTX2TextConnectors
 from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+from diffusers.pipelines.ltx2.pipeline_ltx2 import LTX2Pipeline
 from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+from diffusers.schedulers.scheduling_flow_match_euler_discrete import (
+    FlowMatchEulerDiscreteScheduler,
+)
 from torch import nn
 from transformers import Gemma3Config, Gemma3ForConditionalGeneration
 
 from kinema.engine import tiny
+
+# The diffusers classes come from their defining modules: type checkers read the names `diffusers`
+# itself exports as its placeholder (dummy) classes.
 
 CONFIGS_DIR = Path(__file__).parent / "configs" / "ltx2"
 TEXT_ENCODERS = ("real", "small")
@@ -90,6 +93,7 @@ def build_random_ltx2(
         _synchronize(device)
         seconds[name] = round(time.perf_counter() - began, 3)
     upsampler = models.pop("latent_upsampler")
+    assert isinstance(upsampler, LTX2LatentUpsamplerModel)  # DIFFUSERS_MODELS' class for it
     pipeline = _pipeline(models, FlowMatchEulerDiscreteScheduler.from_config(configs["scheduler"]))
     seconds["total"] = round(time.perf_counter() - started, 3)
     return pipeline, upsampler, _facts(pipeline, upsampler, text_encoder, device, dtype, seconds)
@@ -129,15 +133,15 @@ def load_configs(configs_dir: Path, *, text_encoder: str = "real") -> dict[str, 
 
 def empty_model(name: str, config: Mapping[str, Any]) -> nn.Module:
     """One component built from its config, parameters on the meta device: no weight memory."""
-    with init_empty_weights():
-        if name == "text_encoder":
-            model: nn.Module = Gemma3ForConditionalGeneration(
+    if name == "text_encoder":
+        with init_empty_weights():
+            encoder = Gemma3ForConditionalGeneration(
                 Gemma3Config.from_dict(copy.deepcopy(dict(config)))
             )
-        else:
-            model = DIFFUSERS_MODELS[name].from_config(dict(config))
-    if name == "text_encoder":
-        model.tie_weights()  # init_empty_weights re-creates parameters, which unties lm_head
+        encoder.tie_weights()  # init_empty_weights re-creates parameters, which unties lm_head
+        return encoder.eval()
+    with init_empty_weights():
+        model: nn.Module = DIFFUSERS_MODELS[name].from_config(dict(config))
     return model.eval()
 
 
@@ -245,10 +249,10 @@ def _check_consistent(configs: Mapping[str, Mapping[str, Any]]) -> None:
 
 
 def _pipeline(
-    models: Mapping[str, nn.Module], scheduler: FlowMatchEulerDiscreteScheduler
+    models: Mapping[str, Any], scheduler: FlowMatchEulerDiscreteScheduler
 ) -> LTX2Pipeline:
     return LTX2Pipeline(
-        scheduler=scheduler,
+        scheduler=scheduler,  # type: ignore[arg-type]  # diffusers annotates it with a dummy class
         tokenizer=tiny._tokenizer(),
         processor=None,
         prompt_enhancer=None,

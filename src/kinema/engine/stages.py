@@ -37,7 +37,7 @@ class PromptEmbeds:
     negative_prompt_attention_mask: torch.Tensor | None
 
     def for_stage(self, stage: StagePlan) -> dict[str, Any]:
-        embeds = {
+        embeds: dict[str, torch.Tensor | None] = {
             "prompt_embeds": self.prompt_embeds,
             "prompt_attention_mask": self.prompt_attention_mask,
         }

@@ -19,19 +19,19 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
-from diffusers import (
-    AutoencoderKLLTX2Audio,
-    AutoencoderKLLTX2Video,
-    FlowMatchEulerDiscreteScheduler,
-    LTX2Pipeline,
-    LTX2VideoTransformer3DModel,
-)
+from diffusers.models.autoencoders.autoencoder_kl_ltx2 import AutoencoderKLLTX2Video
+from diffusers.models.autoencoders.autoencoder_kl_ltx2_audio import AutoencoderKLLTX2Audio
+from diffusers.models.transformers.transformer_ltx2 import LTX2VideoTransformer3DModel
 from diffusers.pipelines.ltx2 import LTX2TextConnectors
 from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+from diffusers.pipelines.ltx2.pipeline_ltx2 import LTX2Pipeline
 from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+from diffusers.schedulers.scheduling_flow_match_euler_discrete import (
+    FlowMatchEulerDiscreteScheduler,
+)
 from diffusers.utils import logging as diffusers_logging
 from safetensors.torch import save_file
 from torch import nn
@@ -45,6 +45,9 @@ from transformers import (
 from transformers.utils import logging as transformers_logging
 
 from kinema.private_files import make_private_dirs
+
+# The diffusers classes come from their defining modules: type checkers read the names `diffusers`
+# itself exports as its placeholder (dummy) classes.
 
 TINY_DIR_NAME = "tiny-ltx2"
 # Bump whenever the architecture or weights change: a cached build of another version is rebuilt.
@@ -160,13 +163,13 @@ def _tiny_pipeline() -> LTX2Pipeline:
         "audio_vae": _audio_vae,
         "vocoder": _vocoder,
     }
-    components: dict[str, object] = {}
+    components: dict[str, Any] = {}  # each its own model class
     with torch.random.fork_rng(devices=[]):
         for name, build in builders.items():
             torch.manual_seed(SEED)
             components[name] = build()
     return LTX2Pipeline(
-        scheduler=_scheduler(),
+        scheduler=_scheduler(),  # type: ignore[arg-type]  # diffusers annotates it with a dummy class
         tokenizer=_tokenizer(),
         processor=None,
         prompt_enhancer=None,

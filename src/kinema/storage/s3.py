@@ -112,7 +112,7 @@ class S3ArtifactStore:
             if _is_missing(error):
                 raise NotFound(f"no artifact {key!r}") from error
             raise
-        return body.iter_chunks(CHUNK_BYTES)  # type: ignore[no-any-return]
+        return body.iter_chunks(CHUNK_BYTES)
 
     def url(self, key: str, base_url: str, ttl_seconds: int) -> str:
         """A presigned GET URL; `base_url` is unused (the bucket's endpoint serves it).

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     import psycopg
 
 CHANNEL = "kinema_work"
-ANY_MODEL = "*"
 APPLICATION_NAME = "kinema-listener"  # how the LISTEN connection shows in pg_stat_activity
 _SLICE_S = 1.0  # longest uninterrupted wait, so close() never waits long
 
@@ -72,7 +71,7 @@ class PgListener:
             if remaining <= 0:
                 return
             for note in self._conn.notifies(timeout=min(remaining, _SLICE_S), stop_after=1):
-                if note.payload == ANY_MODEL or note.payload in models:
+                if note.payload in models:
                     return
 
     def _disconnect(self) -> None:

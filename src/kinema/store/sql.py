@@ -15,7 +15,7 @@ from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -185,6 +185,12 @@ def _key_from_row(row: sa.Row[Any]) -> ApiKey:
     )
 
 
+class _RowClass(Protocol):
+    """A namedtuple class, as _DirectRead uses it."""
+
+    def _make(self, iterable: Iterable[Any], /) -> tuple[Any, ...]: ...
+
+
 class _DirectRead:
     """A read of one statement, run straight on a pooled DBAPI connection without a transaction
     around it (SQLite runs one statement atomically). SQLAlchemy's execution layer costs several
@@ -198,7 +204,8 @@ class _DirectRead:
         self._defaults = dict(compiled.params)  # the statement's literal values
         self._order = list(compiled.positiontup or ())  # positional parameters' names, in order
         columns = list(statement.selected_columns)
-        self._row = namedtuple("_Row", [c.name for c in columns])  # type: ignore[misc]
+        # typeshed types namedtuple() as returning a plain tuple class, without `_make`.
+        self._row = cast(_RowClass, namedtuple("_Row", [c.name for c in columns]))
         self._converters = self._value_converters(engine.dialect, columns)
 
     @staticmethod
@@ -209,7 +216,7 @@ class _DirectRead:
 
     def _fetch(self, driver: Any, params: dict[str, Any]) -> Sequence[Any] | None:
         cursor = driver.execute(self._sql, tuple(params[name] for name in self._order))
-        return cursor.fetchone()  # type: ignore[no-any-return]
+        return cursor.fetchone()
 
     def first(self, **params: Any) -> Any | None:
         """The first row (its columns as attributes), or None."""
@@ -246,7 +253,7 @@ class _DirectPostgresRead(_DirectRead):
     def _fetch(self, driver: Any, params: dict[str, Any]) -> Sequence[Any] | None:
         with _autocommit(driver), driver.cursor() as cursor:
             cursor.execute(self._sql, params)
-            return cursor.fetchone()  # type: ignore[no-any-return]
+            return cursor.fetchone()
 
 
 @contextmanager
@@ -266,7 +273,9 @@ class _DirectInsert:
     execution layer or the BEGIN and COMMIT round trips (each of which also gives the GIL up and
     waits to take it back, while this process's other writers wait for their turn)."""
 
-    def __init__(self, engine: Engine, statement: sa.Executable, table: sa.Table) -> None:
+    def __init__(
+        self, engine: Engine, statement: sa.Insert | sa.Select[Any], table: sa.Table
+    ) -> None:
         self._engine = engine
         dialect = engine.dialect
         compiled = statement.compile(dialect=dialect)
@@ -289,6 +298,7 @@ class _DirectInsert:
         connection = self._engine.raw_connection()
         try:
             driver = connection.driver_connection
+            assert driver is not None  # a connection just checked out of the pool is live
             if self._postgres:
                 with _autocommit(driver), driver.cursor() as cursor:
                     cursor.execute(self._sql, params)
@@ -330,10 +340,6 @@ class SqlJobStore:
         self._write_turn = threading.Lock() if not self._postgres else None
         self._commits = 0  # SQLite: this process's write transactions, for the checkpoints
         self._checkpointing = threading.Lock()
-
-    def create_schema(self) -> None:
-        """Upgrade the schema to the newest revision (kept for tests and old callers)."""
-        migrate_engine(self._engine)
 
     def close(self) -> None:
         if self._listener is not None:
@@ -382,7 +388,9 @@ class SqlJobStore:
         try:
             connection = self._engine.raw_connection()
             try:
-                connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                driver = connection.driver_connection
+                assert driver is not None  # a connection just checked out of the pool is live
+                driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             finally:
                 connection.close()
         except Exception:
@@ -460,6 +468,7 @@ class SqlJobStore:
 
     def queued_counts(self, owner: str) -> tuple[int, int]:
         row = self._queued_of_owner_and_all.first(owner=owner)
+        assert row is not None  # an aggregate without GROUP BY returns one row
         return int(row.of_owner), int(row.in_all)
 
     def count_queued(self, owner: str | None = None) -> int:

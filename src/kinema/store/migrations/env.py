@@ -22,6 +22,8 @@ else:
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
         "sqlalchemy.url"
     )
+    if url is None:
+        raise ValueError("no database: give it as `-x url=postgresql+psycopg://…`")
     engine = create_engine(url)
     try:
         with engine.connect() as own:

@@ -784,14 +784,12 @@ class TestJobStore:
         with pytest.raises(SchemaNotCurrent):
             migrate(url)
 
-    def test_open_store_without_checks_and_create_schema(
-        self, empty_url: Callable[[], str]
-    ) -> None:
+    def test_open_store_without_checks_then_migrate(self, empty_url: Callable[[], str]) -> None:
         url = empty_url()
         store = open_store_url(url, auto_migrate=False, require_current=False)
         try:
             assert isinstance(store, SqlJobStore)
-            store.create_schema()
+            migrate(url)
             assert schema_status(url) == "current"
             add(store, "a")
             assert store.count_jobs() == 1
