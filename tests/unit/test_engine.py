@@ -15,7 +15,7 @@ import torch
 from diffusers import LTX2Pipeline, LTX2VideoTransformer3DModel
 from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
 
-from kinema.catalog.plan import GenerationPlan, plan_generation
+from kinema.catalog.plan import PLAIN_DENOISER, GenerationPlan, plan_generation
 from kinema.catalog.registry import (
     DISTILLED_SIGMAS,
     LTX_2,
@@ -32,7 +32,7 @@ from kinema.engine import components, speed
 from kinema.engine.components import Source
 from kinema.engine.pipelines import ModelRunner, engine_from_components, load_engine
 from kinema.engine.speed import Hardware
-from kinema.engine.stages import PLAIN_DENOISER, stage_args
+from kinema.engine.stages import stage_args
 from kinema.engine.tiny import (
     LORA_FILE,
     TINY_DIR_NAME,
@@ -371,7 +371,7 @@ def test_distilled_stages_run_the_plain_denoiser(fast: ModelRunner, quality: Mod
     plain = stage_args(plan, refine, embeds, {"stg_scale": 1.0})
     assert guided["guidance_scale"] == cfg_stage.guidance_scale > 1
     assert guided["negative_prompt_embeds"] is not None
-    assert "stg_scale" not in guided
+    assert guided["stg_scale"] == TINY_LTX2_QUALITY.stg_scale and "modality_scale" not in guided
     assert plain.items() >= PLAIN_DENOISER.items()
     assert "negative_prompt_embeds" not in plain
     assert plain["noise_scale"] == REFINE_SIGMAS[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kinema.catalog.plan import guidance_for, plan_generation, snap_frames
+from kinema.catalog.plan import PLAIN_DENOISER, guidance_for, plan_generation, snap_frames
 from kinema.catalog.registry import (
     DISTILLED_SIGMAS,
     LTX_2,
@@ -148,3 +148,15 @@ def test_served_models_answer_to_the_kling_ids() -> None:
     assert served.resolve("tiny-ltx2") == "tiny-ltx2"
     assert served.resolve("ltx-2") is None
     assert served.resolve("openai/sora-2") is None
+
+
+@pytest.mark.parametrize("cfg_scale", [0.8, 0.0])
+def test_the_plan_alone_decides_cfg_and_every_other_guidance(cfg_scale: float) -> None:
+    request = GenerationRequest(model="tiny-ltx2:quality", prompt="p", cfg_scale=cfg_scale)
+    base, refine = plan_generation(request, TINY_LTX2_QUALITY, seed=1).stages
+    # The pipeline's rule, decided here: CFG runs where either modality's guidance exceeds 1
+    # (at cfg_scale 0 the video's is 1.0, the audio's 1.75).
+    assert base.uses_cfg and max(base.guidance_scale, base.audio_guidance_scale) > 1.0
+    assert base.guidance_args() == {"stg_scale": 0.0, "audio_stg_scale": 0.0}  # the model's own
+    assert not refine.uses_cfg and refine.guidance_args() == PLAIN_DENOISER  # a distilled stage
+    assert "stg_scale" not in TINY_LTX2.extra_call_args, "guidance is the plan's, not the spec's"

@@ -163,6 +163,8 @@ def test_the_tiny_build_generates_finite_frames_and_upsamples() -> None:
         "guidance_scale": 4.0,
         "max_sequence_length": TINY_LTX2.max_sequence_length,
         "return_dict": False,
+        "stg_scale": TINY_LTX2.stg_scale,
+        "audio_stg_scale": TINY_LTX2.audio_stg_scale,
         **TINY_LTX2.extra_call_args,
     }
 

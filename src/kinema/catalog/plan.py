@@ -11,6 +11,16 @@ from dataclasses import dataclass, field
 from kinema.catalog.registry import ModelSpec, StageSpec
 from kinema.domain import GenerationRequest
 
+# A stage without classifier-free guidance runs the plain (distilled) denoiser: no spatio-temporal
+# guidance and no modality isolation either (diffusers' defaults follow LTX-2.5, where both add a
+# transformer pass per step).
+PLAIN_DENOISER = {
+    "stg_scale": 0.0,
+    "audio_stg_scale": 0.0,
+    "modality_scale": 1.0,
+    "audio_modality_scale": 1.0,
+}
+
 
 @dataclass(frozen=True)
 class StagePlan:
@@ -20,10 +30,27 @@ class StagePlan:
     height: int
     num_inference_steps: int
     sigmas: tuple[float, ...] | None
+    uses_cfg: bool  # classifier-free guidance: a negative pass per step
     guidance_scale: float  # 1.0 = no classifier-free guidance
     audio_guidance_scale: float
     noise_scale: float
     distilled_lora: bool
+    # The other guidance of the pipeline call; None: the pipeline's default.
+    stg_scale: float | None = None
+    audio_stg_scale: float | None = None
+    modality_scale: float | None = None
+    audio_modality_scale: float | None = None
+
+    def guidance_args(self) -> dict[str, float]:
+        """The spatio-temporal and modality scales the pipeline call gets (those not left to
+        its defaults)."""
+        scales = {
+            "stg_scale": self.stg_scale,
+            "audio_stg_scale": self.audio_stg_scale,
+            "modality_scale": self.modality_scale,
+            "audio_modality_scale": self.audio_modality_scale,
+        }
+        return {name: value for name, value in scales.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -77,15 +104,25 @@ def _stage_plan(
 ) -> StagePlan:
     guidance = guidance_for(cfg_scale, spec) if stage.uses_cfg else 1.0
     audio_guidance = guidance * spec.audio_guidance_default / spec.guidance_default
+    audio_guidance = audio_guidance if stage.uses_cfg else 1.0
+    # The pipeline's own rule: CFG runs where either modality's guidance exceeds 1.
+    cfg = guidance > 1.0 or audio_guidance > 1.0
+    other: dict[str, float | None] = (
+        {"stg_scale": spec.stg_scale, "audio_stg_scale": spec.audio_stg_scale}
+        if cfg
+        else dict(PLAIN_DENOISER)
+    )
     return StagePlan(
         width=round(size[0] * stage.scale),
         height=round(size[1] * stage.scale),
         num_inference_steps=steps if steps and not stage.sigmas else stage.num_steps,
         sigmas=stage.sigmas,
+        uses_cfg=cfg,
         guidance_scale=guidance,
-        audio_guidance_scale=audio_guidance if stage.uses_cfg else 1.0,
+        audio_guidance_scale=audio_guidance,
         noise_scale=stage.noise_scale,
         distilled_lora=stage.distilled_lora,
+        **other,
     )
 
 

@@ -72,6 +72,11 @@ class ModelSpec:
     upsampler_subfolder: str | None = None
     lora_weights: str = ""  # Hub id or directory of the distilled LoRA
     lora_file: str | None = None
+    # Spatio-temporal guidance of the stages with CFG; None: the pipeline's default.
+    stg_scale: float | None = None
+    audio_stg_scale: float | None = None
+    # The model's own call arguments (never guidance: the plan decides that), e.g. LTX-2.0's
+    # legacy cross-modality timestep.
     extra_call_args: Mapping[str, object] = field(default_factory=dict)
 
     @property
@@ -143,7 +148,8 @@ TINY_LTX2 = ModelSpec(
     max_sequence_length=16,
     upsampler_subfolder="latent_upsampler",
     lora_file="distilled_lora.safetensors",
-    extra_call_args={"stg_scale": 0.0, "audio_stg_scale": 0.0},
+    stg_scale=0.0,
+    audio_stg_scale=0.0,
 )
 TINY_LTX2_QUALITY = replace(
     TINY_LTX2,

@@ -18,16 +18,6 @@ import torch
 from kinema.catalog.plan import GenerationPlan, StagePlan
 from kinema.catalog.runner import StepCallback
 
-# A stage without classifier-free guidance runs the plain (distilled) denoiser: no spatio-temporal
-# guidance and no modality isolation either (diffusers' defaults follow LTX-2.5, where both add a
-# transformer pass per step).
-PLAIN_DENOISER = {
-    "stg_scale": 0.0,
-    "audio_stg_scale": 0.0,
-    "modality_scale": 1.0,
-    "audio_modality_scale": 1.0,
-}
-
 
 @dataclass(frozen=True)
 class PromptEmbeds:
@@ -41,20 +31,15 @@ class PromptEmbeds:
             "prompt_embeds": self.prompt_embeds,
             "prompt_attention_mask": self.prompt_attention_mask,
         }
-        if uses_cfg(stage):
+        if stage.uses_cfg:
             embeds["negative_prompt_embeds"] = self.negative_prompt_embeds
             embeds["negative_prompt_attention_mask"] = self.negative_prompt_attention_mask
         return embeds
 
 
-def uses_cfg(stage: StagePlan) -> bool:
-    """The pipeline's own rule: CFG runs when either modality's guidance exceeds 1."""
-    return stage.guidance_scale > 1.0 or stage.audio_guidance_scale > 1.0
-
-
 def encode_prompt(pipeline: Any, plan: GenerationPlan) -> PromptEmbeds:
     """Encode once for every stage; the negative prompt only where some stage runs CFG."""
-    cfg = any(uses_cfg(stage) for stage in plan.stages)
+    cfg = any(stage.uses_cfg for stage in plan.stages)
     positive, mask, negative, negative_mask = pipeline.encode_prompt(
         prompt=plan.prompt,
         negative_prompt=plan.negative_prompt if cfg else None,
@@ -84,7 +69,7 @@ def stage_args(
         "output_type": "latent",
         "return_dict": False,
         **extra,
-        **({} if uses_cfg(stage) else PLAIN_DENOISER),
+        **stage.guidance_args(),
     }
 
 
