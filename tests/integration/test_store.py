@@ -36,6 +36,7 @@ from kinema.store.listen import APPLICATION_NAME
 from kinema.store.migrations import INITIAL_REVISION
 from kinema.store.schema import jobs as jobs_table
 from kinema.store_protocol import STAGE_BUCKETS
+from tests.conftest import Clock
 from tests.pg import create_database, drop_database, fresh_database
 
 MODEL = "tiny-ltx2"
@@ -68,8 +69,8 @@ class Backend:
     url: str
     opened: list[JobStore] = field(default_factory=list)
 
-    def open(self, max_attempts: int = 2) -> JobStore:
-        store = open_store_url(self.url, max_attempts=max_attempts)
+    def open(self, max_attempts: int = 2, clock: Clock | None = None) -> JobStore:
+        store = open_store_url(self.url, max_attempts=max_attempts, clock=clock or time.time)
         self.opened.append(store)
         return store
 
@@ -103,6 +104,17 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 @pytest.fixture
 def store(backend: Backend) -> JobStore:
     return backend.open()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(now=time.time())  # starts now, so the rows it stamps look current
+
+
+@pytest.fixture
+def clocked(backend: Backend, clock: Clock) -> JobStore:
+    """A store on `clock`: leases expire when the test moves it."""
+    return backend.open(clock=clock)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -211,12 +223,13 @@ class TestJobStore:
             store.complete(lease, ARTIFACT, {})
 
     def test_expired_lease_is_requeued_and_the_old_holder_is_fenced_off(
-        self, store: JobStore
+        self, clocked: JobStore, clock: Clock
     ) -> None:
+        store = clocked
         add(store, "a")
         stale = store.claim([MODEL], "dead", 0.01)
         assert stale is not None
-        time.sleep(0.05)
+        clock.now += 0.05
         fresh = store.claim([MODEL], "alive", 30)
         assert fresh is not None and fresh.job.id == "a" and fresh.job.attempts == 2
         for call in (
@@ -232,20 +245,22 @@ class TestJobStore:
         store.complete(fresh, ARTIFACT, {})
         assert status_of(store, "a") is JobStatus.COMPLETED
 
-    def test_heartbeat_keeps_a_lease_alive(self, store: JobStore) -> None:
+    def test_heartbeat_keeps_a_lease_alive(self, clocked: JobStore, clock: Clock) -> None:
+        store = clocked
         add(store, "a")
         lease = store.claim([MODEL], "w", 0.3)
         assert lease is not None
         for _ in range(3):
-            time.sleep(0.1)
+            clock.now += 0.2
             lease = store.heartbeat(lease, 0.3)
         assert store.claim([MODEL], "thief", 30) is None
 
-    def test_a_job_out_of_attempts_ends_in_error(self, store: JobStore) -> None:
+    def test_a_job_out_of_attempts_ends_in_error(self, clocked: JobStore, clock: Clock) -> None:
+        store = clocked
         add(store, "a")
         for _ in range(2):
             assert store.claim([MODEL], "dies", 0.01) is not None
-            time.sleep(0.05)
+            clock.now += 0.05
         assert store.claim([MODEL], "w", 30) is None
         job = store.get_job("a")
         assert job and job.status is JobStatus.FAILED and job.error_name == "WorkerLost"
@@ -363,12 +378,13 @@ class TestJobStore:
         assert store.request_cancel("nope") is None
 
     def test_a_canceled_job_whose_worker_died_ends_canceled_not_requeued(
-        self, store: JobStore
+        self, clocked: JobStore, clock: Clock
     ) -> None:
+        store = clocked
         add(store, "a")
         assert store.claim([MODEL], "dies", 0.05) is not None
         store.request_cancel("a")
-        time.sleep(0.1)
+        clock.now += 0.1
         assert store.claim([MODEL], "w", 30) is None
         job = store.get_job("a")
         assert job and job.status is JobStatus.CANCELED and job.error_name == "Canceled"

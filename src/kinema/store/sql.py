@@ -128,8 +128,10 @@ def open_store_url(
     *,
     auto_migrate: bool | None = None,
     require_current: bool = True,
+    clock: Callable[[], float] = time.time,
 ) -> SqlJobStore:
-    """Open the store at `sqlite:///path` or `postgresql+psycopg://…`.
+    """Open the store at `sqlite:///path` or `postgresql+psycopg://…`; `clock` gives the time
+    of leases, heartbeats and every timestamp it writes (tests pass their own).
 
     `auto_migrate` (default: on for SQLite, the embedded single-machine case; off for PostgreSQL,
     where `kinema db upgrade` is the operator's job) upgrades the schema first. With
@@ -146,7 +148,7 @@ def open_store_url(
     except BaseException:
         engine.dispose()
         raise
-    return SqlJobStore(engine, max_attempts=max_attempts)
+    return SqlJobStore(engine, max_attempts=max_attempts, clock=clock)
 
 
 def open_store(database_path: Path, max_attempts: int = 3) -> SqlJobStore:
@@ -313,8 +315,11 @@ def _expired(now: float) -> sa.ColumnElement[bool]:
 
 
 class SqlJobStore:
-    def __init__(self, engine: Engine, max_attempts: int = 3) -> None:
+    def __init__(
+        self, engine: Engine, max_attempts: int = 3, clock: Callable[[], float] = time.time
+    ) -> None:
         self._engine = engine
+        self._now = clock
         self._max_attempts = max_attempts
         self._postgres = is_postgres(engine)
         self._listener = PgListener(libpq_conninfo(engine.url)) if self._postgres else None
@@ -451,7 +456,7 @@ class SqlJobStore:
                 conn.execute(
                     jobs.update()
                     .where(jobs.c.id == job_id, jobs.c.deleted_at.is_(None))
-                    .values(deleted_at=time.time())
+                    .values(deleted_at=self._now())
                 )
         return job
 
@@ -506,7 +511,7 @@ class SqlJobStore:
                 .where(jobs.c.id == job_id)
                 .values(
                     status=JobStatus.CANCELED.value,
-                    completed_at=time.time(),
+                    completed_at=self._now(),
                     stage=JobStatus.CANCELED.value,
                     error_name=CANCELED_NAME,
                     error_message=CANCELED_MESSAGE,
@@ -572,7 +577,7 @@ class SqlJobStore:
 
     def claim(self, models: Sequence[str], worker_id: str, lease_seconds: float) -> Lease | None:
         models = sorted(set(models))
-        now = time.time()
+        now = self._now()
         if not models:
             return None
         if not self._postgres and not self._anything_to_claim(models, now):
@@ -698,7 +703,7 @@ class SqlJobStore:
             raise LeaseLost(f"job {lease.job.id}: lease {lease.token} is no longer current")
 
     def heartbeat(self, lease: Lease, lease_seconds: float) -> Lease:
-        expires_at = time.time() + lease_seconds
+        expires_at = self._now() + lease_seconds
         with self._write() as conn:
             self._update_leased(conn, lease, lease_expires_at=expires_at)
         return Lease(lease.job, lease.token, lease.worker_id, expires_at)
@@ -742,7 +747,7 @@ class SqlJobStore:
             conn,
             lease,
             status=status.value,
-            completed_at=time.time(),
+            completed_at=self._now(),
             lease_token=None,
             lease_expires_at=None,
             stage=status.value,
@@ -821,11 +826,11 @@ class SqlJobStore:
         deadline = time.monotonic() + max(0.0, timeout)
         expiry = self._next_lease_expiry()
         if expiry is not None:  # an expired lease needs a claim to requeue it: wake up for it
-            until_expiry = expiry - time.time() + _EXPIRY_MARGIN_S
+            until_expiry = expiry - self._now() + _EXPIRY_MARGIN_S
             deadline = min(deadline, time.monotonic() + max(until_expiry, SQLITE_POLL_S))
         if self._listener is not None:
             self._listener.wait(
-                set(models), deadline, lambda: self._anything_to_claim(models, time.time())
+                set(models), deadline, lambda: self._anything_to_claim(models, self._now())
             )
         else:
             self._poll(models, deadline)
@@ -838,7 +843,7 @@ class SqlJobStore:
                 if self._wakeups == seen:
                     self._wakeup.wait(min(remaining, SQLITE_POLL_S))
                 seen = self._wakeups
-            if self._anything_to_claim(models, time.time()):
+            if self._anything_to_claim(models, self._now()):
                 return
 
     def _next_lease_expiry(self) -> float | None:
@@ -862,7 +867,7 @@ class SqlJobStore:
     # -- workers -------------------------------------------------------------------------------
 
     def register_worker(self, worker_id: str, models: Sequence[str]) -> None:
-        now = time.time()
+        now = self._now()
         values = {"id": worker_id, "models": list(models), "started_at": now, "last_seen": now}
         dialect = postgresql if self._postgres else sqlite
         upsert = dialect.insert(workers).values(**values)
@@ -876,7 +881,7 @@ class SqlJobStore:
     def worker_seen(self, worker_id: str) -> None:
         with self._write() as conn:
             conn.execute(
-                workers.update().where(workers.c.id == worker_id).values(last_seen=time.time())
+                workers.update().where(workers.c.id == worker_id).values(last_seen=self._now())
             )
 
     def forget_worker(self, worker_id: str) -> None:
@@ -884,7 +889,7 @@ class SqlJobStore:
             conn.execute(workers.delete().where(workers.c.id == worker_id))
 
     def live_workers(self, max_age_seconds: float) -> dict[str, int]:
-        since = time.time() - max_age_seconds
+        since = self._now() - max_age_seconds
         with self._read() as conn:
             rows = conn.execute(sa.select(workers.c.models).where(workers.c.last_seen >= since))
             served = [list(models or []) for (models,) in rows]
@@ -945,6 +950,6 @@ class SqlJobStore:
                     (api_keys.c.id == id_or_name) | (api_keys.c.name == id_or_name),
                     api_keys.c.revoked_at.is_(None),
                 )
-                .values(revoked_at=time.time())
+                .values(revoked_at=self._now())
             )
         return int(result.rowcount)
