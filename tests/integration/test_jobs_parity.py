@@ -25,15 +25,19 @@ class Both:
     owner: str  # TEST_KEY's id in the database
 
     def remote(self, *args: str) -> tuple[int, str]:
-        result = runner.invoke(app, [*args, "--server", self.server.url, "--api-key", TEST_KEY])
-        return result.exit_code, result.stdout if result.exit_code == 0 else result.stderr
+        return _run([*args, "--server", self.server.url, "--api-key", TEST_KEY])
 
     def local(self, *args: str) -> tuple[int, str]:
         where = ["--data-dir", str(self.server.data_dir)]
         if args[:2] == ("jobs", "list"):
             where += ["--owner", self.owner]  # the database holds every key's jobs
-        result = runner.invoke(app, [*args, *where])
-        return result.exit_code, result.stdout if result.exit_code == 0 else result.stderr
+        return _run([*args, *where])
+
+
+def _run(args: list[str]) -> tuple[int, str]:
+    """The exit code, and stdout on success or stderr on failure."""
+    result = runner.invoke(app, args)
+    return result.exit_code, result.stdout if result.exit_code == 0 else result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +69,9 @@ def test_listing_is_the_same(both: Both, order: str) -> None:
     assert _comparable(remote_page) == _comparable(local_page)
     assert remote_page["has_more"] is local_page["has_more"] is True
     after = remote_page["data"][-1]["id"]
-    rest = [both.remote, both.local]
     pages = [
         json.loads(run("jobs", "list", "--json", "--after", after, "--order", order)[1])
-        for run in rest
+        for run in (both.remote, both.local)
     ]
     assert _comparable(pages[0]) == _comparable(pages[1]) and len(pages[0]["data"]) == 1
 

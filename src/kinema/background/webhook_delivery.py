@@ -57,8 +57,11 @@ class WebhookDeliverer:
         self._services = services
         self._settings = services.settings
         self._http = http or httpx.Client(follow_redirects=False, trust_env=False)
-        hold = self._settings.webhook_timeout_seconds + HOLD_MARGIN_SECONDS
-        self._loop = BackgroundLoop("kinema-webhooks", self.deliver_one, IDLE_POLL_SECONDS, hold)
+        # A claim outlives the request, and a stop waits as long for the attempt under way.
+        self._hold = self._settings.webhook_timeout_seconds + HOLD_MARGIN_SECONDS
+        self._loop = BackgroundLoop(
+            "kinema-webhooks", self.deliver_one, IDLE_POLL_SECONDS, self._hold
+        )
 
     def start(self) -> None:
         self._loop.start()
@@ -69,8 +72,7 @@ class WebhookDeliverer:
 
     def deliver_one(self) -> bool:
         """Claim one due delivery and attempt it; False when none was due."""
-        hold = self._settings.webhook_timeout_seconds + HOLD_MARGIN_SECONDS
-        job = self._services.jobs.claim_webhook(time.time(), hold)
+        job = self._services.jobs.claim_webhook(time.time(), self._hold)
         if job is None:
             return False
         outcome = self._attempt(job)

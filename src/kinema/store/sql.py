@@ -337,7 +337,7 @@ class SqlJobStore:
         self._queued_of_owner = read(_QUEUED_OF_OWNER)
         self._queued_of_owner_and_all = read(_QUEUED_OF_OWNER_AND_ALL)
         self._insert_job = _DirectInsert(engine, _INSERT_JOB, jobs)
-        self._insert_queued_job = self._insert_job
+        self._insert_queued_job = self._insert_job  # SQLite wakes its waiters in process
         if self._postgres:
             self._insert_queued_job = _DirectInsert(engine, _INSERT_QUEUED_JOB_PG, jobs)
         # SQLite: this process's writers take turns here rather than in SQLite's busy handler,
@@ -423,12 +423,12 @@ class SqlJobStore:
             "webhook_state": "pending" if job.callback_url else None,
             "webhook_next_at": job.created_at if job.callback_url else None,
         }
-        queued = job.status is JobStatus.QUEUED
+        insert = self._insert_queued_job if job.status is JobStatus.QUEUED else self._insert_job
         if self._write_turn is None:
-            (self._insert_queued_job if queued else self._insert_job)(values)
+            insert(values)
         else:
             with self._turn_to_write():
-                self._insert_job(values)
+                insert(values)
             self._count_commit()
         self._wake_local()
 
