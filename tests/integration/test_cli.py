@@ -21,7 +21,7 @@ from kinema import AsyncClient, Client, ClientError
 from kinema.cli import app
 from kinema.client import DEFAULT_MODEL
 from kinema.config import Settings
-from kinema.worker.in_process import EmbeddedRunner
+from kinema.worker.in_process import InProcessWorker
 from tests.conftest import (
     OTHER_KEY,
     TEST_KEY,
@@ -281,12 +281,12 @@ def test_models_marks_what_a_server_serves(server: ServerProcess) -> None:
     assert not served["ltx-2"] and not served["ltx-2:quality"] and not served["tiny-ltx2:quality"]
 
 
-def test_the_embedded_runner_says_what_it_loads_and_prints_no_library_bars(
+def test_the_in_process_worker_says_what_it_loads_and_prints_no_library_bars(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     phases: list[str] = []
     settings = Settings(data_dir=tmp_path / "data", model="tiny-ltx2")  # the model is built here
-    with EmbeddedRunner(settings, on_phase=phases.append):
+    with InProcessWorker(settings, on_phase=phases.append):
         pass
     assert phases == [
         "opening the jobs database",
@@ -296,7 +296,7 @@ def test_the_embedded_runner_says_what_it_loads_and_prints_no_library_bars(
     ]
     assert "Writing model shards" not in capfd.readouterr().err
     phases.clear()
-    with EmbeddedRunner(settings, on_phase=phases.append):
+    with InProcessWorker(settings, on_phase=phases.append):
         pass
     assert "building the tiny model (first run only)" not in phases
 

@@ -19,8 +19,8 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from kinema import Client
-from kinema.api.schemas import PROMPT_LIMIT
 from kinema.catalog.registry import KLING_ALIASES
+from kinema.contracts.aimlapi import PROMPT_LIMIT
 from tests.conftest import (
     OTHER_KEY,
     TEST_KEY,

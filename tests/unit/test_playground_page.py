@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kinema.api.playground import STATIC_DIR, content_security_policy, render_page
-from kinema.api.schemas import PROMPT_LIMIT
 from kinema.catalog.registry import KLING_ALIASES
 from kinema.config import Settings
+from kinema.contracts.aimlapi import PROMPT_LIMIT
 from kinema.server import create_app
 
 EXTERNAL_URL = re.compile(r"""(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}""", re.IGNORECASE)

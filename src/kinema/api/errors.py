@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from kinema.contracts.fields import field_errors_from_pydantic, validation_message
 from kinema.errors import (
     FieldError,
     Forbidden,
@@ -112,22 +113,6 @@ def error_response(
     if is_openai_path(request.url.path):
         return openai_error(status_code, message, errors, headers)
     return envelope(request, status_code, message, errors, headers)
-
-
-def field_errors_from_pydantic(
-    raw_errors: Iterable[Mapping[str, Any]], drop: int = 0
-) -> list[FieldError]:
-    result = []
-    for error in raw_errors:
-        location = [str(part) for part in error.get("loc", ())][drop:]
-        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        result.append(FieldError(".".join(location) or "body", message))
-    return result
-
-
-def validation_message(errors: list[FieldError]) -> str:
-    details = "; ".join(f"{e.field}: {e.message}" for e in errors)
-    return f"Body validation error: {details}"
 
 
 async def _kinema_error(request: Request, exc: Exception) -> JSONResponse:

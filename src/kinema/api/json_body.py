@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kinema.api.errors import WHOLE_BODY, validation_message
+from kinema.api.errors import WHOLE_BODY
+from kinema.contracts.fields import validation_message
 from kinema.errors import FieldError, ValidationFailed
 
 # The contracts' bodies are flat objects; anything nested deeper is not one of them.

@@ -25,7 +25,7 @@ from kinema.api.deps import (
     media_type,
     services,
 )
-from kinema.api.errors import WHOLE_BODY, field_errors_from_pydantic, invalid_params_message
+from kinema.api.errors import WHOLE_BODY, invalid_params_message
 from kinema.api.json_body import check_values
 from kinema.api.offload import in_thread
 from kinema.api.openapi_docs import (
@@ -38,8 +38,9 @@ from kinema.api.openapi_docs import (
     create_video_openapi,
     openai_responses,
 )
-from kinema.api.schemas import CreateGenerationBody
 from kinema.catalog.registry import FULL_HD_SIZES
+from kinema.contracts.aimlapi import CreateGenerationBody
+from kinema.contracts.fields import field_errors_from_pydantic
 from kinema.domain import ApiKey, Job, JobStatus
 from kinema.errors import FieldError, ValidationFailed
 from kinema.service import JobView, Variant

@@ -16,8 +16,8 @@ from uuid import UUID
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
-from kinema.api.schemas import PROMPT_LIMIT, CreateGenerationBody
 from kinema.catalog.registry import KLING_ALIASES, PRESET_ALIASES, ServedModels
+from kinema.contracts.aimlapi import PROMPT_LIMIT, CreateGenerationBody
 
 JsonSchema = dict[str, Any]
 Responses = dict[int | str, dict[str, Any]]

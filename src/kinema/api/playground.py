@@ -21,8 +21,8 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from kinema import __version__
 from kinema.api.deps import base_url, services
-from kinema.api.schemas import PROMPT_LIMIT
 from kinema.catalog.registry import ASPECT_RATIOS
+from kinema.contracts.aimlapi import PROMPT_LIMIT
 from kinema.errors import NotFound
 
 STATIC_DIR = Path(__file__).parent / "static"

@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
 
 from kinema.api.deps import base_url, bearer_token, current_key, json_object_body, services
-from kinema.api.errors import envelope, field_errors_from_pydantic, validation_message
+from kinema.api.errors import envelope
 from kinema.api.offload import in_thread
 from kinema.api.openapi_docs import (
     AUTHENTICATED,
@@ -22,7 +21,7 @@ from kinema.api.openapi_docs import (
     create_generation_openapi,
     v2_responses,
 )
-from kinema.api.schemas import CreateGenerationBody, render_generation
+from kinema.contracts.aimlapi import parse_create_body, render_generation
 from kinema.domain import ApiKey
 from kinema.errors import FieldError, NotFound, Unauthorized, ValidationFailed
 from kinema.service import JobView
@@ -32,14 +31,6 @@ CREATE_OPENAPI = create_generation_openapi()
 
 router = APIRouter(tags=["video"])
 Key = Annotated[ApiKey, Depends(current_key)]
-
-
-def parse_create_body(body: dict[str, Any]) -> CreateGenerationBody:
-    try:
-        return CreateGenerationBody.model_validate(body)
-    except ValidationError as exc:
-        errors = field_errors_from_pydantic(list(exc.errors()))
-        raise ValidationFailed(validation_message(errors), errors) from None
 
 
 async def create_generation(

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 
 from kinema import __version__
-from kinema.api.schemas import render_generation
 from kinema.background.loop import BackgroundLoop
 from kinema.config import Settings
+from kinema.contracts.aimlapi import render_generation
 from kinema.domain import Job
 from kinema.service import Services
 from kinema.store_protocol import WebhookState

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import httpx
 import typer
@@ -40,9 +40,21 @@ from kinema.cli.app import (
     print_json,
 )
 from kinema.cli.jobs_view import JobsLocation
-from kinema.client import DEFAULT_MODEL, Client, DownloadCallback, Generation, ProgressCallback
-from kinema.errors import KinemaError, ModelUnavailable, ValidationFailed
-from kinema.wiring import make_settings
+from kinema.client import (
+    DEFAULT_MODEL,
+    Client,
+    DownloadCallback,
+    Generation,
+    ProgressCallback,
+    poll_until_done,
+)
+from kinema.contracts.aimlapi import parse_create_body, render_generation
+from kinema.domain import ApiKey
+from kinema.errors import KinemaError, ModelUnavailable, NotFound, ValidationFailed
+from kinema.wiring import make_settings, served_models
+
+if TYPE_CHECKING:
+    from kinema.worker.in_process import InProcessWorker
 
 
 @app.command()
@@ -108,8 +120,6 @@ def generate(
 def _check_request(prompt: str, model: str | None, options: dict[str, Any], local: bool) -> None:
     """Refuse what the server would refuse before anything loads, is submitted or waits: the same
     body model, its errors named by flag. Locally the model must also be one kinema has."""
-    from kinema.api.v2 import parse_create_body  # the API's modules load only when used
-
     try:
         parse_create_body({"model": model or DEFAULT_MODEL, "prompt": prompt, **options})
         if local and model and model not in KLING_ALIASES:
@@ -221,6 +231,38 @@ class RemoteSource:
         self._client.download(generation, output, on_bytes=self._on_bytes)
 
 
+LOCAL_OWNER = ApiKey(id="local", name="local", created_at=0.0)
+
+
+class LocalSource:
+    """A worker thread in this process, through the job service as the API would use it; jobs are
+    shown in the v2 contract's terms, as a server's are."""
+
+    def __init__(self, worker: InProcessWorker, model: str) -> None:
+        self._worker = worker
+        self._jobs = worker.services.jobs
+        self._model = model
+
+    def submit(self, prompt: str, options: dict[str, Any]) -> str:
+        body = parse_create_body({"model": self._model, "prompt": prompt, **options})
+        return self._jobs.submit(LOCAL_OWNER, body.to_request()).id
+
+    def wait(self, job_id: str, timeout: float, on_progress: ProgressCallback) -> Generation:
+        return poll_until_done(
+            lambda: self._get(job_id), poll_interval=0.2, timeout=timeout, on_progress=on_progress
+        )
+
+    def _get(self, job_id: str) -> Generation:
+        self._worker.check_alive()
+        return Generation.from_json(render_generation(self._jobs.get(LOCAL_OWNER, job_id, "")))
+
+    def save(self, generation: Generation, output: Path) -> None:
+        job = self._jobs.owned(LOCAL_OWNER, generation.id)
+        if job.artifact is None:
+            raise NotFound(f"generation {generation.id} has no video")
+        self._worker.services.artifacts.download_to(job.artifact.key, output)
+
+
 @contextmanager
 def _generation_source(
     where: JobsLocation, model: str | None, display: GenerationDisplay
@@ -230,12 +272,12 @@ def _generation_source(
             yield RemoteSource(client, model or DEFAULT_MODEL, display.downloaded)
         return
     display.phase("starting (no --server: generating on this machine)")
-    from kinema.worker.in_process import EmbeddedRunner
+    from kinema.worker.in_process import InProcessWorker
 
     served = model if model and model not in KLING_ALIASES else None
     settings = make_settings(data_dir=where.data_dir, model=served)
-    with EmbeddedRunner(settings, on_phase=display.phase) as runner:
-        yield runner
+    with InProcessWorker(settings, on_phase=display.phase) as worker:
+        yield LocalSource(worker, served_models(settings)[0])
 
 
 def _run_generation(

@@ -1,19 +1,15 @@
-"""An in-process store + worker, for `kinema generate` without a server."""
+"""A jobs database and a worker thread in this process, for `kinema generate` without a server:
+the caller submits and reads jobs through `services`, as the API would."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from kinema.api.schemas import render_generation
-from kinema.api.v2 import parse_create_body
 from kinema.catalog.registry import ModelSpec, get_spec
-from kinema.client import Generation, ProgressCallback, poll_until_done
 from kinema.config import Settings
-from kinema.domain import ApiKey
-from kinema.errors import KinemaError, NotFound
+from kinema.errors import KinemaError
 from kinema.service import Services
 from kinema.wiring import build_services, served_models
 from kinema.worker.runner import Worker, load_engine
@@ -21,7 +17,6 @@ from kinema.worker.runner import Worker, load_engine
 if TYPE_CHECKING:
     from kinema.engine.pipelines import ModelRunner
 
-LOCAL_OWNER = ApiKey(id="local", name="local", created_at=0.0)
 OPENING_STORE = "opening the jobs database"
 LOADING_LIBRARIES = "loading torch and diffusers"
 BUILDING_TINY_MODEL = "building the tiny model (first run only)"
@@ -43,7 +38,7 @@ def _ignore_phase(_: str) -> None:
     pass
 
 
-class EmbeddedRunner:
+class InProcessWorker:
     """`on_phase` hears what the start is doing (OPENING_STORE, LOADING_LIBRARIES,
     BUILDING_TINY_MODEL, LOADING_MODEL): it takes seconds, and whoever waits should know why."""
 
@@ -54,7 +49,7 @@ class EmbeddedRunner:
         self._thread: threading.Thread | None = None
         self._services: Services | None = None
 
-    def __enter__(self) -> EmbeddedRunner:
+    def __enter__(self) -> InProcessWorker:
         spec = get_spec(served_models(self._settings)[0])
         self._on_phase(OPENING_STORE)
         self._services = build_services(self._settings)
@@ -90,35 +85,10 @@ class EmbeddedRunner:
 
     @property
     def services(self) -> Services:
-        assert self._services is not None, "use EmbeddedRunner as a context manager"
+        assert self._services is not None, "use InProcessWorker as a context manager"
         return self._services
 
-    def submit(self, prompt: str, options: dict[str, Any]) -> str:
-        model = served_models(self._settings)[0]
-        body = parse_create_body({"model": model, "prompt": prompt, **options})
-        return self.services.jobs.submit(LOCAL_OWNER, body.to_request()).id
-
-    def get(self, job_id: str) -> Generation:
-        view = self.services.jobs.get(LOCAL_OWNER, job_id, base_url="")
-        return Generation.from_json(render_generation(view))
-
-    def wait(
-        self, job_id: str, timeout: float, on_progress: ProgressCallback | None = None
-    ) -> Generation:
-        return poll_until_done(
-            lambda: self._get_while_working(job_id),
-            poll_interval=0.2,
-            timeout=timeout,
-            on_progress=on_progress,
-        )
-
-    def _get_while_working(self, job_id: str) -> Generation:
+    def check_alive(self) -> None:
+        """Raise if the worker thread died: whoever waits on its jobs would wait forever."""
         if self._thread is not None and not self._thread.is_alive():
             raise KinemaError("the in-process worker stopped unexpectedly; see the log above")
-        return self.get(job_id)
-
-    def save(self, generation: Generation, output: Path) -> None:
-        job = self.services.jobs.owned(LOCAL_OWNER, generation.id)
-        if job.artifact is None:
-            raise NotFound(f"generation {generation.id} has no video")
-        self.services.artifacts.download_to(job.artifact.key, output)

@@ -13,10 +13,13 @@ from pydantic import (
     Field,
     StrictBool,
     StrictStr,
+    ValidationError,
     model_validator,
 )
 
+from kinema.contracts.fields import field_errors_from_pydantic, validation_message
 from kinema.domain import GenerationRequest, JobStatus
+from kinema.errors import ValidationFailed
 from kinema.service import MAX_SEED, JobView
 
 PROMPT_LIMIT = 2500
@@ -105,6 +108,14 @@ class CreateGenerationBody(BaseModel):
             seed=self.seed,
             enhance_prompt=self.enhance_prompt,
         )
+
+
+def parse_create_body(body: dict[str, Any]) -> CreateGenerationBody:
+    try:
+        return CreateGenerationBody.model_validate(body)
+    except ValidationError as exc:
+        errors = field_errors_from_pydantic(list(exc.errors()))
+        raise ValidationFailed(validation_message(errors), errors) from None
 
 
 def _video(view: JobView) -> dict[str, Any] | None:
