@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from kinema.config import Settings
+from kinema.store_protocol import JobStore
 
 # The tiny model gains nothing from threads, and two threads spinning on a busy two-core machine
 # slow it 10-30x. Set before any test module imports torch (it reads this once).
@@ -40,7 +41,8 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", model="tiny-ltx2")
+    # Input images up to 100 kB: a create body may then hold about 330 kB.
+    return Settings(data_dir=tmp_path / "data", model="tiny-ltx2", input_max_bytes=100_000)
 
 
 class Clock:
@@ -169,3 +171,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> Iter
     running = launch_server(tmp_path_factory.mktemp("server") / "data", tiny_weights)
     yield running
     running.stop()
+
+
+def count_jobs(store: JobStore) -> int:
+    """Every job the store holds, in every state, deleted ones too until they are purged: the
+    sum of the per-status counts its stats report."""
+    return sum(store.stats().by_status.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import Callable
@@ -17,9 +18,15 @@ from httpx_sse import ServerSentEvent, aconnect_sse, connect_sse
 from kinema.errors import ClientError
 
 DEFAULT_MODEL = "klingai/video-v2-6-pro-text-to-video"
+# What `create` asks for when given an image and no model: the hosted API's Kling id whose body
+# takes `image_url` / `tail_image_url` (a text-to-video id's body would leave them out).
+IMAGE_TO_VIDEO_MODEL = "klingai/video-v2-6-pro-image-to-video"
 CREATE_PATH = "/v2/video/generations"
 EVENTS_PATH = "/v2/video/generations/events"
 VIDEOS_PATH = "/v1/videos"  # the OpenAI-compatible videos API: list, retrieve, delete
+EXTENSIONS_PATH = f"{VIDEOS_PATH}/extensions"
+# The image formats a server takes, by the bytes each file starts with (WebP: RIFF....WEBP).
+IMAGE_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"))
 # A server without the event stream (e.g. the hosted API) answers these; the client then polls.
 NO_STREAM_STATUSES = frozenset({404, 405, 406, 501})
 STREAM_TIMEOUT = httpx.Timeout(30.0, read=45.0)  # the server pings every 15 s
@@ -65,6 +72,36 @@ class Generation:
             error=body.get("error"),
             meta=body.get("meta") or {},
         )
+
+
+# /v1/videos statuses in /v2's words (`Generation.status`).
+VIDEO_STATUSES = {
+    "queued": "queued",
+    "in_progress": "generating",
+    "completed": "completed",
+    "failed": "error",
+}
+
+
+def _created_generation(video: dict[str, Any]) -> Generation:
+    """The `Generation` of a video object a create on /v1/videos answers (a remix or an
+    extension): its id, status, progress and queue position, its error if it failed at once.
+    Follow it with `get`/`wait`, which read /v2 and give the video once it is done."""
+    error = video.get("error")
+    return Generation(
+        id=video["id"],
+        status=VIDEO_STATUSES.get(video.get("status", ""), video.get("status", "")),
+        progress=float(video.get("progress") or 0.0),
+        queue_position=video.get("queue_position"),
+        error={"name": str(error.get("code")), "message": str(error.get("message"))}
+        if isinstance(error, dict)
+        else None,
+        meta={
+            name: video.get(name)
+            for name in ("model", "seed", "stage", "attempts")
+            if name in video
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -113,8 +150,54 @@ def poll_until_done(
         time.sleep(poll_interval)
 
 
-def _create_body(prompt: str, model: str, options: dict[str, Any]) -> dict[str, Any]:
-    return {"model": model, "prompt": prompt, **{k: v for k, v in options.items() if v is not None}}
+ImageInput = Path | str | bytes
+"""An image for `create`: a local file (a `Path`, or a `str` that is not a URL) or its bytes,
+sent as a `data:` URI; an `http(s)://` URL or a `data:image/…;base64,` URI, sent as it is."""
+
+
+def image_reference(image: ImageInput) -> str:
+    """What a create body's `image_url` / `tail_image_url` holds for `image`."""
+    if isinstance(image, str) and image.lower().startswith(("http://", "https://", "data:")):
+        return image
+    data = image if isinstance(image, bytes) else Path(image).read_bytes()
+    name = "the image" if isinstance(image, bytes) else str(image)
+    return f"data:{_image_media_type(data, name)};base64,{base64.b64encode(data).decode()}"
+
+
+def _image_media_type(data: bytes, name: str) -> str:
+    for signature, media_type in IMAGE_SIGNATURES:
+        if data.startswith(signature):
+            return media_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    raise ValueError(f"{name} is not a PNG, JPEG or WebP image")
+
+
+def _create_body(
+    prompt: str,
+    model: str | None,
+    options: dict[str, Any],
+    image: ImageInput | None = None,
+    last_image: ImageInput | None = None,
+) -> dict[str, Any]:
+    given = {k: v for k, v in options.items() if v is not None}
+    if image is not None:
+        given["image_url"] = image_reference(image)
+    if last_image is not None:
+        given["tail_image_url"] = image_reference(last_image)
+    if model is None:
+        with_images = "image_url" in given or "tail_image_url" in given
+        model = IMAGE_TO_VIDEO_MODEL if with_images else DEFAULT_MODEL
+    return {"model": model, "prompt": prompt, **given}
+
+
+def _extension_body(video_id: str, prompt: str, seconds: float) -> dict[str, Any]:
+    """`seconds` as the text of a number ("4"), as the OpenAI SDK sends it."""
+    return {"prompt": prompt, "seconds": f"{seconds:g}", "video": {"id": video_id}}
+
+
+def _remix_path(video_id: str) -> str:
+    return f"{_video_path(video_id)}/remix"
 
 
 def _list_params(limit: int, after: str | None, order: Order) -> dict[str, str | int]:
@@ -212,7 +295,8 @@ def _headers(api_key: str | None) -> dict[str, str]:
 
 
 class Client:
-    """`Client(base_url, api_key)`: create, get, wait and download generations. `transport`
+    """`Client(base_url, api_key)`: create (from a prompt, images optional), extend and remix,
+    get, wait and download generations; list, retrieve and delete videos. `transport`
     replaces the network, e.g. `httpx.WSGITransport` or a test's `httpx.MockTransport`."""
 
     def __init__(
@@ -235,9 +319,39 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def create(self, prompt: str, *, model: str = DEFAULT_MODEL, **options: Any) -> Generation:
-        response = self._http.post(CREATE_PATH, json=_create_body(prompt, model, options))
-        return Generation.from_json(_checked(response))
+    def create(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        image: ImageInput | None = None,
+        last_image: ImageInput | None = None,
+        duration: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        fps: float | None = None,
+        **options: Any,
+    ) -> Generation:
+        """Queue a generation (`POST /v2/video/generations`). `image` is the first frame and
+        `last_image` the last: a local file or bytes (sent as a data URI) or an http(s) URL.
+        `model` defaults to DEFAULT_MODEL, or IMAGE_TO_VIDEO_MODEL with an image; kinema's own
+        model ids also take any `duration` (seconds), `width` with `height`, and `fps`. Other
+        fields (`aspect_ratio`, `seed`, `negative_prompt`, …) go in `options`; None is left out."""
+        shape = {"duration": duration, "width": width, "height": height, "fps": fps}
+        body = _create_body(prompt, model, {**shape, **options}, image, last_image)
+        return Generation.from_json(_checked(self._http.post(CREATE_PATH, json=body)))
+
+    def extend(self, video_id: str, prompt: str, seconds: float) -> Generation:
+        """A completed video and `seconds` more, continued from its last frames, as one new
+        (longer) video (`POST /v1/videos/extensions`); follow it with `wait`."""
+        body = _extension_body(video_id, prompt, seconds)
+        return _created_generation(_checked(self._http.post(EXTENSIONS_PATH, json=body)))
+
+    def remix(self, video_id: str, prompt: str) -> Generation:
+        """A new video from a completed one and a new prompt, keeping its shape, length, seed
+        and motion (`POST /v1/videos/{id}/remix`); follow it with `wait`."""
+        response = self._http.post(_remix_path(video_id), json={"prompt": prompt})
+        return _created_generation(_checked(response))
 
     def get(self, generation_id: str) -> Generation:
         response = self._http.get(CREATE_PATH, params={"generation_id": generation_id})
@@ -349,10 +463,29 @@ class AsyncClient:
         await self._http.aclose()
 
     async def create(
-        self, prompt: str, *, model: str = DEFAULT_MODEL, **options: Any
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        image: ImageInput | None = None,
+        last_image: ImageInput | None = None,
+        duration: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        fps: float | None = None,
+        **options: Any,
     ) -> Generation:
-        response = await self._http.post(CREATE_PATH, json=_create_body(prompt, model, options))
-        return Generation.from_json(_checked(response))
+        shape = {"duration": duration, "width": width, "height": height, "fps": fps}
+        body = _create_body(prompt, model, {**shape, **options}, image, last_image)
+        return Generation.from_json(_checked(await self._http.post(CREATE_PATH, json=body)))
+
+    async def extend(self, video_id: str, prompt: str, seconds: float) -> Generation:
+        body = _extension_body(video_id, prompt, seconds)
+        return _created_generation(_checked(await self._http.post(EXTENSIONS_PATH, json=body)))
+
+    async def remix(self, video_id: str, prompt: str) -> Generation:
+        response = await self._http.post(_remix_path(video_id), json={"prompt": prompt})
+        return _created_generation(_checked(response))
 
     async def get(self, generation_id: str) -> Generation:
         response = await self._http.get(CREATE_PATH, params={"generation_id": generation_id})

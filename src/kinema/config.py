@@ -69,8 +69,19 @@ class Settings(BaseSettings):
     idle_wait_seconds: float = 1.0  # an idle worker's longest wait for a wake-up (NOTIFY on PG)
     max_attempts: int = 3
     url_ttl_seconds: int = 24 * 3600
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: int = 64 * 1024  # a create body's fields, besides its input images
+
+    # Input images (image-to-video): fetched once by the API at create time, then stored.
+    input_max_bytes: int = 20_000_000  # per image, fetched, uploaded or base64
+    input_timeout_seconds: float = 10.0  # to fetch one image URL, redirects included
+    input_allow_http: bool = False  # plain http:// image URLs (https always)
+    input_allow_private: bool = False  # image URLs on private/loopback/link-local addresses
     progress_min_interval: float = 0.25
+
+    @property
+    def create_body_limit(self) -> int:
+        """A create body's size limit: its fields plus two input images as base64."""
+        return self.max_body_bytes + 2 * 4 * -(-self.input_max_bytes // 3)
 
     # Webhooks: POSTed when a job ends, signed per Standard Webhooks with the key's secret.
     webhook_url: str | None = None  # for jobs that name no callback_url of their own

@@ -20,25 +20,57 @@ class JobStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class Condition:
+    """Frames the output must show: an input image (or a clip's frames) at an output frame."""
+
+    key: str  # the input's key in the artifact store
+    frame: int = 0  # the output frame it lands on; -1: the last frame
+    strength: float = 1.0
+    kind: str = "image"  # "image", or "video": a clip's frames, from `frame` on
+    clip_frames: int = 0  # of a video: how many of its last frames (0: all of them)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Condition:
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
-    """A validated text-to-video request, already resolved to a served model id."""
+    """A validated request, in no contract's terms, already resolved to a served model id.
+
+    The output size is `width` x `height`, or, where those are None, the model's native size for
+    `aspect_ratio`; `duration` is in seconds at `fps` frames per second (None: the model's rate).
+    """
 
     model: str
     prompt: str
     aspect_ratio: str = "16:9"
-    duration: int = 5
+    duration: float = 5
     negative_prompt: str | None = None
     cfg_scale: float = 0.5
     generate_audio: bool = True
     seed: int | None = None
     enhance_prompt: bool = False
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    conditions: tuple[Condition, ...] = ()
+    # A clip (its artifact key) the output continues: the output is that clip, then `duration`
+    # more seconds that follow on from its last frames (conditioned on them).
+    continues: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+        fields = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
+        fields["conditions"] = tuple(Condition.from_dict(c) for c in data.get("conditions", ()))
+        return cls(**fields)
+
+    @property
+    def input_keys(self) -> list[str]:
+        return [condition.key for condition in self.conditions]
 
 
 @dataclass(frozen=True)
@@ -54,6 +86,7 @@ class VideoArtifact:
     fps: float
     has_audio: bool
     thumbnail_key: str | None = None  # a JPEG still of the clip (absent on older artifacts)
+    spritesheet_key: str | None = None  # a JPEG grid of 25 frames across the clip
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,7 +98,8 @@ class VideoArtifact:
     @property
     def keys(self) -> list[str]:
         """Every stored object this artifact consists of."""
-        return [self.key, *([self.thumbnail_key] if self.thumbnail_key else [])]
+        extras = [self.thumbnail_key, self.spritesheet_key]
+        return [self.key, *(key for key in extras if key)]
 
 
 @dataclass(frozen=True)

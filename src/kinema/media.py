@@ -8,6 +8,7 @@ an audio track padded or trimmed to exactly the video's length, BT.709 colour ta
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -139,6 +140,93 @@ def probe(path: Path) -> MediaInfo:
     return info
 
 
+def decode_image(data: bytes) -> np.ndarray:
+    """A stored input image (JPEG, PNG, WebP) as one RGB frame: (1, height, width, 3) uint8."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)[np.newaxis]
+
+
+def decode_clip(data: bytes) -> Clip:
+    """An mp4 kinema wrote, back as frames (F, H, W, 3) uint8 and its sound (channels, samples)."""
+    with av.open(io.BytesIO(data), mode="r") as container:
+        video = container.streams.video[0]
+        rate = video.average_rate or video.guessed_rate or Fraction(24)
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video)])
+    with av.open(io.BytesIO(data), mode="r") as container:
+        if not container.streams.audio:
+            return Clip(frames=frames, fps=float(rate))
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=stream.rate)
+        chunks = [
+            piece.to_ndarray()
+            for frame in container.decode(stream)
+            for piece in resampler.resample(frame)
+        ]
+        audio = np.concatenate(chunks, axis=1).astype(np.float32) if chunks else None
+        return Clip(frames=frames, fps=float(rate), audio=audio, sample_rate=stream.rate)
+
+
+def join_clips(first: Clip, second: Clip, crossfade_seconds: float = 0.02) -> Clip:
+    """`first`, then `second` (same frame size and rate): one clip. The sound is cross-faded
+    over `crossfade_seconds` at the seam, `second`'s resampled to `first`'s rate if they differ;
+    a clip with no sound on either side has none."""
+    frames = np.concatenate([first.frames, second.frames])
+    if first.audio is None or second.audio is None:
+        return Clip(frames=frames, fps=first.fps)
+    rate = first.sample_rate
+    head = _fit_waveform(first.audio, rate, Fraction(len(first.frames)) / frame_rate(first.fps))
+    tail = _resampled(second.audio, second.sample_rate, rate)
+    tail = _matching_channels(tail, head.shape[0])
+    fade = min(int(rate * crossfade_seconds), head.shape[1], tail.shape[1])
+    if fade:
+        ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+        tail[:, :fade] = head[:, -fade:] * (1 - ramp) + tail[:, :fade] * ramp
+        head = head[:, :-fade]
+    audio = np.concatenate([head, tail], axis=1)
+    return Clip(frames=frames, fps=first.fps, audio=audio, sample_rate=rate)
+
+
+def _resampled(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
+    if rate == target:
+        return audio.copy()
+    length = round(audio.shape[1] * target / rate)
+    positions = np.linspace(0, audio.shape[1] - 1, length)
+    indices = np.arange(audio.shape[1])
+    return np.stack([np.interp(positions, indices, channel) for channel in audio]).astype(
+        np.float32
+    )
+
+
+def _matching_channels(audio: np.ndarray, channels: int) -> np.ndarray:
+    if audio.shape[0] == channels:
+        return audio
+    return np.repeat(audio.mean(axis=0, keepdims=True), channels, axis=0)
+
+
+def encode_spritesheet(
+    frames: np.ndarray, path: Path, *, columns: int = 5, rows: int = 5, tile_width: int = 256
+) -> tuple[int, int]:
+    """Write a JPEG grid of `columns` x `rows` frames taken evenly across the clip (scaled to
+    `tile_width` wide); returns the sheet's size."""
+    count = columns * rows
+    picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
+    height, width = frames.shape[1:3]
+    tile_height = _even(height * min(1.0, tile_width / width))
+    tile_width = _even(width * min(1.0, tile_width / width))
+    tiles = [_resized(frames[i], tile_width, tile_height) for i in picks]
+    grid = np.concatenate(
+        [np.concatenate(tiles[r * columns : (r + 1) * columns], axis=1) for r in range(rows)]
+    )
+    return encode_thumbnail(grid, path, max_width=grid.shape[1])
+
+
+def _resized(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+    return rgb.reformat(width=width, height=height).to_ndarray(format="rgb24")
+
+
 def center_crop(frames: np.ndarray, width: int, height: int) -> np.ndarray:
     """The centered ``width`` x ``height`` window of channel-last images (a view, no copy).
 
@@ -155,6 +243,24 @@ def center_crop(frames: np.ndarray, width: int, height: int) -> np.ndarray:
     top = (have_height - height) // 2
     left = (have_width - width) // 2
     return frames[..., top : top + height, left : left + width, :]
+
+
+def fit_to_canvas(
+    frames: np.ndarray, output: tuple[int, int], canvas: tuple[int, int]
+) -> np.ndarray:
+    """Frames (F, H, W, 3) scaled to cover `output` (width, height) and center-cropped to it, then
+    edge-padded to `canvas` around the window `center_crop` takes back: so an input image is
+    exactly the encoded clip's frame although the model generates a larger canvas."""
+    width, height = output
+    scale = max(width / frames.shape[2], height / frames.shape[1])
+    cover = (
+        max(width, math.ceil(frames.shape[2] * scale)),
+        max(height, math.ceil(frames.shape[1] * scale)),
+    )
+    fitted = np.stack([center_crop(_resized(frame, *cover), width, height) for frame in frames])
+    top, left = (canvas[1] - height) // 2, (canvas[0] - width) // 2
+    padding = ((0, 0), (top, canvas[1] - height - top), (left, canvas[0] - width - left), (0, 0))
+    return np.pad(fitted, padding, mode="edge")
 
 
 def frame_rate(fps: float) -> Fraction:

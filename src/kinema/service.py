@@ -10,19 +10,20 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from kinema.catalog.registry import ServedModels
+from kinema.catalog.plan import check_request, output_size
+from kinema.catalog.registry import ServedModels, get_spec
 from kinema.config import Settings
-from kinema.domain import ApiKey, GenerationRequest, Job, JobStatus
+from kinema.domain import ApiKey, Condition, GenerationRequest, Job, JobStatus
 from kinema.errors import FieldError, NotFound, QueueFull, Unauthorized, ValidationFailed
 from kinema.storage.base import ArtifactStore, remove_job_artifacts
 from kinema.store_protocol import JobStore, StageHistogram, StoreStats, WebhookState
 from kinema.webhooks import CallbackRefused, check_callback_url, new_secret
 
-Variant = Literal["video", "thumbnail"]
+Variant = Literal["video", "thumbnail", "spritesheet"]
 
 logger = logging.getLogger("kinema.service")
 
@@ -265,6 +266,24 @@ def _owner_filter(reader: Reader) -> str | None:
     return reader.only if isinstance(reader, Operator) else reader.id
 
 
+REMIX_STRENGTH = 0.6  # how much of its source a remix keeps (1: every frame as it was)
+EXTENSION_OVERLAP_FRAMES = 17  # of the source's end an extension follows on from: 3 latent frames
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """An input of a new job (an image, or a clip's frames) and where it acts on the output."""
+
+    data: bytes
+    suffix: str  # the stored file's extension: ".png", ".jpg", ".webp", ".mp4"
+    frame: int = 0  # the output frame it lands on; -1: the last
+    strength: float = 1.0
+    kind: str = "image"
+
+    def condition(self, key_stem: str) -> Condition:
+        return Condition(f"{key_stem}{self.suffix}", self.frame, self.strength, self.kind)
+
+
 class JobService:
     def __init__(
         self,
@@ -286,31 +305,105 @@ class JobService:
         self.storage_probe = WriteProbe(storage)
 
     def submit(
-        self, owner: ApiKey, request: GenerationRequest, callback_url: str | None = None
+        self,
+        owner: ApiKey,
+        request: GenerationRequest,
+        callback_url: str | None = None,
+        inputs: Sequence[InputFile] = (),
+        origin: Mapping[str, object] | None = None,
     ) -> Job:
+        """Queue a job; `inputs` are stored with it and become the request's conditions;
+        `origin` (the job it remixes or extends) is recorded in its meta."""
         model = self.served.resolve(request.model)
         if model is None:
             raise ValidationFailed(
                 "Body validation error: unknown model",
                 [FieldError("model", f"must be one of: {', '.join(self.served.all_ids())}")],
             )
+        job_id = new_job_id()
+        stored = tuple(item.condition(f"{job_id}/input-{i}") for i, item in enumerate(inputs))
+        conditions = (*request.conditions, *stored)
+        planned = self._planned(replace(request, model=model, conditions=conditions))
         callback_url = self._checked_callback(callback_url) or self.webhooks.global_url
         self._check_capacity(owner)
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
-        meta: dict[str, object] = {"requested_model": request.model}
+        meta: dict[str, object] = {"requested_model": request.model, **(origin or {})}
         if callback_url:
             meta["webhook"] = {"url": callback_url, "state": "pending", "attempts": []}
         job = Job(
-            id=new_job_id(),
+            id=job_id,
             owner=owner.id,
-            request=replace(request, model=model, seed=seed),
+            request=replace(planned, seed=seed),
             status=JobStatus.QUEUED,
             created_at=time.time(),
             meta=meta,
             callback_url=callback_url,
         )
-        self._store.add_job(job)
+        self._store_inputs(inputs, stored)
+        try:
+            self._store.add_job(job)
+        except BaseException:
+            remove_job_artifacts(self._storage, job_id)
+            raise
         return job
+
+    def remix(
+        self, owner: ApiKey, source_id: str, prompt: str, callback_url: str | None = None
+    ) -> Job:
+        """A new clip from a completed one and a new prompt: its size, length, rate and seed,
+        denoised from the source's own frames (strength REMIX_STRENGTH), so its motion and
+        layout carry over as far as the model lets the prompt change them."""
+        source, key = self._completed_clip(owner, source_id)
+        video = Condition(key=key, kind="video", strength=REMIX_STRENGTH)
+        request = replace(source.request, prompt=prompt, conditions=(video,), continues=None)
+        return self.submit(owner, request, callback_url, origin={"remixed_from": source.id})
+
+    def extend(
+        self,
+        owner: ApiKey,
+        source_id: str,
+        prompt: str,
+        seconds: float,
+        callback_url: str | None = None,
+    ) -> Job:
+        """A completed clip and `seconds` more that follow on from its last frames, as one
+        clip (sound included)."""
+        source, key = self._completed_clip(owner, source_id)
+        tail = Condition(key=key, kind="video", clip_frames=EXTENSION_OVERLAP_FRAMES)
+        request = replace(
+            source.request,
+            prompt=prompt,
+            duration=seconds,
+            seed=None,
+            conditions=(tail,),
+            continues=key,
+        )
+        # The length asked for, as `seconds` shows it (the clip itself is a frame longer or so).
+        source_seconds = source.request.duration + source.meta.get("continued_seconds", 0)
+        origin = {"extended_from": source.id, "continued_seconds": source_seconds}
+        return self.submit(owner, request, callback_url, origin=origin)
+
+    def _completed_clip(self, owner: Reader, job_id: str) -> tuple[Job, str]:
+        job = self.owned(owner, job_id)
+        if job.status is not JobStatus.COMPLETED or job.artifact is None:
+            message = f"generation {job_id!r} is not completed (status: {job.status})"
+            raise ValidationFailed(message, [FieldError("video", message)])
+        return job, job.artifact.key
+
+    def _store_inputs(self, inputs: Sequence[InputFile], conditions: Sequence[Condition]) -> None:
+        for item, condition in zip(inputs, conditions, strict=True):
+            staged = self._storage.staging_path(item.suffix)
+            staged.write_bytes(item.data)
+            self._storage.put(condition.key, staged)
+
+    @staticmethod
+    def _planned(request: GenerationRequest) -> GenerationRequest:
+        """The request as its model will make it (its size explicit), or a ValidationFailed
+        naming the request's fields if the model cannot."""
+        spec = get_spec(request.model)
+        check_request(request, spec)
+        width, height = output_size(request, spec)
+        return replace(request, width=width, height=height)
 
     def _checked_callback(self, url: str | None) -> str | None:
         if not url:
@@ -440,11 +533,17 @@ class JobService:
 
     @staticmethod
     def content_key(job: Job, variant: Variant) -> str:
-        """The stored key of a job's video or thumbnail; NotFound if it has none (yet)."""
+        """The stored key of a job's video, thumbnail or spritesheet; NotFound if it has none
+        (yet, or it was made before spritesheets were)."""
         artifact = job.artifact if job.status is JobStatus.COMPLETED else None
         key = None
         if artifact is not None:
-            key = artifact.key if variant == "video" else artifact.thumbnail_key
+            keys = {
+                "video": artifact.key,
+                "thumbnail": artifact.thumbnail_key,
+                "spritesheet": artifact.spritesheet_key,
+            }
+            key = keys[variant]
         if key is None:
             raise NotFound(f"generation {job.id!r} has no {variant}")
         return key

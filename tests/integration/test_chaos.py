@@ -130,13 +130,13 @@ def test_chaos_every_job_completes_exactly_once(
         assert restarted_api and fleet.kills >= 3
         artifacts = stored_artifacts(data_dir)
         assert sorted(artifacts) == sorted(job_id for job_id, _ in jobs)
-        # One clip and its thumbnail per job, both from the winning attempt's lease.
+        # One clip, its thumbnail and spritesheet per job, all from the winning attempt's lease.
         stems = {
-            job_id: {name.rsplit(".", 1)[0] for name in files}
+            job_id: {name.rsplit(".", 1)[0].removesuffix("-sprites") for name in files}
             for job_id, files in artifacts.items()
         }
         assert all(
-            sorted(f.rsplit(".", 1)[1] for f in files) == ["jpg", "mp4"]
+            sorted(f.rsplit(".", 1)[1] for f in files) == ["jpg", "jpg", "mp4"]
             for files in artifacts.values()
         ), artifacts
         assert all(len(stem) == 1 for stem in stems.values()), artifacts

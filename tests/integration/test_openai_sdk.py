@@ -11,7 +11,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import av
+import numpy as np
 import pytest
+from PIL import Image
 
 from kinema.media import probe
 from tests.conftest import TEST_KEY, ServerProcess
@@ -22,6 +25,32 @@ SDK_CLIENT = Path(__file__).with_name("openai_sdk_client.py")
 TINY_16_9 = (96, 54)  # the tiny model's 16:9 frame size (the wire `size` is the requested one)
 
 pytestmark = pytest.mark.slow
+
+
+def halves(width: int = 96, height: int = 54) -> Image.Image:
+    """White on the left, black on the right."""
+    picture = np.zeros((height, width, 3), np.uint8)
+    picture[:, : width // 2] = 255
+    return Image.fromarray(picture)
+
+
+FIRST_FRAME = halves()
+
+
+def decoded_frames(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def first_frame(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        return np.asarray(frame.to_ndarray(format="rgb24"), dtype=float).mean(-1)
+
+
+def grey_correlation(seen: np.ndarray, shown: np.ndarray) -> float:
+    seen, shown = seen - seen.mean(), shown - shown.mean()
+    return float((seen * shown).sum() / np.sqrt((seen * seen).sum() * (shown * shown).sum()))
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +65,7 @@ def seen(
     openai_python: Path, server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("openai-sdk")
+    FIRST_FRAME.save(out / "first.png")
     result = subprocess.run(
         [str(openai_python), str(SDK_CLIENT), server.url, TEST_KEY, str(out)],
         capture_output=True,
@@ -57,7 +87,7 @@ def test_create_goes_as_multipart_and_answers_a_queued_video(seen: dict[str, Any
     )
     assert (created["seconds"], created["size"], created["aspect_ratio"]) == (
         "5",
-        "1920x1080",
+        "96x54",
         "16:9",
     )
     assert (created["seed"], created["generate_audio"], created["negative_prompt"]) == (
@@ -111,6 +141,59 @@ def test_delete_removes_the_videos(seen: dict[str, Any]) -> None:
     assert seen["deleted_retrieve"]["code"] == "not_found"
 
 
+def test_create_takes_every_documented_value_with_openai_defaults(seen: dict[str, Any]) -> None:
+    documented = seen["documented"]
+    assert documented["defaults"] == ["4", "720x1280"]
+    for size in ("720x1280", "1280x720", "1024x1792", "1792x1024"):
+        assert documented[size] == ["4", size]
+    for seconds in ("4", "8", "12"):
+        assert documented[f"{seconds}s"] == [seconds, "96x54"]
+    twelve = seen["twelve"]
+    assert twelve["status"] == "completed" and abs(twelve["duration"] - 12.0) < 0.05
+
+
+def test_an_image_reference_makes_the_first_frame_at_an_openai_size(seen: dict[str, Any]) -> None:
+    video = seen["from_image"]
+    assert (video["status"], video["seconds"], video["size"]) == ("completed", "4", "720x1280")
+    info = probe(Path(seen["from_image_mp4"]))
+    assert (info.width, info.height) == (720, 1280)
+    assert abs(info.duration - 4.0) <= 1 / info.fps + 1e-6
+    first = first_frame(Path(seen["from_image_mp4"]))
+    # The image is cover-cropped to the clip's shape: its middle, still white on the left.
+    picture = np.asarray(halves(720, 1280).convert("L"), dtype=float)
+    mirrored = picture[:, ::-1]
+    assert grey_correlation(first, picture) > 0.5 > grey_correlation(first, mirrored)
+
+
+def test_remix_keeps_the_shape_and_names_its_source(seen: dict[str, Any]) -> None:
+    remixed, fox = seen["remixed"], seen["done"]
+    assert remixed["status"] == "completed"
+    assert remixed["remixed_from_video_id"] == fox["id"]
+    assert remixed["prompt"] == "the same fox, at night"
+    assert (remixed["seconds"], remixed["size"], remixed["seed"]) == (
+        fox["seconds"],
+        fox["size"],
+        fox["seed"],
+    )
+
+
+def test_extend_returns_one_longer_clip_that_starts_as_its_source(seen: dict[str, Any]) -> None:
+    extended = seen["extended"]
+    assert (extended["status"], extended["seconds"]) == ("completed", "9")
+    info = probe(Path(seen["extended_mp4"]))
+    assert abs(info.duration - 9.0) <= 2 / info.fps and info.has_audio
+    source = decoded_frames(Path(seen["mp4"]))
+    longer = decoded_frames(Path(seen["extended_mp4"]))
+    assert np.abs(longer[: len(source)].astype(int) - source.astype(int)).mean() < 3.0
+
+
+def test_spritesheet_and_edit(seen: dict[str, Any]) -> None:
+    assert seen["sprites_head"] == "ffd8ff"
+    assert seen["edit"]["remixed_from_video_id"] == seen["done"]["id"]
+    upload = seen["upload_error"]
+    assert (upload["status"], upload["param"]) == (400, "video")
+
+
 @pytest.mark.parametrize("name", ["size_error", "seconds_error"])
 def test_unsupported_values_are_bad_request_errors_naming_the_param(
     seen: dict[str, Any], name: str
@@ -119,6 +202,12 @@ def test_unsupported_values_are_bad_request_errors_naming_the_param(
     param = name.removesuffix("_error")
     assert (error["class"], error["status"], error["param"]) == ("BadRequestError", 400, param)
     assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_value")
+
+
+def test_characters_are_a_clear_bad_request(seen: dict[str, Any]) -> None:
+    error = seen["character_error"]
+    assert (error["class"], error["status"]) == ("BadRequestError", 400)
+    assert "characters are not supported" in error["body"]["message"]
 
 
 def test_a_wrong_key_is_an_authentication_error(seen: dict[str, Any]) -> None:

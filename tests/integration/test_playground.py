@@ -1,9 +1,13 @@
 """The web playground in a real browser (Debian's chromium, driven by playwright) against a real
 `kinema serve` with the tiny model: sign in, generate, follow progress, play the clip, the gallery
-and its details, cancel, delete, and resuming a generation after a reload."""
+and its details, cancel, delete, resuming a generation after a reload, first and last frames from
+images, length and size, and extending a finished clip."""
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import os
 import re
 import shutil
@@ -16,10 +20,11 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from PIL import Image, ImageDraw
+from playwright.sync_api import Browser, Locator, Page, Request, expect, sync_playwright
 
 from kinema import Client
-from kinema.catalog.registry import KLING_ALIASES
+from kinema.catalog.registry import HOSTED_ALIASES, KLING_ALIASES, TINY_LTX2
 from kinema.contracts.aimlapi import PROMPT_LIMIT
 from tests.conftest import (
     OTHER_KEY,
@@ -46,6 +51,8 @@ GENERATION_TIMEOUT_MS = 45_000
 # A worker started mid-test loads the model first.
 WORKER_START_TIMEOUT_MS = 120_000
 SHORT_KEY = "shortkey"
+SMALL_IMAGE_LIMIT = 50_000
+TIMES = "\N{MULTIPLICATION SIGN}"
 
 # Records every state the progress panel shows, so the test sees progress before completion.
 RECORD_PROGRESS = """() => {
@@ -87,6 +94,20 @@ CONTRAST = """(node) => {
   return (hi + 0.05) / (lo + 0.05);
 }"""
 IMAGE_LOADED = "(img) => img.complete && img.naturalWidth > 0"
+# A file dropped on an element: the DataTransfer a drag from the desktop carries.
+DROPPED_FILE = """([name, type, data]) => {
+  const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([bytes], name, {type}));
+  return transfer;
+}"""
+# Whether a preview canvas shows the picked image (not blank): its size and a sample's colour.
+CANVAS_FACTS = """(canvas) => {
+  const [r, g, b, a] = canvas.getContext("2d")
+    .getImageData(Math.floor(canvas.width * 0.7), Math.floor(canvas.height * 0.3), 1, 1).data;
+  return {width: canvas.width, height: canvas.height, rgba: [r, g, b, a],
+    shown: canvas.getBoundingClientRect().width};
+}"""
 HAS_METADATA = "(video) => video.readyState >= 1"
 PLAY = """async (video) => {
   video.muted = true;
@@ -153,6 +174,17 @@ def queue_only(tmp_path: Path, tiny_weights: Path) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
+def small_images(tmp_path: Path, tiny_weights: Path) -> Iterator[ServerProcess]:
+    """A `kinema serve` (no worker) that takes input images up to SMALL_IMAGE_LIMIT bytes."""
+    limit = str(SMALL_IMAGE_LIMIT)
+    running = launch_server(
+        tmp_path / "data", tiny_weights, "--no-worker", KINEMA_INPUT_MAX_BYTES=limit
+    )
+    yield running
+    running.stop()
+
+
+@pytest.fixture
 def start_worker(queue_only: ServerProcess, tiny_weights: Path) -> Iterator[Any]:
     started: list[subprocess.Popen[bytes]] = []
 
@@ -197,6 +229,62 @@ def completed_job(server: ServerProcess, prompt: str) -> str:
 
 def card_of(page: Page, job_id: str) -> Any:
     return page.locator(f'#gallery article[data-id="{job_id}"]')
+
+
+def picture(width: int = 640, height: int = 360, kind: str = "PNG", noise: bool = False) -> bytes:
+    """A small landscape (a sky, a sun, a hill) as image bytes; with `noise`, one that does not
+    compress, so its size is about width x height x 3 bytes."""
+    if noise:
+        image = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
+    else:
+        image = Image.new("RGB", (width, height))
+        draw = ImageDraw.Draw(image)
+        for y in range(height):
+            draw.line([(0, y), (width, y)], fill=(30 + 100 * y // height, 70, 150))
+        draw.ellipse(
+            [width * 0.62, height * 0.12, width * 0.8, height * 0.12 + width * 0.18],
+            fill=(250, 170, 60),
+        )
+        draw.rectangle([0, height * 0.75, width, height], fill=(40, 100, 55))
+    out = io.BytesIO()
+    image.save(out, kind)
+    return out.getvalue()
+
+
+def pick(page: Page, slot: str, name: str, data: bytes, mime: str = "image/png") -> None:
+    page.set_input_files(f"#{slot}-frame-file", {"name": name, "mimeType": mime, "buffer": data})
+
+
+def drop(page: Page, slot: str, name: str, data: bytes, mime: str) -> None:
+    """Drags a file from outside the page onto the slot's drop zone and lets go."""
+    transfer = page.evaluate_handle(DROPPED_FILE, [name, mime, base64.b64encode(data).decode()])
+    zone = f"#{slot}-frame-drop"
+    page.dispatch_event(zone, "dragenter", {"dataTransfer": transfer})
+    page.dispatch_event(zone, "dragover", {"dataTransfer": transfer})
+    expect(page.locator(f"#{slot}-frame")).to_have_class(re.compile(r"\bdragging\b"))
+    page.dispatch_event(zone, "drop", {"dataTransfer": transfer})
+
+
+def data_uri_bytes(uri: str, media_type: str) -> bytes:
+    prefix = f"data:{media_type};base64,"
+    assert uri.startswith(prefix), uri[:40]
+    return base64.b64decode(uri[len(prefix) :])
+
+
+def is_create(request: Request) -> bool:
+    return request.method == "POST" and urlsplit(request.url).path == "/v2/video/generations"
+
+
+def is_extension(request: Request) -> bool:
+    return request.method == "POST" and urlsplit(request.url).path == "/v1/videos/extensions"
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """A full-page screenshot from the top (the sticky header then sits where it belongs)."""
+    page.evaluate("window.scrollTo(0, 0)")
+    path = artifacts_dir() / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
 
 
 def generate(page: Page, prompt: str) -> str:
@@ -270,7 +358,7 @@ def test_the_model_list_offers_the_served_models_and_names_the_aliases_in_a_hint
     expect(page.locator("#model-description")).to_contain_text("tiny random weights")
     hint = page.locator("#model-aliases")
     expect(hint).to_contain_text(KLING_ALIASES[0])
-    expect(hint).to_contain_text(f"{len(KLING_ALIASES)} Kling model ids")
+    expect(hint).to_contain_text(f"{len(HOSTED_ALIASES)} hosted model ids")
 
 
 def test_buttons_and_text_meet_wcag_aa_contrast(page: Page, server: ServerProcess) -> None:
@@ -323,7 +411,7 @@ def test_generate_follow_play_and_find_it_in_the_gallery(page: Page, server: Ser
     played = video.evaluate(PLAY)
     assert played["currentTime"] > 0.2 and played["decoded"] > 0, played
 
-    url = page.get_attribute("#result-download", "href")
+    url = page.get_attribute("#result-download", "href") or ""
     assert url == facts["src"]
     ranged = httpx.get(url, headers={"Range": "bytes=0-99"})  # signed: no credentials needed
     assert ranged.status_code == 206 and len(ranged.content) == 100
@@ -518,4 +606,252 @@ def test_a_reload_mid_generation_resumes_following_the_job(
     page.reload()  # a finished job stays in the panel, with its clip
     expect(page.locator("#job-status")).to_have_text("Completed")
     expect(page.locator("#job-result")).to_be_visible()
+    assert not problems.found, problems.found
+
+
+def test_pick_a_first_frame_and_drop_a_last_one_then_generate_from_them(
+    page: Page, server: ServerProcess
+) -> None:
+    problems = Problems(page)
+    sign_in(page, server)
+    expect(page.locator("#first-frame-drop")).to_be_visible()
+    expect(page.locator("#first-frame-drop")).to_contain_text("Drop an image here")
+    expect(page.locator("#first-frame-preview")).to_be_hidden()
+
+    first = picture()
+    pick(page, "first", "sunset.png", first)
+    preview = page.locator("#first-frame-preview")
+    expect(preview).to_be_visible()
+    expect(preview).to_contain_text("First frame")
+    expect(page.locator("#first-frame-name")).to_have_text(
+        f"sunset.png · 640{TIMES}360 · " + (f"{float(f'{len(first) / 1000:.3g}'):g} kB")
+    )
+    expect(page.locator("#first-frame-drop")).to_be_hidden()
+    canvas = page.locator("#first-frame-canvas")
+    facts = canvas.evaluate(CANVAS_FACTS)
+    assert facts["width"] * 360 == facts["height"] * 640 and facts["shown"] > 100, facts
+    red, green, blue, alpha = facts["rgba"]
+    assert alpha == 255 and red > 200 and green > 120 and blue < 120, facts  # the sun
+    expect(canvas).to_have_attribute("aria-label", "First frame: sunset.png")
+
+    last = picture(320, 180, "JPEG")
+    drop(page, "last", "hills.jpg", last, "image/jpeg")
+    expect(page.locator("#last-frame-preview")).to_be_visible()
+    expect(page.locator("#last-frame-preview")).to_contain_text("Last frame")
+    expect(page.locator("#last-frame")).not_to_have_class(re.compile(r"\bdragging\b"))
+
+    page.fill("#prompt", "the sun sets behind the hills")
+    shot = screenshot(page, "playground-image.png")
+    assert shot.stat().st_size > 0
+    with page.expect_request(is_create) as sent:
+        page.click("#generate")
+    body = json.loads(sent.value.post_data or "{}")
+    assert data_uri_bytes(body["image_url"], "image/png") == first
+    assert data_uri_bytes(body["tail_image_url"], "image/jpeg") == last
+    assert body["model"] == "tiny-ltx2"
+
+    expect(page.locator("#job-status")).to_have_text("Completed", timeout=GENERATION_TIMEOUT_MS)
+    video = page.locator("#result-video")
+    wait_until(video, HAS_METADATA)
+    facts = video.evaluate(VIDEO_FACTS)
+    assert facts["error"] is None and 4.5 < facts["duration"] < 5.6, facts
+    played = video.evaluate(PLAY)
+    assert played["currentTime"] > 0.2 and played["decoded"] > 0, played
+    expect(preview).to_be_visible()  # the images stay for the next generation
+
+    # Removed, an image is gone from the page and from the next request.
+    page.click("#first-frame-remove")
+    expect(preview).to_be_hidden()
+    expect(page.locator("#first-frame-drop")).to_be_visible()
+    expect(page.locator("#first-frame-file")).to_be_focused()
+    refused = {"statusCode": 400, "message": "stopped by the test", "errors": []}
+    page.route(
+        re.compile(r"/v2/video/generations$"),
+        lambda route: route.fulfill(status=400, json=refused),
+    )
+    with page.expect_request(is_create) as sent:
+        page.click("#generate")
+    body = json.loads(sent.value.post_data or "{}")
+    assert "image_url" not in body
+    assert data_uri_bytes(body["tail_image_url"], "image/jpeg") == last
+    expect(page.locator("#form-error-message")).to_have_text("stopped by the test")
+    assert not problems.found, problems.found
+
+
+def test_other_files_and_files_over_the_limit_are_refused_at_the_picker(
+    page: Page, small_images: ServerProcess
+) -> None:
+    problems = Problems(page)
+    sign_in(page, small_images)
+    expect(page.locator("#first-frame-hint")).to_have_text("JPEG, PNG or WebP, up to 50 kB")
+    error = page.locator("#first-frame-error")
+
+    pick(page, "first", "anim.gif", b"GIF89a" + bytes(64), "image/gif")
+    expect(error).to_have_text("“anim.gif” is not a JPEG, PNG or WebP image.")
+    expect(page.locator("#first-frame-file")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#first-frame-preview")).to_be_hidden()
+
+    # The name and the declared type do not make a file an image: its bytes do.
+    pick(page, "first", "notes.png", b"just some text, not a picture", "image/png")
+    expect(error).to_have_text("“notes.png” is not a JPEG, PNG or WebP image.")
+    broken = picture()[:40]  # a PNG's header and nothing after it
+    pick(page, "first", "broken.png", broken)
+    expect(error).to_have_text("“broken.png” could not be read as an image.")
+
+    big = picture(160, 160, noise=True)
+    assert len(big) > SMALL_IMAGE_LIMIT
+    pick(page, "first", "noise.png", big)
+    expected = re.compile(r"“noise\.png” is \d+(\.\d+)? kB; images may be at most 50 kB\.")
+    expect(error).to_have_text(expected)
+    expect(page.locator("#first-frame-preview")).to_be_hidden()
+
+    drop(page, "last", "clip.mp4", b"\x00\x00\x00\x18ftypmp42", "video/mp4")
+    expect(page.locator("#last-frame-error")).to_contain_text("is not a JPEG, PNG or WebP image")
+
+    # A WebP that fits is taken (the media type from its bytes, not the declared one), and
+    # taking it clears the complaint.
+    webp = picture(64, 36, "WEBP")
+    pick(page, "first", "small.webp", webp, "application/octet-stream")
+    expect(page.locator("#first-frame-preview")).to_be_visible()
+    expect(error).to_be_hidden()
+    expect(page.locator("#first-frame-file")).not_to_have_attribute("aria-invalid", "true")
+    page.fill("#prompt", "a small picture")
+    with page.expect_request(is_create) as sent:
+        page.click("#generate")
+    body = json.loads(sent.value.post_data or "{}")
+    assert data_uri_bytes(body["image_url"], "image/webp") == webp
+    expect(page.locator("#job-status")).to_have_text("Queued")  # no worker here
+    assert not problems.found, problems.found
+
+
+def test_the_length_and_size_controls_offer_what_the_model_makes_and_reach_the_job(
+    page: Page, server: ServerProcess
+) -> None:
+    problems = Problems(page)
+    sign_in(page, server)
+    slider = page.locator("#seconds")
+    expect(slider).to_have_attribute("min", f"{TINY_LTX2.min_seconds:g}")
+    expect(slider).to_have_attribute("max", f"{TINY_LTX2.max_seconds:g}")
+    expect(page.locator("#seconds-hint")).to_have_text("tiny-ltx2 makes 1 to 20 s at 24 fps.")
+    sizes = page.locator("#size option").evaluate_all("(nodes) => nodes.map((n) => n.value)")
+    assert sizes == ["96x54", "54x96", "64x64", "1280x720", "1792x1024", "720x1280", "1024x1792"]
+    expect(page.locator("#size")).to_have_value("96x54")
+
+    # A size picks its aspect ratio; an aspect ratio of another shape picks its native size.
+    page.select_option("#size", "1024x1792")
+    expect(page.locator('input[name="aspect_ratio"][value="9:16"]')).to_be_checked()
+    page.check('input[name="aspect_ratio"][value="16:9"]', force=True)
+    expect(page.locator("#size")).to_have_value("96x54")
+    page.select_option("#size", "64x64")
+    expect(page.locator('input[name="aspect_ratio"][value="1:1"]')).to_be_checked()
+
+    # The chips are shortcuts on the slider; a length between them checks neither.
+    page.check('input[name="duration"][value="10"]', force=True)
+    expect(slider).to_have_value("10")
+    expect(page.locator("#seconds-value")).to_have_text("10 s")
+    slider.focus()
+    page.keyboard.press("Home")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    expect(slider).to_have_value("3")
+    expect(page.locator("#seconds-value")).to_have_text("3 s")
+    expect(page.locator('input[name="duration"]:checked')).to_have_count(0)
+
+    page.fill("#prompt", "a square clip of three seconds")
+    with page.expect_request(is_create) as sent:
+        page.click("#generate")
+    body = json.loads(sent.value.post_data or "{}")
+    assert (body["duration"], body["width"], body["height"]) == (3, 64, 64), body
+    assert body["aspect_ratio"] == "1:1"
+    expect(page.locator("#job-status")).to_have_text("Completed", timeout=GENERATION_TIMEOUT_MS)
+    video = page.locator("#result-video")
+    wait_until(video, HAS_METADATA)
+    facts = video.evaluate(VIDEO_FACTS)
+    assert (facts["width"], facts["height"]) == (64, 64) and 2.9 < facts["duration"] < 3.6, facts
+    expect(page.locator("#result-meta")).to_contain_text(f"Size64{TIMES}64")
+
+    job_id = page.text_content("#job-id") or ""
+    stored = httpx.get(
+        f"{server.url}/v1/videos/{job_id}", headers={"Authorization": f"Bearer {TEST_KEY}"}
+    ).json()
+    assert (stored["seconds"], stored["size"], stored["aspect_ratio"]) == ("3", "64x64", "1:1")
+    page.click("#result-details")
+    expect(page.locator("#details-params")).to_contain_text(f"Size64{TIMES}64")
+    expect(page.locator("#details-params")).to_contain_text("Duration3 s")
+    page.keyboard.press("Escape")
+
+    page.reload()  # the tab keeps the choices
+    expect(page.locator("#app")).to_be_visible()
+    expect(slider).to_have_value("3")
+    expect(page.locator("#size")).to_have_value("64x64")
+    expect(page.locator('input[name="aspect_ratio"][value="1:1"]')).to_be_checked()
+    assert not problems.found, problems.found
+
+
+def test_extend_a_finished_clip_from_its_details_and_again_from_the_panel(
+    page: Page, server: ServerProcess
+) -> None:
+    problems = Problems(page)
+    source = completed_job(server, "a clip to extend")
+    sign_in(page, server)
+    card_of(page, source).locator("button.open").click()
+    expect(page.locator("#details-extend-form")).to_be_visible()
+    expect(page.locator("#details-extend-seconds")).to_have_value("4")
+    page.fill("#details-extend-seconds", "2")
+    with page.expect_request(is_extension) as sent:
+        page.click("#details-extend")
+    request = sent.value
+    assert json.loads(request.post_data or "{}") == {
+        "prompt": "a clip to extend",
+        "seconds": 2,
+        "video": {"id": source},
+    }
+    assert request.all_headers()["authorization"] == f"Bearer {TEST_KEY}"
+    expect(page.locator("#details")).to_be_hidden()
+    expect(page.locator("#job-id")).not_to_have_text(source)
+    expect(page.locator("#job-origin")).to_have_text(f"Extends {source} by 2 s")
+    expect(page.locator("#job-prompt")).to_have_text("a clip to extend")
+    expect(page.locator("#job-status")).to_have_text("Completed", timeout=GENERATION_TIMEOUT_MS)
+    first_extension = page.text_content("#job-id") or ""
+    video = page.locator("#result-video")
+    wait_until(video, HAS_METADATA)
+    assert 6.9 < video.evaluate("(video) => video.duration") < 7.6
+    expect(page.locator("#result-meta")).to_contain_text(f"Extends{source} (5 s + 2 s)")
+
+    # A length the model cannot make is answered at the field, with no request.
+    extend_seconds = page.locator("#extend-seconds")
+    expect(extend_seconds).to_have_value("4")
+    extend_seconds.fill("0")
+    page.click("#extend")
+    expect(page.locator("#extend-error")).to_have_text("Enter whole seconds from 1 to 20.")
+    expect(extend_seconds).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#job-id")).to_have_text(first_extension)
+
+    extend_seconds.fill("4")
+    with page.expect_request(is_extension) as sent:
+        page.click("#extend")
+    assert json.loads(sent.value.post_data or "{}")["video"] == {"id": first_extension}
+    expect(page.locator("#extend-error")).to_be_hidden()
+    expect(page.locator("#job-origin")).to_have_text(f"Extends {first_extension} by 4 s")
+    expect(page.locator("#job-status")).to_have_text("Completed", timeout=GENERATION_TIMEOUT_MS)
+    second_extension = page.text_content("#job-id") or ""
+    wait_until(video, HAS_METADATA)
+    assert 10.9 < video.evaluate("(video) => video.duration") < 11.7
+    played = video.evaluate(PLAY)
+    assert played["currentTime"] > 0.2, played
+
+    newest = page.locator("#gallery article").first
+    expect(newest).to_have_attribute("data-id", second_extension)
+    expect(newest.locator(".length")).to_have_text("11 s")
+    stored = httpx.get(
+        f"{server.url}/v1/videos/{second_extension}",
+        headers={"Authorization": f"Bearer {TEST_KEY}"},
+    ).json()
+    assert stored["status"] == "completed" and 10.9 < float(stored["seconds"]) < 11.7, stored
+    page.wait_for_load_state("networkidle")
+    screenshot(page, "playground-extend.png")
+
+    page.reload()  # the panel still says what the clip extends
+    expect(page.locator("#job-status")).to_have_text("Completed")
+    expect(page.locator("#job-origin")).to_have_text(f"Extends {first_extension} by 4 s")
     assert not problems.found, problems.found

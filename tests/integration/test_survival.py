@@ -74,8 +74,10 @@ def test_job_of_a_killed_worker_completes_once_after_restart(
     assert done.status == "completed", done
     assert done.meta["attempts"] == 2
     artifacts = sorted(p.name for p in (api_only.data_dir / "artifacts" / job.id).iterdir())
-    stem = artifacts[0].rsplit(".", 1)[0]
-    assert artifacts == [f"{stem}.jpg", f"{stem}.mp4"], "one clip and its thumbnail, one lease"
+    stem = artifacts[0].rsplit(".", 1)[0].removesuffix("-sprites")
+    assert artifacts == [f"{stem}-sprites.jpg", f"{stem}.jpg", f"{stem}.mp4"], (
+        "one clip, its thumbnail and spritesheet, one lease"
+    )
     assert httpx.get(done.video.url).status_code == 200  # type: ignore[union-attr]
 
 

@@ -29,6 +29,7 @@ from kinema.webhooks import (
     resolve_destination,
 )
 from kinema.wiring import build_services
+from tests.conftest import Clock, count_jobs
 from tests.webhook_receiver import Receiver, webhook_receiver
 
 PRIVATE_URLS = [
@@ -162,7 +163,7 @@ def test_a_private_callback_url_is_a_400_and_stores_nothing(settings: Settings) 
         response = client.post("/v2/video/generations", json=body, headers=auth)
         assert response.status_code == 400, response.text
         assert [e["field"] for e in response.json()["errors"]] == ["callback_url"]
-        assert client.app.state.services.store.count_jobs() == 0  # type: ignore[attr-defined]
+        assert count_jobs(client.app.state.services.store) == 0  # type: ignore[attr-defined]
 
 
 def test_a_callback_url_shows_as_a_pending_webhook_in_meta(settings: Settings) -> None:
@@ -203,19 +204,26 @@ def _finished_job(services: Services, callback_url: str) -> tuple[ApiKey, Job]:
     return key, job
 
 
-def _deliver_until_settled(
-    deliverer: WebhookDeliverer, services: Services, job_id: str, timeout: float = 20.0
-) -> dict[str, Any]:
-    """Run deliveries until the job's webhook is delivered or given up; its meta["webhook"]."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = services.store.get_job(job_id)
-        assert job is not None
-        if job.meta["webhook"]["state"] != "pending":
-            return dict(job.meta["webhook"])
-        if not deliverer.deliver_one():
-            time.sleep(0.02)
-    raise AssertionError(f"the webhook of {job_id} was still pending after {timeout} s")
+def _clock_at_end(services: Services, job: Job) -> Clock:
+    """A clock at the moment `job` ended (its first delivery is due then)."""
+    ended = services.store.get_job(job.id)
+    assert ended is not None and ended.completed_at is not None
+    return Clock(ended.completed_at)
+
+
+def _retry_after(deliverer: WebhookDeliverer, clock: Clock, delay: float) -> None:
+    """The next attempt is not due a little before `delay` has passed, and is once it has."""
+    due = clock.now + delay
+    clock.now = due - 0.001
+    assert deliverer.deliver_one() is False, "an attempt before its retry was due"
+    clock.now = due
+    assert deliverer.deliver_one() is True, "no attempt once its retry was due"
+
+
+def _webhook(services: Services, job_id: str) -> dict[str, Any]:
+    job = services.store.get_job(job_id)
+    assert job is not None
+    return dict(job.meta["webhook"])
 
 
 def test_a_failed_delivery_is_retried_then_recorded_as_delivered(
@@ -223,11 +231,11 @@ def test_a_failed_delivery_is_retried_then_recorded_as_delivered(
 ) -> None:
     services = _services(tmp_path)
     key, job = _finished_job(services, f"{receiver.url}/hooks/kinema")
-    deliverer = WebhookDeliverer(services)
+    clock = _clock_at_end(services, job)
+    deliverer = WebhookDeliverer(services, clock=clock)
     assert deliverer.deliver_one() is True
-    first = services.store.get_job(job.id)
-    assert first is not None and first.meta["webhook"]["state"] == "pending"
-    _deliver_until_settled(deliverer, services, job.id)
+    assert _webhook(services, job.id)["state"] == "pending"
+    _retry_after(deliverer, clock, 0.05)
     deliverer.stop()
 
     calls = receiver.wait_for(2)
@@ -238,30 +246,36 @@ def test_a_failed_delivery_is_retried_then_recorded_as_delivered(
     assert payload["id"] == job.id and payload["status"] == "completed"
     assert payload["video"]["url"].startswith("http://127.0.0.1:8000/files/")
     assert calls[0].headers["webhook-id"] == calls[1].headers["webhook-id"] == f"msg_{job.id}"
-    done = services.store.get_job(job.id)
-    assert done is not None
-    webhook = done.meta["webhook"]
+    assert calls[1].headers["webhook-timestamp"] == str(int(clock.now))
+    webhook = _webhook(services, job.id)
     assert webhook["state"] == "delivered"
     assert [a["status_code"] for a in webhook["attempts"]] == [500, 204]
     assert [a["attempt"] for a in webhook["attempts"]] == [1, 2]
+    assert webhook["attempts"][1]["at"] == round(clock.now, 3)
+    assert deliverer.deliver_one() is False
     services.close()
 
 
 def test_delivery_gives_up_after_the_bounded_time(tmp_path: Path) -> None:
     with webhook_receiver([500] * 10) as failing:
-        # Retries 0.05 s, 0.1 s, 0.2 s, … after each failure; none starts 1 s after the job ended.
         services = _services(tmp_path, webhook_give_up_seconds=1.0)
         _, job = _finished_job(services, f"{failing.url}/h")
-        deliverer = WebhookDeliverer(services)
-        webhook = _deliver_until_settled(deliverer, services, job.id)
+        clock = _clock_at_end(services, job)
+        ended = clock.now
+        deliverer = WebhookDeliverer(services, clock=clock)
+        assert deliverer.deliver_one() is True
+        # Retries 0.05 s, 0.1 s, 0.2 s, 0.4 s after each failure: the fifth attempt, 0.75 s
+        # after the job ended, is the last, since the next would start 1.55 s after it.
+        for delay in (0.05, 0.1, 0.2, 0.4):
+            assert _webhook(services, job.id)["state"] == "pending"
+            _retry_after(deliverer, clock, delay)
+        clock.now += 3600
+        assert deliverer.deliver_one() is False, "no attempt after giving up"
         deliverer.stop()
+    webhook = _webhook(services, job.id)
     assert webhook["state"] == "failed"
-    assert 2 <= len(webhook["attempts"]) <= 5
-    last = webhook["attempts"][-1]["at"]
-    done = services.store.get_job(job.id)
-    assert done is not None and done.completed_at is not None
-    # An attempt is scheduled only before the give-up time (it may start a poll interval late).
-    assert last < done.completed_at + 1.0 + 0.5, "no attempt long after the give-up time"
+    assert len(webhook["attempts"]) == 5
+    assert all(a["at"] < ended + 1.0 for a in webhook["attempts"]), "none after the give-up time"
     assert all(a["status_code"] == 500 for a in webhook["attempts"])
     services.close()
 

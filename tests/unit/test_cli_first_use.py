@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from kinema.catalog.registry import KLING_ALIASES, MODELS, PRESET_ALIASES
+from kinema.catalog.registry import HOSTED_ALIASES, MODELS, PRESET_ALIASES
 from kinema.cli import app
 from tests.conftest import free_port
 
@@ -49,15 +49,97 @@ def test_an_output_naming_a_directory_is_refused_with_an_example(tmp_path: Path)
 def test_invalid_options_are_named_by_their_flags_before_the_model_loads(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     out = str(tmp_path / "x.mp4")
-    result = generate_here(data_dir, "-o", out, "--duration", "7", "--aspect-ratio", "4:3")
+    result = generate_here(data_dir, "-o", out, "--duration", "0", "--aspect-ratio", "4:3")
     assert result.exit_code == 1
     said = words(result.stderr)
-    assert "--duration: must be 5 or 10" in said
+    assert "--duration: Input should be greater than 0" in said
     assert "--aspect-ratio: Input should be '16:9', '9:16' or '1:1'" in said
     assert "aspect_ratio" not in said and "strings" not in said
     cfg = generate_here(data_dir, "-o", out, "--cfg-scale", "3")
     assert cfg.exit_code == 1 and "--cfg-scale: " in cfg.stderr
     assert not data_dir.exists()
+
+
+@pytest.mark.parametrize("size", ["128", "128x", "x64", "0x64", "128x64x2", "wide"])
+def test_a_size_that_is_not_w_by_h_is_refused_naming_the_flag(tmp_path: Path, size: str) -> None:
+    data_dir = tmp_path / "data"
+    result = generate_here(data_dir, "-o", str(tmp_path / "x.mp4"), "--size", size)
+    assert result.exit_code == 1
+    assert f"--size: {size!r} is not WIDTHxHEIGHT in pixels, e.g. 1280x720" in words(result.stderr)
+    assert not data_dir.exists()
+
+
+def test_lengths_sizes_and_rates_the_model_cannot_make_are_refused_by_flag(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    out = str(tmp_path / "x.mp4")
+    zero = generate_here(data_dir, "-o", out, "--seconds", "0")
+    assert zero.exit_code == 1
+    assert "--seconds: Input should be greater than 0" in words(zero.stderr)
+    unmade = generate_here(
+        data_dir, "-o", out, "--seconds", "30", "--size", "127x64", "--fps", "23"
+    )
+    assert unmade.exit_code == 1
+    said = words(unmade.stderr)
+    assert "--size: 127x64 is not even; tiny-ltx2 makes even sizes" in said
+    assert "--seconds: 30 s: tiny-ltx2 makes 1..20 s" in said
+    assert "--fps: 23: tiny-ltx2 makes 24, 25, 30, 48, 50 frames per second" in said
+    both = generate_here(data_dir, "-o", out, "--seconds", "2", "--duration", "3")
+    assert both.exit_code == 1 and "--duration is its older name" in words(both.stderr)
+    assert not data_dir.exists()
+
+
+def test_image_files_are_read_and_verified_before_the_model_loads(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    out = str(tmp_path / "x.mp4")
+    missing = generate_here(data_dir, "-o", out, "--image", str(tmp_path / "fox.png"))
+    assert missing.exit_code == 1
+    assert f"--image: no such file: {tmp_path / 'fox.png'}" in words(missing.stderr)
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    not_image = generate_here(data_dir, "-o", out, "--last-image", str(text))
+    assert not_image.exit_code == 1
+    assert "--last-image: not an image: not a JPEG, PNG or WebP image" in words(not_image.stderr)
+    folder = generate_here(data_dir, "-o", out, "--image", str(tmp_path))
+    assert folder.exit_code == 1
+    assert f"--image: {tmp_path} is a folder, not an image file" in words(folder.stderr)
+    assert not data_dir.exists()
+
+
+def test_a_local_image_url_on_a_refused_address_says_which_setting_allows_it(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    url = "https://127.0.0.1:9/fox.png"  # refused before any connection is tried
+    result = generate_here(data_dir, "-o", str(tmp_path / "x.mp4"), "--image", url)
+    assert result.exit_code == 1
+    said = words(result.stderr)
+    assert "--image: refused address: private, loopback and link-local destinations" in said
+    assert "KINEMA_INPUT_ALLOW_PRIVATE=1 lets this machine fetch" in said
+    assert not data_dir.exists()
+
+
+def test_options_a_kling_id_would_ignore_are_refused_before_connecting(tmp_path: Path) -> None:
+    """Against a server, no --model means the Kling text-to-video id, whose body has no size,
+    rate or image: each is named, with what to do, before the (absent) server is tried."""
+    image = tmp_path / "first.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n")  # not read: the options are refused first
+    server = ["--server", f"http://127.0.0.1:{free_port()}", "-o", str(tmp_path / "x.mp4")]
+    sized = runner.invoke(app, ["generate", "a fox", *server, "--size", "128x64", "--fps", "24"])
+    assert sized.exit_code == 1
+    said = words(sized.stderr)
+    kling = "klingai/video-v2-6-pro-text-to-video"
+    assert f"--size: not taken by {kling}; --fps: not taken by {kling}" in said
+    assert f"without --model the server is asked for {kling}, a hosted API id" in said
+    assert "a kinema model id (`kinema models --server http://127.0.0.1:" in said
+    assert "cannot connect" not in said
+    with_image = runner.invoke(
+        app, ["generate", "a fox", *server, "--image", str(image), "--seconds", "2"]
+    )
+    assert with_image.exit_code == 1  # with an image: the image-to-video id, 5 or 10 seconds
+    said = words(with_image.stderr)
+    assert "--seconds: must be 5 or 10" in said
+    assert "asked for klingai/video-v2-6-pro-image-to-video" in said
+    assert "cannot connect" not in with_image.stderr
 
 
 def test_an_unknown_local_model_is_refused_before_anything_starts(tmp_path: Path) -> None:
@@ -94,9 +176,9 @@ def test_models_lists_every_model_and_preset_marking_the_served_ones() -> None:
     result = runner.invoke(app, ["models", "--model", "tiny-ltx2", "--json"])
     assert result.exit_code == 0, result.output
     entries = {entry["id"]: entry for entry in json.loads(result.stdout)}
-    assert set(entries) == {*MODELS, *PRESET_ALIASES, *KLING_ALIASES}
+    assert set(entries) == {*MODELS, *PRESET_ALIASES, *HOSTED_ALIASES}
     served = {model_id for model_id, entry in entries.items() if entry["served"]}
-    assert served == {"tiny-ltx2", "tiny-ltx2:fast", *KLING_ALIASES}
+    assert served == {"tiny-ltx2", "tiny-ltx2:fast", *HOSTED_ALIASES}
     assert entries["ltx-2:quality"]["description"].startswith("LTX-2 quality")
     assert entries["ltx-2:fast"]["alias_of"] == "ltx-2"
 

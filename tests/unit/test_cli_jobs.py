@@ -12,9 +12,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
+from kinema.catalog.registry import LTXV_ALIASES
 from kinema.cli import app
 from kinema.cli.app import complete_model
-from kinema.cli.jobs_view import RemoteJobs
+from kinema.cli.jobs_display import RemoteJobs
 from kinema.client import Client
 from kinema.config import Settings
 from kinema.domain import ApiKey, GenerationRequest, Job, JobStatus, VideoArtifact
@@ -252,6 +253,31 @@ def test_ids_that_begin_with_a_dash_are_taken_as_ids(local: LocalData) -> None:
     assert local.json("jobs", "delete", dashed.id) == {"id": dashed.id, "deleted": True}
 
 
+def test_extend_and_remix_refuse_before_the_model_loads(
+    local: LocalData, four_jobs: list[Job], tmp_path: Path
+) -> None:
+    done, running, queued = four_jobs[0], four_jobs[1], four_jobs[2]
+    out = ["-o", str(tmp_path / "longer.mp4")]
+    missing = local.invoke("extend", "no-such-job", "--seconds", "2", *out)
+    assert missing.exit_code == 1 and "generation 'no-such-job' not found" in missing.stderr
+    pending = local.invoke("extend", queued.id, "--seconds", "2", *out)
+    assert pending.exit_code == 1
+    said = " ".join(pending.stderr.split())
+    assert f"ID: {queued.id} is queued; only a completed clip can be extended" in said
+    busy = local.invoke("remix", running.id, "--prompt", "a wolf", *out)
+    assert busy.exit_code == 1
+    assert "is running; only a completed clip can be remixed" in " ".join(busy.stderr.split())
+    too_long = local.invoke("extend", done.id, "--seconds", "30", *out)
+    assert too_long.exit_code == 1
+    assert "--seconds: 30 s: tiny-ltx2 makes 1..20 s" in " ".join(too_long.stderr.split())
+    nothing = local.invoke("extend", done.id, "--seconds", "0", *out)
+    assert nothing.exit_code == 2 and "--seconds" in nothing.output
+    assert not (local.data_dir / "models").exists()  # the tiny model was never built or loaded
+    assert [job.id for job in local.services.store.list_jobs(None, newest_first=True)] == [
+        job.id for job in reversed(four_jobs)
+    ]  # nothing submitted
+
+
 def test_owner_is_for_the_local_database_only(local: LocalData) -> None:
     result = local.invoke("jobs", "list", "--server", "http://127.0.0.1:9", "--owner", "alice")
     assert result.exit_code == 1 and "--owner" in result.stderr
@@ -371,7 +397,7 @@ def test_model_ids_complete() -> None:
             "COMP_CWORD": "3",
         },
     )
-    assert completed.stdout.split() == ["ltx-2", "ltx-2:quality", "ltx-2:fast"]
+    assert completed.stdout.split() == ["ltx-2", "ltx-2:quality", "ltx-2:fast", *LTXV_ALIASES]
 
 
 V2_CANCELED = {

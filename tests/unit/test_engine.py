@@ -28,7 +28,7 @@ from kinema.catalog.registry import (
 )
 from kinema.config import Settings
 from kinema.domain import Clip, GenerationRequest
-from kinema.engine import components, speed
+from kinema.engine import components, speed, tiny
 from kinema.engine.components import Source
 from kinema.engine.pipelines import ModelRunner, engine_from_components, load_engine
 from kinema.engine.speed import Hardware
@@ -139,7 +139,10 @@ def test_tiny_build_is_deterministic_and_atomic(tiny_weights: Path, tmp_path: Pa
     assert [path.name for path in tmp_path.iterdir()] == ["again"]
 
 
-def test_concurrent_ensure_builds_one_whole_model(tiny_weights: Path, tmp_path: Path) -> None:
+def test_concurrent_ensure_builds_one_whole_model(
+    tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tiny, "VAE_FIT_STEPS", 2)  # the build's locking is tested, not its VAE
     with ThreadPoolExecutor(max_workers=2) as pool:
         built = list(pool.map(ensure_tiny_ltx2, [tmp_path, tmp_path]))
 

@@ -12,6 +12,7 @@ from kinema.config import Settings
 from kinema.domain import VideoArtifact
 from kinema.errors import ModelUnavailable
 from kinema.server import create_app
+from tests.conftest import count_jobs
 
 PATH = "/v1/videos"
 V2 = "/v2/video/generations"
@@ -136,48 +137,54 @@ def test_create_answers_a_queued_video_object(api: Api) -> None:
     video = response.json()
     assert video.keys() == VIDEO_KEYS
     assert video["object"] == "video" and video["status"] == "queued"
-    assert (video["model"], video["seconds"], video["size"]) == ("tiny-ltx2", "5", "1920x1080")
+    assert (video["model"], video["seconds"], video["size"]) == ("tiny-ltx2", "4", "720x1280")
     assert (video["progress"], video["queue_position"], video["attempts"]) == (0, 0, 0)
     assert video["prompt"] == VALID["prompt"] and video["seed"] == 11
     assert (video["cfg_scale"], video["generate_audio"], video["aspect_ratio"]) == (
         0.5,
         True,
-        "16:9",
+        "9:16",
     )
     assert isinstance(video["created_at"], int)
     nulls = ["completed_at", "expires_at", "remixed_from_video_id", "error", "timings"]
     nulls += ["video_url", "thumbnail_url", "duration", "file_size", "has_audio", "started_at"]
     assert all(video[name] is None for name in nulls), video
     job = api.store.get_job(video["id"])
-    assert job is not None and job.request.seed == 11 and job.request.duration == 5
+    assert job is not None and job.request.seed == 11 and job.request.duration == 4
 
 
 ACCEPTED = [
-    pytest.param({}, ("16:9", 5), id="defaults"),
-    pytest.param({"seconds": "10"}, ("16:9", 10), id="seconds-10"),
-    pytest.param({"seconds": 10}, ("16:9", 10), id="seconds-int"),
-    pytest.param({"seconds": "5", "size": "1920x1080"}, ("16:9", 5), id="explicit-defaults"),
-    pytest.param({"size": "1080x1920"}, ("9:16", 5), id="portrait"),
-    pytest.param({"size": "1080x1080"}, ("1:1", 5), id="square"),
-    pytest.param({"seconds": None, "size": None, "model": None}, ("16:9", 5), id="nulls"),
-    pytest.param({"model": KLING}, ("16:9", 5), id="kling-alias"),
-    pytest.param({"model": "sora-2"}, ("16:9", 5), id="sora-alias"),
-    pytest.param({"model": "sora-2-pro"}, ("16:9", 5), id="sora-pro-alias"),
-    pytest.param({"model": "tiny-ltx2"}, ("16:9", 5), id="served-id"),
-    pytest.param({"remix": True, "n": 2, "aspect_ratio": "1:1"}, ("16:9", 5), id="unknown-keys"),
+    pytest.param({}, (4, 720, 1280), id="openai-defaults"),
+    pytest.param({"seconds": "8"}, (8, 720, 1280), id="seconds-8"),
+    pytest.param({"seconds": "12"}, (12, 720, 1280), id="seconds-12"),
+    pytest.param({"seconds": 8}, (8, 720, 1280), id="seconds-int"),
+    pytest.param({"seconds": "4", "size": "720x1280"}, (4, 720, 1280), id="explicit-defaults"),
+    pytest.param({"size": "1280x720"}, (4, 1280, 720), id="landscape"),
+    pytest.param({"size": "1024x1792"}, (4, 1024, 1792), id="tall"),
+    pytest.param({"size": "1792x1024"}, (4, 1792, 1024), id="wide"),
+    pytest.param({"size": "1920x1080", "seconds": "5"}, (5, 1920, 1080), id="kinema-1080p"),
+    pytest.param({"size": "1080x1080", "seconds": "10"}, (10, 1080, 1080), id="kinema-square"),
+    pytest.param({"size": "128x64", "seconds": "7"}, (7, 128, 64), id="free-size-and-length"),
+    pytest.param({"seconds": None, "size": None, "model": None}, (4, 720, 1280), id="nulls"),
+    pytest.param({"model": KLING}, (4, 720, 1280), id="kling-alias"),
+    pytest.param({"model": "sora-2"}, (4, 720, 1280), id="sora-alias"),
+    pytest.param({"model": "sora-2-pro"}, (4, 720, 1280), id="sora-pro-alias"),
+    pytest.param({"model": "tiny-ltx2"}, (4, 720, 1280), id="served-id"),
+    pytest.param({"remix": True, "n": 2, "aspect_ratio": "1:1"}, (4, 720, 1280), id="unknown-keys"),
 ]
 
 
 @pytest.mark.parametrize(("changes", "expected"), ACCEPTED)
 def test_valid_bodies_are_queued(
-    api: Api, changes: dict[str, Any], expected: tuple[str, int]
+    api: Api, changes: dict[str, Any], expected: tuple[int, int, int]
 ) -> None:
     video = api.create({**VALID, **changes}).json()
     job = api.store.get_job(video["id"])
     assert job is not None
-    assert (job.request.aspect_ratio, job.request.duration) == expected
+    assert (job.request.duration, job.request.width, job.request.height) == expected
     assert job.request.model == video["model"] == "tiny-ltx2"
-    assert video["seconds"] == str(expected[1]) and video["aspect_ratio"] == expected[0]
+    seconds, width, height = expected
+    assert (video["seconds"], video["size"]) == (str(seconds), f"{width}x{height}")
 
 
 def test_extensions_reach_the_job(api: Api) -> None:
@@ -222,8 +229,8 @@ def test_multipart_create_coerces_form_text(api: Api) -> None:
 @pytest.mark.parametrize(
     ("form", "param"),
     [
-        pytest.param({"seconds": "8"}, "seconds", id="seconds"),
-        pytest.param({"size": "720x1280"}, "size", id="size"),
+        pytest.param({"seconds": "eight"}, "seconds", id="seconds"),
+        pytest.param({"size": "720 by 1280"}, "size", id="size"),
         pytest.param({"cfg_scale": "high"}, "cfg_scale", id="cfg-text"),
         pytest.param({"seed": "-1"}, "seed", id="seed-negative"),
         pytest.param({"generate_audio": "maybe"}, "generate_audio", id="audio-text"),
@@ -235,25 +242,25 @@ def test_multipart_invalid_values_are_400(api: Api, form: dict[str, str], param:
         PATH, data={**VALID, **form}, files={"x": ("x", b"")}, headers=api.auth
     )
     assert_openai_error(response, 400, param, "invalid_value")
-    assert api.store.count_jobs() == 0
+    assert count_jobs(api.store) == 0
 
 
-def test_multipart_input_reference_is_refused(api: Api) -> None:
+def test_multipart_input_reference_that_is_no_image_is_refused(api: Api) -> None:
     image = {"input_reference": ("ref.jpg", JPEG_BYTES, "image/jpeg")}
     response = api.client.post(PATH, data=VALID, files=image, headers=api.auth)
     error = assert_openai_error(response, 400, "input_reference")
-    assert "not supported by the served model" in error["message"]
-    assert api.store.count_jobs() == 0
+    assert "not an image" in error["message"]
+    assert count_jobs(api.store) == 0
 
 
 def test_multipart_body_size_is_limited(api: Api, settings: Settings) -> None:
-    big = {"input_reference": ("ref.jpg", b"j" * (settings.max_body_bytes + 1), "image/jpeg")}
+    big = {"input_reference": ("ref.jpg", b"j" * (settings.create_body_limit + 1), "image/jpeg")}
     response = api.client.post(PATH, data=VALID, files=big, headers=api.auth)
     assert_openai_error(response, 413, code="request_too_large")
 
     def chunked() -> Iterator[bytes]:
         yield b'--b\r\nContent-Disposition: form-data; name="prompt"\r\n\r\n'
-        for _ in range(settings.max_body_bytes // 1024 + 1):
+        for _ in range(settings.create_body_limit // 1024 + 1):
             yield b"p" * 1024
         yield b"\r\n--b--\r\n"
 
@@ -261,23 +268,26 @@ def test_multipart_body_size_is_limited(api: Api, settings: Settings) -> None:
     streamed = api.client.post(PATH, content=chunked(), headers=headers)
     assert "content-length" not in streamed.request.headers
     assert_openai_error(streamed, 413)
-    assert api.store.count_jobs() == 0
+    assert count_jobs(api.store) == 0
 
 
 def test_malformed_multipart_is_400(api: Api) -> None:
     headers = {**api.auth, "Content-Type": "multipart/form-data"}  # no boundary
     assert_openai_error(api.client.post(PATH, content=b"prompt=x", headers=headers), 400)
-    assert api.store.count_jobs() == 0
+    assert count_jobs(api.store) == 0
 
 
 REJECTED = [
-    pytest.param({"size": "1280x720"}, "size", id="size-openai"),
     pytest.param({"size": "1920*1080"}, "size", id="size-format"),
     pytest.param({"size": 1920}, "size", id="size-number"),
-    pytest.param({"seconds": "4"}, "seconds", id="seconds-4"),
-    pytest.param({"seconds": "8"}, "seconds", id="seconds-8"),
-    pytest.param({"seconds": "12"}, "seconds", id="seconds-12"),
-    pytest.param({"seconds": 7}, "seconds", id="seconds-int-7"),
+    pytest.param({"size": "3840x2160"}, "size", id="size-beyond-the-model"),
+    pytest.param({"size": "127x64"}, "size", id="size-odd"),
+    pytest.param({"size": "16x16"}, "size", id="size-too-small"),
+    pytest.param({"size": "51628x0"}, "size", id="size-zero"),
+    pytest.param({"size": "0x0"}, "size", id="size-zeros"),
+    pytest.param({"seconds": "0"}, "seconds", id="seconds-0"),
+    pytest.param({"seconds": "21"}, "seconds", id="seconds-beyond-the-model"),
+    pytest.param({"seconds": "4.5"}, "seconds", id="seconds-fraction"),
     pytest.param({"seconds": 5.0}, "seconds", id="seconds-float"),
     pytest.param({"seconds": True}, "seconds", id="seconds-bool"),
     pytest.param({"model": "sora-3"}, "model", id="model-unknown"),
@@ -294,7 +304,7 @@ REJECTED = [
     pytest.param({"seed": 2**32}, "seed", id="seed-too-big"),
     pytest.param({"callback_url": "ftp://example.com/hook"}, "callback_url", id="callback"),
     pytest.param(
-        {"input_reference": {"image_url": "https://x/y.jpg"}}, "input_reference", id="i2v"
+        {"input_reference": {"image_url": "http://x/y.jpg"}}, "input_reference", id="i2v-http"
     ),
 ]
 
@@ -305,19 +315,23 @@ def test_invalid_bodies_are_400_naming_the_param_and_store_nothing(
 ) -> None:
     error = assert_openai_error(api.create({**VALID, **changes}), 400, param, "invalid_value")
     assert f"'{param}'" in error["message"]
-    assert api.store.count_jobs() == 0
+    assert count_jobs(api.store) == 0
 
 
-def test_unsupported_size_and_seconds_list_what_the_deployment_makes(api: Api) -> None:
-    size = assert_openai_error(api.create({**VALID, "size": "1280x720"}), 400, "size")
-    assert all(s in size["message"] for s in ("1920x1080", "1080x1920", "1080x1080"))
-    seconds = assert_openai_error(api.create({**VALID, "seconds": "4"}), 400, "seconds")
-    assert "'5'" in seconds["message"] and "'10'" in seconds["message"]
+def test_unsupported_size_and_seconds_list_what_would_work(api: Api) -> None:
+    size = assert_openai_error(api.create({**VALID, "size": "wide"}), 400, "size")
+    assert all(s in size["message"] for s in ("720x1280", "1792x1024", "1920x1080", "WxH"))
+    seconds = assert_openai_error(api.create({**VALID, "seconds": "four"}), 400, "seconds")
+    assert all(s in seconds["message"] for s in ("'4'", "'8'", "'12'"))
+    large = assert_openai_error(api.create({**VALID, "size": "2560x1440"}), 400, "size")
+    assert "tiny-ltx2 makes even sizes with sides of 32..1920" in large["message"]
+    long = assert_openai_error(api.create({**VALID, "seconds": "30"}), 400, "seconds")
+    assert "tiny-ltx2 makes 1..20 s" in long["message"]
 
 
 def test_missing_prompt_is_400(api: Api) -> None:
-    assert_openai_error(api.create({"seconds": "5"}), 400, "prompt")
-    assert api.store.count_jobs() == 0
+    assert_openai_error(api.create({"seconds": "4"}), 400, "prompt")
+    assert count_jobs(api.store) == 0
 
 
 @pytest.mark.parametrize(
@@ -335,12 +349,12 @@ def test_unparseable_bodies_are_400_without_a_param(
 ) -> None:
     headers = {**api.auth, "Content-Type": content_type}
     assert_openai_error(api.client.post(PATH, content=content, headers=headers), 400, None)
-    assert api.store.count_jobs() == 0
+    assert count_jobs(api.store) == 0
 
 
-def test_oversize_json_body_is_413(api: Api) -> None:
-    assert_openai_error(api.create({**VALID, "padding": "z" * 100_000}), 413)
-    assert api.store.count_jobs() == 0
+def test_oversize_json_body_is_413(api: Api, settings: Settings) -> None:
+    assert_openai_error(api.create({**VALID, "padding": "z" * settings.create_body_limit}), 413)
+    assert count_jobs(api.store) == 0
 
 
 def test_a_full_queue_is_429_with_retry_after(settings: Settings) -> None:
@@ -351,7 +365,7 @@ def test_a_full_queue_is_429_with_retry_after(settings: Settings) -> None:
         response = api.create()
         assert_openai_error(response, 429, code="rate_limit_exceeded")
         assert response.headers["retry-after"] == "7"
-        assert api.store.count_jobs() == 1
+        assert count_jobs(api.store) == 1
 
 
 def test_an_unavailable_deployment_is_503(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -397,7 +411,7 @@ def test_every_route_is_401_without_a_valid_key(api: Api, headers: dict[str, str
     for response in requests:
         assert_openai_error(response, 401, code="invalid_api_key")
         assert response.headers["www-authenticate"] == "Bearer"
-    assert api.store.count_jobs() == 1
+    assert count_jobs(api.store) == 1
 
 
 def test_unknown_and_foreign_ids_are_404(api: Api) -> None:
@@ -618,7 +632,7 @@ def test_content_of_an_unfinished_video_is_400(api: Api) -> None:
 def test_content_with_an_unknown_variant_is_400(api: Api) -> None:
     video_id = api.created_id()
     api.finish_next()
-    assert_openai_error(api.content(video_id, variant="spritesheet"), 400, "variant")
+    assert_openai_error(api.content(video_id, variant="poster"), 400, "variant")
 
 
 def test_a_missing_thumbnail_is_404(api: Api) -> None:
@@ -646,7 +660,7 @@ def test_a_v2_generation_is_a_v1_video(api: Api) -> None:
         generation_id,
         "queued",
         "10",
-        "1080x1920",
+        "54x96",  # the served model's own 9:16 size
     )
     assert (video["prompt"], video["seed"], video["model"]) == ("a drummer", 9, "tiny-ltx2")
     assert [v["id"] for v in api.list().json()["data"]] == [generation_id]
@@ -671,7 +685,10 @@ def test_openapi_documents_the_routes(api: Api) -> None:
     assert content.keys() == {"application/json", "multipart/form-data"}
     properties = content["application/json"]["schema"]["properties"]
     assert {"prompt", "model", "seconds", "size", "seed", "callback_url"} <= properties.keys()
-    assert properties["size"]["enum"] == ["1920x1080", "1080x1920", "1080x1080"]
+    sizes, free_sizes = properties["size"]["anyOf"]
+    assert sizes["enum"][:4] == ["720x1280", "1280x720", "1024x1792", "1792x1024"]
+    assert sizes["default"] == properties["size"]["default"] == "720x1280"
+    assert free_sizes["pattern"] and properties["seconds"]["default"] == "4"
     assert {"get"} <= paths[PATH].keys()
     assert {"get", "delete"} <= paths[f"{PATH}/{{video_id}}"].keys()
     assert "get" in paths[f"{PATH}/{{video_id}}/content"]

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from kinema.catalog.registry import KLING_ALIASES
+from kinema.catalog.registry import HOSTED_ALIASES, KLING_ALIASES, KLING_IMAGE_ALIASES
 from kinema.config import Settings
 from kinema.server import create_app
 from tests.unit.test_openai_videos import Api
@@ -33,6 +33,10 @@ ERRORS: dict[tuple[str, str], tuple[set[str], str]] = {
     ("get", V1_VIDEO): ({"401", "404"}, OPENAI_ERROR),
     ("delete", V1_VIDEO): ({"401", "404"}, OPENAI_ERROR),
     ("get", f"{V1_VIDEO}/content"): ({"400", "401", "404"}, OPENAI_ERROR),
+    ("post", f"{V1_VIDEO}/remix"): ({"400", "401", "404", "413", "429"}, OPENAI_ERROR),
+    ("post", f"{V1}/extensions"): ({"400", "401", "404", "413", "429"}, OPENAI_ERROR),
+    ("post", f"{V1}/edits"): ({"400", "401", "404", "413", "429"}, OPENAI_ERROR),
+    ("post", f"{V1}/characters"): ({"400", "401"}, OPENAI_ERROR),
     ("get", "/files/{key}"): ({"403", "404"}, ENVELOPE),
     ("get", "/readyz"): ({"503"}, ENVELOPE),
     ("get", "/healthz"): (set(), ENVELOPE),
@@ -111,9 +115,12 @@ def test_each_operation_documents_the_errors_it_answers_in_its_contract(
 
 def test_the_model_enum_is_what_creates_accept(api: Api, spec: dict[str, Any]) -> None:
     model_ids = spec["components"]["schemas"]["ModelId"]["enum"]
-    assert model_ids == ["tiny-ltx2", "tiny-ltx2:fast", *KLING_ALIASES]  # not ltx-2: not served
+    assert model_ids == ["tiny-ltx2", "tiny-ltx2:fast", *HOSTED_ALIASES]  # not ltx-2: not served
     for model in [*model_ids, "ltx-2"]:
         created = api.client.post(V2, json={"model": model, "prompt": "p"}, headers=api.auth)
+        if model in KLING_IMAGE_ALIASES:  # accepted, with the image they require
+            assert created.json()["errors"] == [{"field": "image_url", "message": "Field required"}]
+            continue
         assert created.status_code == (200 if model in model_ids else 400), (model, created.text)
 
 

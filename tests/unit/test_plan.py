@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from kinema.catalog.plan import PLAIN_DENOISER, guidance_for, plan_generation, snap_frames
@@ -17,7 +19,8 @@ from kinema.catalog.registry import (
     ServedModels,
     get_spec,
 )
-from kinema.domain import GenerationRequest
+from kinema.domain import Condition, GenerationRequest
+from kinema.errors import ValidationFailed
 
 SIZES = {
     "16:9": ((1920, 1088), (1920, 1080)),
@@ -62,7 +65,8 @@ def test_tiny_plans_honour_duration_and_its_declared_sizes(
 
 def test_frames_snap_to_the_nearest_valid_count() -> None:
     assert snap_frames(5, 24, 8) == 121
-    assert snap_frames(5, 25, 8) == 129  # 126 frames wanted; 129 is the nearest 8k+1
+    assert snap_frames(5, 25, 8) == 129  # 126 frames wanted; 129 is the next 8k+1
+    assert snap_frames(10, 50, 8) == 505  # 501 wanted: rounding down would cut the clip short
     assert snap_frames(0.01, 24, 8) == 9  # never fewer than one latent step
 
 
@@ -160,3 +164,103 @@ def test_the_plan_alone_decides_cfg_and_every_other_guidance(cfg_scale: float) -
     assert base.guidance_args() == {"stg_scale": 0.0, "audio_stg_scale": 0.0}  # the model's own
     assert not refine.uses_cfg and refine.guidance_args() == PLAIN_DENOISER  # a distilled stage
     assert "stg_scale" not in TINY_LTX2.extra_call_args, "guidance is the plan's, not the spec's"
+
+
+OPENAI_SIZES = [(720, 1280), (1280, 720), (1024, 1792), (1792, 1024)]
+
+
+@pytest.mark.parametrize(("width", "height"), OPENAI_SIZES)
+@pytest.mark.parametrize(("seconds", "frames"), [(4, 97), (8, 193), (12, 289)])
+def test_openai_sizes_and_lengths_on_ltx2(
+    width: int, height: int, seconds: int, frames: int
+) -> None:
+    request = GenerationRequest(
+        model="ltx-2", prompt="p", duration=seconds, width=width, height=height
+    )
+    plan = plan_generation(request, LTX_2, seed=1)
+    assert (plan.output_width, plan.output_height) == (width, height)
+    assert (plan.width % 64, plan.height % 64) == (0, 0)
+    assert plan.width - width < 64 and plan.height - height < 64
+    assert (plan.stages[0].width, plan.stages[0].height) == (plan.width // 2, plan.height // 2)
+    assert (plan.num_frames, plan.output_frames, plan.duration) == (frames, seconds * 24, seconds)
+
+
+@pytest.mark.parametrize(
+    ("resolution", "generated", "first_stage"),
+    [
+        ((1920, 1080), (1920, 1088), (960, 544)),
+        ((2560, 1440), (2560, 1472), (1280, 736)),
+        ((3840, 2160), (3840, 2176), (1920, 1088)),
+    ],
+    ids=["1080p", "1440p", "2160p"],
+)
+@pytest.mark.parametrize("spec", [LTX_2, LTX_2_QUALITY], ids=["fast", "quality"])
+def test_ltxv_resolutions_plan_through_the_latent_upsampler(
+    spec: ModelSpec,
+    resolution: tuple[int, int],
+    generated: tuple[int, int],
+    first_stage: tuple[int, int],
+) -> None:
+    width, height = resolution
+    request = GenerationRequest(
+        model=spec.id, prompt="p", duration=6, width=width, height=height, fps=25.0
+    )
+    plan = plan_generation(request, spec, seed=1)
+    assert (plan.output_width, plan.output_height) == resolution
+    assert (plan.width, plan.height) == generated
+    assert [(s.width, s.height) for s in plan.stages] == [first_stage, generated]
+    assert (plan.num_frames, plan.output_frames, plan.fps) == (153, 150, 25.0)
+    assert [s.distilled_lora for s in plan.stages][-1]  # the refine after 2x upsampling
+
+
+def refusal(request: GenerationRequest, spec: ModelSpec) -> list[tuple[str, str]]:
+    with pytest.raises(ValidationFailed) as refused:
+        plan_generation(request, spec, seed=1)
+    return [(error.field, error.message) for error in refused.value.errors]
+
+
+def test_what_a_model_cannot_make_is_refused_naming_the_field() -> None:
+    base = GenerationRequest(model="tiny-ltx2", prompt="p")
+    size = refusal(replace(base, width=2560, height=1440), TINY_LTX2)
+    assert size == [
+        (
+            "size",
+            "2560x1440 is too large; tiny-ltx2 makes even sizes with sides of 32..1920 and "
+            "at most 2,073,600 pixels",
+        )
+    ]
+    assert refusal(replace(base, width=97, height=54), TINY_LTX2)[0][1].startswith(
+        "97x54 is not even"
+    )
+    assert refusal(replace(base, duration=25), TINY_LTX2) == [
+        ("duration", "25 s: tiny-ltx2 makes 1..20 s")
+    ]
+    assert refusal(replace(base, fps=60.0), TINY_LTX2) == [
+        ("fps", "60: tiny-ltx2 makes 24, 25, 30, 48, 50 frames per second")
+    ]
+    fields = [field for field, _ in refusal(replace(base, duration=0.5, fps=7.0), TINY_LTX2)]
+    assert fields == ["duration", "fps"]  # every problem at once
+
+
+def test_a_video_only_model_refuses_sound_and_text_only_models_refuse_images() -> None:
+    silent = replace(TINY_LTX2, id="silent", has_audio=False, condition_pipeline="")
+    request = GenerationRequest(model="silent", prompt="p")
+    assert refusal(request, silent) == [
+        ("generate_audio", "silent makes video without sound; send false")
+    ]
+    plan = plan_generation(replace(request, generate_audio=False), silent, seed=1)
+    assert not plan.generate_audio
+    with_image = replace(request, generate_audio=False, conditions=(Condition("j/input-0.png"),))
+    assert refusal(with_image, silent) == [("conditions", "silent makes video from text only")]
+
+
+def test_conditions_land_on_latent_frames() -> None:
+    conditions = tuple(
+        Condition(f"j/input-{i}.png", frame=frame) for i, frame in enumerate([0, 5, 8, 9, -1, 999])
+    )
+    request = GenerationRequest(model="ltx-2", prompt="p", duration=5, conditions=conditions)
+    plan = plan_generation(request, LTX_2, seed=1)
+    assert [c.latent_index for c in plan.conditions] == [0, 1, 1, 2, 15, 15]
+    assert plan.output_frames == plan.num_frames == 121  # a condition on the last frame keeps it
+    first_only = replace(request, conditions=conditions[:1])
+    assert plan_generation(first_only, LTX_2, seed=1).output_frames == 120

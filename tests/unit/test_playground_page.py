@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from html.parser import HTMLParser
 
 import pytest
 from fastapi.testclient import TestClient
 
-from kinema.api.playground import STATIC_DIR, content_security_policy, render_page
-from kinema.catalog.registry import KLING_ALIASES
+from kinema.api import playground
+from kinema.api.playground import (
+    OPENAI_SIZES,
+    STATIC_DIR,
+    content_security_policy,
+    model_limits,
+    render_page,
+    size_choices,
+)
+from kinema.catalog.registry import HOSTED_ALIASES, KLING_ALIASES, TINY_LTX2, ModelSpec
 from kinema.config import Settings
 from kinema.contracts.aimlapi import PROMPT_LIMIT
 from kinema.server import create_app
@@ -34,22 +44,31 @@ class Page(HTMLParser):
         self.style_attributes = 0
         self.handler_attributes: list[str] = []
         self.model_options: list[str] = []
+        self.options: dict[str, list[str]] = {}  # option values by their select's id
+        self.attributes: dict[str, dict[str, str | None]] = {}  # by id
         self._in_script = False
+        self._select = ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         found = dict(attrs)
         if found.get("id"):
             self.ids.add(str(found["id"]))
+            self.attributes[str(found["id"])] = found
         self.style_attributes += "style" in found
         self.handler_attributes += [name for name in found if name.startswith("on")]
         if tag == "script":
             self.scripts.append(found)
             self._in_script = True
+        if tag == "select":
+            self._select = str(found.get("id"))
         if tag == "option":
-            self.model_options.append(str(found.get("value")))
+            self.options.setdefault(self._select, []).append(str(found.get("value")))
+            if self._select == "model":
+                self.model_options.append(str(found.get("value")))
 
     def handle_endtag(self, tag: str) -> None:
         self._in_script = self._in_script and tag != "script"
+        self._select = "" if tag == "select" else self._select
 
     def handle_data(self, data: str) -> None:
         self.inline_script = self.inline_script or (self._in_script and bool(data.strip()))
@@ -84,7 +103,7 @@ def test_the_page_runs_no_inline_code(client: TestClient) -> None:
     assert not page.inline_script
     assert not page.style_attributes
     assert not page.handler_attributes
-    assert [s.get("src", "").split("?")[0] for s in page.scripts] == ["/static/playground.js"]
+    assert [str(s.get("src")).split("?")[0] for s in page.scripts] == ["/static/playground.js"]
 
 
 def test_the_page_bakes_in_the_served_models_and_the_prompt_limit(client: TestClient) -> None:
@@ -102,7 +121,7 @@ def test_the_page_bakes_in_the_served_models_and_the_prompt_limit(client: TestCl
 def test_the_kling_aliases_are_named_in_a_hint_not_offered_as_models(client: TestClient) -> None:
     html = client.get("/").text
     assert not any("kling" in option for option in parse(html).model_options)
-    assert f"one of {len(KLING_ALIASES)} Kling model ids" in html
+    assert f"one of {len(HOSTED_ALIASES)} hosted model ids" in html
     assert f"<code>{KLING_ALIASES[0]}</code>" in html
 
 
@@ -125,8 +144,8 @@ def test_the_page_has_every_contract_field(client: TestClient) -> None:
     html = client.get("/").text
     for value in ("16:9", "9:16", "1:1"):
         assert f'name="aspect_ratio" value="{value}"' in html
-    for value in (5, 10):
-        assert f'name="duration" value="{value}"' in html
+    for seconds in (5, 10):
+        assert f'name="duration" value="{seconds}"' in html
     assert 'type="range" min="0" max="1"' in html
 
 
@@ -224,3 +243,93 @@ def test_the_page_lets_players_load_from_where_download_links_point(settings: Se
         csp = client.get("/").headers["content-security-policy"]
     assert "media-src 'self' https://media.example.test;" in csp
     assert "img-src 'self' https://media.example.test;" in csp
+
+
+def test_the_page_renders_the_served_models_limits(client: TestClient, settings: Settings) -> None:
+    html = client.get("/").text
+    page = parse(html)
+    limits = json.loads(str(page.attributes["generate-form"]["data-models"]))
+    assert limits == {"tiny-ltx2": model_limits("tiny-ltx2")}
+    tiny = limits["tiny-ltx2"]
+    assert (tiny["min_seconds"], tiny["max_seconds"]) == (1, 20)
+    assert tiny["images"] is True
+    seconds = page.attributes["seconds"]
+    assert (seconds["type"], seconds["min"], seconds["max"], seconds["step"]) == (
+        "range",
+        "1",
+        "20",
+        "1",
+    )
+    assert seconds["value"] == "5"
+    assert "tiny-ltx2 makes 1 to 20 s at 24 fps." in html
+    assert page.attributes["extend-seconds"]["value"] == "4"
+    assert page.attributes["extend-seconds"]["max"] == "20"
+    # The page's image limit is the server's.
+    assert f'data-image-limit="{settings.input_max_bytes}"' in html
+    assert "JPEG, PNG or WebP, up to 100 kB" in html
+
+
+def test_the_size_choice_offers_the_native_sizes_then_openais(client: TestClient) -> None:
+    page = parse(client.get("/").text)
+    native = ["96x54", "54x96", "64x64"]
+    openai = [f"{w}x{h}" for w, h in OPENAI_SIZES]
+    assert page.options["size"] == native + openai
+    limits = model_limits("tiny-ltx2")
+    assert limits is not None
+    sizes = {f"{s['width']}x{s['height']}": s for s in limits["sizes"]}
+    assert sizes["1792x1024"]["aspect_ratio"] == "16:9"
+    assert sizes["720x1280"]["aspect_ratio"] == "9:16"
+    assert [value for value, size in sizes.items() if size["native"]] == native
+
+
+def test_only_the_sizes_a_model_can_make_are_offered() -> None:
+    small = replace(TINY_LTX2, max_side=1280, max_pixels=1280 * 720)
+    offered = [(s["width"], s["height"]) for s in size_choices(small)]
+    assert (1280, 720) in offered and (720, 1280) in offered
+    assert (1792, 1024) not in offered and (1024, 1792) not in offered
+    tiny_only = replace(TINY_LTX2, max_side=128, max_pixels=128 * 128)
+    assert [s["native"] for s in size_choices(tiny_only)] == [True, True, True]
+
+
+def test_the_page_has_image_length_size_and_extend_controls(client: TestClient) -> None:
+    page = parse(client.get("/").text)
+    for slot in ("first", "last"):
+        ids = {f"{slot}-frame-{part}" for part in ("file", "drop", "preview", "remove", "error")}
+        assert ids | {f"{slot}-frame-canvas", f"{slot}-frame-name"} <= page.ids
+        picker = page.attributes[f"{slot}-frame-file"]
+        assert picker["type"] == "file"
+        assert picker["accept"] == "image/jpeg,image/png,image/webp"
+        assert "hidden" in page.attributes[f"{slot}-frame-preview"]
+    assert "hidden" not in page.attributes["frames"]  # tiny-ltx2 takes images
+    controls = {"size", "seconds", "seconds-value", "extend-form", "extend-seconds", "extend"}
+    assert controls | {
+        "extend-error",
+        "job-origin",
+        "details-extend",
+        "details-extend-seconds",
+    } <= (page.ids)
+
+
+def _with_spec(monkeypatch: pytest.MonkeyPatch, spec: ModelSpec) -> str:
+    monkeypatch.setattr(playground, "get_spec", lambda model_id: spec)
+    return render_page([{"id": spec.id, "description": "d"}])
+
+
+def test_a_text_only_model_gets_no_image_pickers(monkeypatch: pytest.MonkeyPatch) -> None:
+    page = parse(_with_spec(monkeypatch, replace(TINY_LTX2, condition_pipeline="")))
+    assert "hidden" in page.attributes["frames"]
+
+
+def test_the_length_controls_follow_the_models_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    html = _with_spec(monkeypatch, replace(TINY_LTX2, min_seconds=2.5, max_seconds=8.7))
+    page = parse(html)
+    assert (page.attributes["seconds"]["min"], page.attributes["seconds"]["max"]) == ("3", "8")
+    assert 'name="duration" value="5" checked' in html
+    assert 'name="duration" value="10"' not in html  # longer than the model makes
+    assert page.attributes["extend-seconds"]["max"] == "8"
+
+
+def test_a_model_kinema_has_no_spec_of_leaves_the_size_to_the_server() -> None:
+    page = parse(render_page([{"id": "somebody-elses-model", "description": "d"}]))
+    assert page.options["size"] == [""]
+    assert json.loads(str(page.attributes["generate-form"]["data-models"])) == {}

@@ -1,19 +1,23 @@
 """Retention: finished jobs past KINEMA_RETENTION_HOURS, and deleted ones, are removed with their
-files by each API process's housekeeping, through the real app."""
+files by each API process's housekeeping; its passes run on a clock the tests move."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import threading
 
 from fastapi.testclient import TestClient
 
+from kinema.api.app import build_app
+from kinema.background.housekeeping import housekeeping, purge_expired
 from kinema.config import Settings
 from kinema.domain import GenerationRequest, Job, VideoArtifact
-from kinema.server import create_app
 from kinema.service import Services
+from kinema.wiring import build_services
+from tests.conftest import Clock, count_jobs
 
 MODEL = "tiny-ltx2"
+RETENTION_HOURS = 2.0
+RETENTION_SECONDS = RETENTION_HOURS * 3600
 
 
 def finish_one(services: Services, owner_name: str = "owner") -> tuple[str, Job]:
@@ -31,43 +35,66 @@ def finish_one(services: Services, owner_name: str = "owner") -> tuple[str, Job]
     return raw, job
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "housekeeping did not get there in time"
-        time.sleep(0.02)
+def completed_at(services: Services, job: Job) -> float:
+    completed = services.store.get_job(job.id)
+    assert completed is not None and completed.completed_at is not None
+    return completed.completed_at
 
 
 def test_a_job_past_retention_is_removed_with_its_files(settings: Settings) -> None:
-    settings = settings.model_copy(
-        update={"retention_hours": 4 / 3600, "housekeeping_seconds": 0.05}
-    )
-    with TestClient(create_app(settings)) as client:
-        services: Services = client.app.state.services  # type: ignore[attr-defined]
+    services = build_services(settings.model_copy(update={"retention_hours": RETENTION_HOURS}))
+    with TestClient(build_app(services)) as client:
         raw, job = finish_one(services)
         auth = {"Authorization": f"Bearer {raw}"}
         video = client.get(f"/v1/videos/{job.id}", headers=auth).json()
-        completed = services.store.get_job(job.id)
-        assert completed is not None and completed.completed_at is not None
-        assert video["expires_at"] == int(completed.completed_at + 4)
-        assert services.artifacts.keys(f"{job.id}/") == [f"{job.id}/t.jpg", f"{job.id}/t.mp4"]
+        ended = completed_at(services, job)
+        assert video["expires_at"] == int(ended + RETENTION_SECONDS)
+        files = [f"{job.id}/t.jpg", f"{job.id}/t.mp4"]
+        assert services.artifacts.keys(f"{job.id}/") == files
+        clock = Clock(ended + RETENTION_SECONDS - 1)
+        assert purge_expired(services, clock()) == 0
+        assert services.artifacts.keys(f"{job.id}/") == files
+        assert client.get(f"/v1/videos/{job.id}", headers=auth).status_code == 200
+        clock.now += 2
         # The row goes first, then the files, in one housekeeping pass.
-        wait_until(lambda: services.artifacts.keys(f"{job.id}/") == [])
-        assert services.store.count_jobs() == 0
+        assert purge_expired(services, clock()) == 1
+        assert services.artifacts.keys(f"{job.id}/") == []
+        assert count_jobs(services.store) == 0
         gone = client.get(f"/v1/videos/{job.id}", headers=auth)
         assert gone.status_code == 404
 
 
 def test_without_retention_jobs_stay_but_deleted_ones_are_removed(settings: Settings) -> None:
-    settings = settings.model_copy(update={"housekeeping_seconds": 0.05})
-    with TestClient(create_app(settings)) as client:
-        services: Services = client.app.state.services  # type: ignore[attr-defined]
+    services = build_services(settings)
+    with TestClient(build_app(services)):
         raw, kept = finish_one(services, "keeper")
         _, deleted = finish_one(services, "deleter")
         owner = services.keys.authenticate(raw)
         assert services.jobs.view(kept, "http://x").expires_at is None
         services.store.delete_job(deleted.id)
-        wait_until(lambda: services.artifacts.keys(f"{deleted.id}/") == [])
-        assert services.store.count_jobs() == 1
+        assert services.artifacts.keys(f"{deleted.id}/") != []
+        far_future = Clock(completed_at(services, kept) + 10 * 365 * 24 * 3600)
+        assert purge_expired(services, far_future()) == 1
+        assert services.artifacts.keys(f"{deleted.id}/") == []
+        assert count_jobs(services.store) == 1
         assert services.jobs.get(owner, kept.id, "http://x").job.id == kept.id
         assert services.artifacts.keys(f"{kept.id}/") != []
+
+
+def test_the_housekeeping_loop_purges_at_its_clock_s_time(settings: Settings) -> None:
+    services = build_services(settings.model_copy(update={"retention_hours": RETENTION_HOURS}))
+    _, job = finish_one(services)
+    clock = Clock(completed_at(services, job) + RETENTION_SECONDS + 1)
+    pass_began = threading.Event()
+
+    def observed_clock() -> float:
+        pass_began.set()
+        return clock()
+
+    loop = housekeeping(services, observed_clock)
+    loop.start()
+    assert pass_began.wait(10), "the loop never ran a pass"
+    loop.stop()  # waits for the pass under way
+    assert services.artifacts.keys(f"{job.id}/") == []
+    assert count_jobs(services.store) == 0
+    services.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,6 +13,7 @@ from kinema.domain import GenerationRequest, VideoArtifact
 from kinema.errors import Forbidden, NotFound
 from kinema.server import create_app
 from kinema.storage.local import LocalArtifactStore
+from tests.conftest import Clock
 
 PAYLOAD = bytes(range(256)) * 40
 
@@ -94,17 +94,37 @@ def test_signed_url_for_a_path_outside_the_store_is_refused(app_client: TestClie
     storage = storage_of(app_client)
     url = storage.url("../kinema.db", "http://testserver", 60)
     assert app_client.get(url).status_code in (403, 404)
+    query = parse_qs(urlsplit(url).query)
     with pytest.raises(NotFound):
-        storage.verify(
-            "../kinema.db", int(time.time()) + 60, parse_qs(urlsplit(url).query)["signature"][0]
-        )
+        storage.verify("../kinema.db", int(query["expires"][0]), query["signature"][0])
 
 
 def test_verify_rejects_bad_signatures_directly(tmp_path: Path) -> None:
-    storage = LocalArtifactStore(tmp_path / "artifacts", b"secret")
+    clock = Clock()
+    storage = LocalArtifactStore(tmp_path / "artifacts", b"secret", clock)
     put(storage, "j/x.mp4")
-    with pytest.raises(Forbidden):
-        storage.verify("j/x.mp4", int(time.time()) + 60, "nope")
+    with pytest.raises(Forbidden, match="invalid"):
+        storage.verify("j/x.mp4", int(clock()) + 60, "nope")
+
+
+def signed(storage: LocalArtifactStore, key: str, ttl_seconds: int) -> tuple[int, str]:
+    query = parse_qs(urlsplit(storage.url(key, "http://testserver", ttl_seconds)).query)
+    return int(query["expires"][0]), query["signature"][0]
+
+
+def test_a_signed_url_is_valid_until_it_expires(tmp_path: Path) -> None:
+    clock = Clock(1000.0)
+    storage = LocalArtifactStore(tmp_path / "artifacts", b"secret", clock)
+    put(storage, "j/x.mp4")
+    expires, signature = signed(storage, "j/x.mp4", ttl_seconds=60)
+    assert expires == 1060
+    clock.now += 59.5
+    assert storage.verify("j/x.mp4", expires, signature) == storage.path_for("j/x.mp4")
+    clock.now = 1060.0
+    assert storage.verify("j/x.mp4", expires, signature) == storage.path_for("j/x.mp4")
+    clock.now += 0.001
+    with pytest.raises(Forbidden, match="expired"):
+        storage.verify("j/x.mp4", expires, signature)
 
 
 def test_video_urls_use_the_public_url_behind_a_proxy(settings: Settings) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,10 @@ from kinema.domain import ApiKey, Clip, GenerationRequest, JobStatus
 from kinema.engine.pipelines import ModelRunner, load_engine
 from kinema.service import Services
 from kinema.store.sql import jobs
+from kinema.store_protocol import JobStore
 from kinema.wiring import build_services
 from kinema.worker.runner import Worker
+from tests.conftest import Clock
 from tests.runners import HookedRunner
 
 OWNER = ApiKey(id="owner", name="owner", created_at=0.0)
@@ -140,29 +141,62 @@ def test_a_worker_that_lost_its_lease_discards_its_output(
     assert stored_files(services) == []
 
 
+class ClockedSteps(HookedRunner):
+    """Records what the store shows before each step, then moves `clock` by `step_seconds`."""
+
+    def __init__(self, runner: ClipRunner, store: JobStore, job_id: str, clock: Clock) -> None:
+        super().__init__(runner, 0, lambda: None)
+        self.store, self.job_id, self.clock = store, job_id, clock
+        self.step_seconds = 0.0
+        self.seen: list[tuple[float, str | None]] = []
+
+    def generate(self, plan: GenerationPlan, on_step: Any, is_canceled: Any) -> Clip:
+        def step(done: int, total: int) -> None:
+            job = self.store.get_job(self.job_id)
+            assert job is not None
+            self.seen.append((job.progress, job.stage))
+            self.clock.now += self.step_seconds
+            on_step(done, total)
+
+        return self.runner.generate(plan, step, is_canceled)
+
+
+def denoising(done: int, total: int) -> tuple[float, str]:
+    return (90.0 * done / total, f"denoising {done}/{total}") if done else (0.0, "denoising")
+
+
 def test_progress_reaches_the_store_while_denoising(
     services: Services, engine: ModelRunner
 ) -> None:
     job_id = submit(services)
-    store = services.store
-    seen: list[tuple[float, str | None]] = []
-
-    class Recording(HookedRunner):
-        def generate(self, plan: GenerationPlan, on_step: Any, is_canceled: Any) -> Clip:
-            def step(done: int, total: int) -> None:
-                job = store.get_job(job_id)
-                assert job is not None
-                seen.append((job.progress, job.stage))
-                time.sleep(0.3)  # longer than the report interval: this step's report goes through
-                on_step(done, total)
-
-            return self.runner.generate(plan, step, is_canceled)
-
-    worker_for(services, Recording(engine, 0, lambda: None)).run_once()
+    clock = Clock()
+    runner = ClockedSteps(engine, services.store, job_id, clock)
+    # longer than the report interval: every step's report goes through
+    runner.step_seconds = services.settings.progress_min_interval * 1.2
+    worker = Worker(services.store, services.artifacts, runner, services.settings, clock=clock)
+    worker.run_once()
     total = TINY_LTX2.total_steps
-    assert seen[0] == (0.0, "denoising")
-    assert seen[1] == (90.0 / total, f"denoising 1/{total}")
-    assert seen[-1] == (90.0 * (total - 1) / total, f"denoising {total - 1}/{total}")
+    assert runner.seen == [denoising(done, total) for done in range(total)]
+
+
+def test_progress_reports_closer_than_the_interval_are_dropped(
+    services: Services, engine: ModelRunner
+) -> None:
+    job_id = submit(services)
+    clock = Clock()
+    runner = ClockedSteps(engine, services.store, job_id, clock)
+    runner.step_seconds = services.settings.progress_min_interval * 0.6
+    worker = Worker(services.store, services.artifacts, runner, services.settings, clock=clock)
+    worker.run_once()
+    total = TINY_LTX2.total_steps
+    # two steps make an interval: only every second step's report is sent
+    assert total >= 4
+    assert runner.seen == [denoising(done - done % 2, total) for done in range(total)]
+    job = services.store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.COMPLETED and job.progress == 100.0
+
+
+OVERLAP_TIMEOUT = 30.0  # only a worker that does not overlap waits this long, and then fails
 
 
 def test_encoding_one_job_overlaps_generating_the_next(
@@ -170,39 +204,47 @@ def test_encoding_one_job_overlaps_generating_the_next(
 ) -> None:
     import kinema.media
 
-    spans: dict[str, list[tuple[float, float]]] = {"generate": [], "encode": []}
-    real_encode = kinema.media.encode_mp4
-
-    def slow_encode(*args: Any, **kwargs: Any) -> Any:
-        start = time.monotonic()
-        time.sleep(1.0)  # an encode long enough to see whether the next job waits for it
-        result = real_encode(*args, **kwargs)
-        spans["encode"].append((start, time.monotonic()))
-        return result
-
-    class Timed(HookedRunner):
-        def generate(self, plan: GenerationPlan, on_step: Any, is_canceled: Any) -> Clip:
-            start = time.monotonic()
-            clip = self.runner.generate(plan, on_step, is_canceled)
-            spans["generate"].append((start, time.monotonic()))
-            return clip
-
-    monkeypatch.setattr(kinema.media, "encode_mp4", slow_encode)
-    first, second = submit(services, seed=1), submit(services, seed=2)
+    first_encode_began = threading.Event()
+    second_generate_began = threading.Event()
+    overlapped: dict[str, bool] = {}
     stop = threading.Event()
-    worker = worker_for(services, Timed(engine, 0, lambda: None))
+    real_encode = kinema.media.encode_mp4
+    encodes = 0
 
-    def stop_when_both_done() -> None:
-        store = services.store
-        while not all(store.get_job(i).status is JobStatus.COMPLETED for i in (first, second)):  # type: ignore[union-attr]
-            time.sleep(0.05)
-        stop.set()
+    def gated_encode(*args: Any, **kwargs: Any) -> Any:
+        """Job 1's encode cannot end before job 2's generation has begun."""
+        nonlocal encodes
+        encodes += 1
+        if encodes == 1:
+            first_encode_began.set()
+            overlapped["encode"] = second_generate_began.wait(OVERLAP_TIMEOUT)
+        else:
+            stop.set()  # job 2 is generated: the worker stops once it is stored
+        return real_encode(*args, **kwargs)
 
-    watcher = threading.Thread(target=stop_when_both_done, daemon=True)
-    watcher.start()
+    class Gated(HookedRunner):
+        generations = 0
+
+        def generate(self, plan: GenerationPlan, on_step: Any, is_canceled: Any) -> Clip:
+            """Job 2's generation cannot end before job 1's encode has begun."""
+            self.generations += 1
+            if self.generations != 2:
+                return self.runner.generate(plan, on_step, is_canceled)
+            second_generate_began.set()
+            overlapped["generate"] = first_encode_began.wait(OVERLAP_TIMEOUT)
+            try:
+                return self.runner.generate(plan, on_step, is_canceled)
+            except BaseException:
+                stop.set()  # job 2 will not be encoded: nothing else would stop the worker
+                raise
+
+    monkeypatch.setattr(kinema.media, "encode_mp4", gated_encode)
+    first, second = submit(services, seed=1), submit(services, seed=2)
+    worker = worker_for(services, Gated(engine, 0, lambda: None))
+    worker.settings = services.settings.model_copy(update={"idle_wait_seconds": 0.01})
     worker.run(stop)
-    watcher.join(5)
-    first_encode = spans["encode"][0]
-    second_generate = spans["generate"][1]
     # the intervals intersect: job 2 was denoised while job 1 was still being encoded
-    assert second_generate[0] < first_encode[1] and first_encode[0] < second_generate[1]
+    assert overlapped == {"encode": True, "generate": True}
+    for job_id in (first, second):
+        job = services.store.get_job(job_id)
+        assert job is not None and job.status is JobStatus.COMPLETED

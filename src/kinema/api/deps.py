@@ -51,7 +51,7 @@ async def limited_stream(request: Request, limit: int) -> AsyncGenerator[bytes, 
 
 def body_limit(request: Request) -> int:
     """The body-size limit; a body declared larger is refused before it is read."""
-    limit = services(request).settings.max_body_bytes
+    limit = services(request).settings.create_body_limit
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body exceeds {limit} bytes")

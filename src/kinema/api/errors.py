@@ -146,13 +146,16 @@ def _routes(app: FastAPI) -> Iterable[Any]:
 
 def allowed_methods(request: Request) -> list[str]:
     """Every method the routes at the request's path serve. (The 405 the router raises names
-    only those of the first route there: a path with a GET and a POST route allowed just one.)"""
-    methods: set[str] = set()
-    for route in _routes(request.app):
-        route_methods = getattr(route, "methods", None)
-        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
-            methods |= route_methods
-    return sorted(methods)
+    only those of the first route there: a path with a GET and a POST route allowed just one.)
+    A path that is a route of its own (`/v1/videos/extensions`) is not also the template it
+    happens to fit (`/v1/videos/{video_id}`)."""
+    matching = [
+        route
+        for route in _routes(request.app)
+        if getattr(route, "methods", None) and route.matches(request.scope)[0] is not Match.NONE
+    ]
+    literal = [route for route in matching if not getattr(route, "param_convertors", None)]
+    return sorted({method for route in literal or matching for method in route.methods})
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -42,3 +42,21 @@ async def in_thread(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs)
     """`function(*args, **kwargs)` in a worker thread, after the calls ahead of it (FIFO)."""
     async with _gate():
         return await asyncio.to_thread(function, *args, **kwargs)
+
+
+# Input fetches wait on the network, not the database: their own, wider gate, so a slow image
+# server never holds a database slot, and a flood of image URLs cannot spawn unbounded threads.
+FETCHES_AT_ONCE = 8
+_fetch_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def fetching(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`function(*args, **kwargs)` in a worker thread, at most FETCHES_AT_ONCE at a time."""
+    loop = asyncio.get_running_loop()
+    gate = _fetch_gates.get(loop)
+    if gate is None:
+        gate = _fetch_gates[loop] = asyncio.Semaphore(FETCHES_AT_ONCE)
+    async with gate:
+        return await asyncio.to_thread(function, *args, **kwargs)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, get_args
+from dataclasses import dataclass, replace
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, ValidationError
+from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from kinema.api.deps import (
@@ -26,6 +28,7 @@ from kinema.api.deps import (
     services,
 )
 from kinema.api.errors import WHOLE_BODY, invalid_params_message
+from kinema.api.inputs import as_inputs, fetched, uploaded
 from kinema.api.json_body import check_values
 from kinema.api.offload import in_thread
 from kinema.api.openapi_docs import (
@@ -39,21 +42,30 @@ from kinema.api.openapi_docs import (
     openai_responses,
 )
 from kinema.catalog.registry import FULL_HD_SIZES
-from kinema.contracts.aimlapi import CreateGenerationBody
+from kinema.config import Settings
+from kinema.contracts.aimlapi import CreateGenerationBody, ImageReference, Prompt
 from kinema.contracts.fields import field_errors_from_pydantic
-from kinema.domain import ApiKey, Job, JobStatus
+from kinema.domain import ApiKey, GenerationRequest, Job, JobStatus
 from kinema.errors import FieldError, ValidationFailed
-from kinema.service import JobView, Variant
+from kinema.service import InputFile, JobView, Variant
 
 PATH = "/v1/videos"
-DEFAULT_SIZE = "{}x{}".format(
-    *FULL_HD_SIZES[CreateGenerationBody.model_fields["aspect_ratio"].default]
-)
-ASPECT_RATIO_BY_SIZE = {f"{w}x{h}": ratio for ratio, (w, h) in FULL_HD_SIZES.items()}
-SECONDS = tuple(str(s) for s in get_args(CreateGenerationBody.model_fields["duration"].annotation))
+# OpenAI's documented values and defaults; kinema also takes its 1080p sizes, any other even
+# WxH and any whole number of seconds the served model can make (the plan checks those).
+OPENAI_SECONDS = ("4", "8", "12")
+DEFAULT_SECONDS = "4"
+OPENAI_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
+DEFAULT_SIZE = "720x1280"
+SIZES = (*OPENAI_SIZES, *(f"{w}x{h}" for w, h in FULL_HD_SIZES.values()))
+SIZE_PATTERN = re.compile(r"([1-9]\d{0,4})x([1-9]\d{0,4})")
+SECONDS_PATTERN = re.compile(r"\d{1,3}")
 EXTENSIONS = ("negative_prompt", "cfg_scale", "generate_audio", "seed", "callback_url")
 PARAM_BY_FIELD = {"duration": "seconds", "aspect_ratio": "size"}
-MEDIA_TYPES: dict[Variant, str] = {"video": "video/mp4", "thumbnail": "image/jpeg"}
+MEDIA_TYPES: dict[Variant, str] = {
+    "video": "video/mp4",
+    "thumbnail": "image/jpeg",
+    "spritesheet": "image/jpeg",
+}
 MAX_FORM_FILES = 4
 MAX_FORM_FIELDS = 64
 LIST_LIMIT_DEFAULT = 20
@@ -99,6 +111,12 @@ def _progress(job: Job) -> int:
     return 100 if job.status is JobStatus.COMPLETED else max(0, min(100, math.floor(job.progress)))
 
 
+def _size_of(request: GenerationRequest) -> tuple[int, int]:
+    if request.width is not None and request.height is not None:
+        return request.width, request.height
+    return FULL_HD_SIZES[request.aspect_ratio]  # a job stored before sizes were explicit
+
+
 def render_video(view: JobView) -> dict[str, Any]:
     job, request = view.job, view.job.request
     completed = job.status is JobStatus.COMPLETED
@@ -112,10 +130,10 @@ def render_video(view: JobView) -> dict[str, Any]:
         "created_at": int(job.created_at),
         "completed_at": _timestamp(job.completed_at),
         "expires_at": _timestamp(view.expires_at),
-        "seconds": str(request.duration),
-        "size": "{}x{}".format(*FULL_HD_SIZES[request.aspect_ratio]),
+        "seconds": f"{request.duration + job.meta.get('continued_seconds', 0):g}",
+        "size": "{}x{}".format(*_size_of(request)),
         "prompt": request.prompt,
-        "remixed_from_video_id": None,
+        "remixed_from_video_id": job.meta.get("remixed_from"),
         "error": _error(job),
         # kinema's extensions
         "negative_prompt": request.negative_prompt,
@@ -150,42 +168,81 @@ def _invalid_param(param: str, message: str) -> ValidationFailed:
     return _invalid([FieldError(param, message)])
 
 
-def _duration(seconds: Any) -> int:
+def _seconds(seconds: Any) -> int:
     text = str(seconds) if type(seconds) is int else seconds
-    if isinstance(text, str) and text.strip() in SECONDS:
+    if isinstance(text, str) and SECONDS_PATTERN.fullmatch(text.strip()):
         return int(text)
-    allowed = ", ".join(f"'{s}'" for s in SECONDS)
-    raise _invalid_param("seconds", f"{seconds!r} is not supported; use one of {allowed}")
+    allowed = ", ".join(f"'{s}'" for s in OPENAI_SECONDS)
+    message = f"{seconds!r} is not supported; use one of {allowed} (or whole seconds)"
+    raise _invalid_param("seconds", message)
 
 
-def _aspect_ratio(size: Any) -> str:
-    ratio = ASPECT_RATIO_BY_SIZE.get(size.strip().lower()) if isinstance(size, str) else None
-    if ratio is not None:
-        return ratio
-    allowed = ", ".join(f"'{s}'" for s in ASPECT_RATIO_BY_SIZE)
-    raise _invalid_param("size", f"{size!r} is not supported; use one of {allowed}")
+def _size(size: Any) -> tuple[int, int]:
+    match = SIZE_PATTERN.fullmatch(size.strip().lower()) if isinstance(size, str) else None
+    if match is not None:
+        return int(match[1]), int(match[2])
+    allowed = ", ".join(f"'{s}'" for s in SIZES)
+    raise _invalid_param("size", f"{size!r} is not supported; use one of {allowed} (or WxH)")
+
+
+def _aspect_ratio(width: int, height: int) -> str:
+    """The nearest of kinema's aspect ratios, for the kinema extension field that shows it."""
+    shapes = {ratio: w / h for ratio, (w, h) in FULL_HD_SIZES.items()}
+    return min(shapes, key=lambda ratio: abs(shapes[ratio] - width / height))
 
 
 def generation_fields(body: dict[str, Any], default_model: str) -> dict[str, Any]:
-    """The /v2 body an OpenAI create body asks for (unknown keys are ignored)."""
-    if body.get("input_reference") is not None:
-        message = "image-to-video (input_reference) is not supported by the served model"
-        raise _invalid_param("input_reference", message)
+    """The /v2 body of the fields the two contracts share (unknown keys are ignored)."""
     fields = {name: body[name] for name in ("prompt", *EXTENSIONS) if name in body}
     model = body.get("model")
     fields["model"] = default_model if model is None or model in SORA_ALIASES else model
-    if body.get("seconds") is not None:
-        fields["duration"] = _duration(body["seconds"])
-    if body.get("size") is not None:
-        fields["aspect_ratio"] = _aspect_ratio(body["size"])
     return fields
 
 
-def parse_video_body(body: dict[str, Any], default_model: str) -> CreateGenerationBody:
+InputReference = ImageReference | bytes | None
+
+
+def _input_reference(value: Any) -> InputReference:
+    """An uploaded file's bytes, or `{"image_url": URL or data URI}` as JSON; None: text only."""
+    if value is None or isinstance(value, bytes):
+        return value
+    url = value.get("image_url") if isinstance(value, dict) else None
+    if isinstance(url, str) and url:
+        return ImageReference("input_reference", url, 0)
+    message = 'must be an image file (multipart) or {"image_url": "https://… or data:image/…"}'
+    raise _invalid_param("input_reference", message)
+
+
+@dataclass(frozen=True)
+class VideoBody:
+    shared: CreateGenerationBody
+    seconds: int
+    width: int
+    height: int
+    input_reference: InputReference = None
+
+    def to_request(self) -> GenerationRequest:
+        return replace(
+            self.shared.to_request(),
+            duration=self.seconds,
+            width=self.width,
+            height=self.height,
+            aspect_ratio=_aspect_ratio(self.width, self.height),
+        )
+
+
+def parse_video_body(body: dict[str, Any], default_model: str) -> VideoBody:
+    seconds = _seconds(_or_default(body.get("seconds"), DEFAULT_SECONDS))
+    width, height = _size(_or_default(body.get("size"), DEFAULT_SIZE))
     try:
-        return CreateGenerationBody.model_validate(generation_fields(body, default_model))
+        shared = CreateGenerationBody.model_validate(generation_fields(body, default_model))
     except ValidationError as exc:
         raise _invalid(field_errors_from_pydantic(list(exc.errors()))) from None
+    return VideoBody(shared, seconds, width, height, _input_reference(body.get("input_reference")))
+
+
+def _or_default(value: Any, default: str) -> Any:
+    return default if value is None else value
 
 
 def _form_bool(text: str) -> bool | str:
@@ -211,8 +268,10 @@ FORM_COERCIONS = {
 
 
 def _form_value(name: str, value: Any) -> Any:
+    if isinstance(value, UploadFile):
+        return value.file.read() if name == "input_reference" else None
     if not isinstance(value, str):
-        return value  # an uploaded file
+        return value
     if value == "" and name != "prompt":
         return None  # an empty form input asks for the default
     coerce = FORM_COERCIONS.get(name)
@@ -275,9 +334,9 @@ async def create_body(request: Request) -> dict[str, Any]:
 def _create_schema() -> dict[str, Any]:
     """The create body for the OpenAPI document (validation is parse_video_body's)."""
     return create_video_openapi(
-        seconds=SECONDS,
-        default_seconds=str(CreateGenerationBody.model_fields["duration"].default),
-        sizes=list(ASPECT_RATIO_BY_SIZE),
+        seconds=OPENAI_SECONDS,
+        default_seconds=DEFAULT_SECONDS,
+        sizes=SIZES,
         default_size=DEFAULT_SIZE,
         extensions=EXTENSIONS,
         aliases=SORA_ALIASES,
@@ -290,13 +349,122 @@ def _create_schema() -> dict[str, Any]:
 def create_video(
     request: Request, key: Key, body: Annotated[dict[str, Any], Depends(create_body)]
 ) -> dict[str, Any]:
-    jobs = services(request).jobs
+    app = services(request)
+    jobs = app.jobs
     parsed = parse_video_body(body, jobs.served.default)
+    inputs = _reference_inputs(parsed.input_reference, app.settings)
     try:
-        job = jobs.submit(key, parsed.to_request(), parsed.callback_url)
+        job = jobs.submit(key, parsed.to_request(), parsed.shared.callback_url, inputs)
     except ValidationFailed as exc:  # the model or the callback_url was refused
         raise _invalid(exc.errors or [FieldError(WHOLE_BODY, exc.message)]) from None
     return render_video(jobs.view(job, base_url(request)))
+
+
+class RemixBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: Prompt
+    callback_url: Annotated[StrictStr, Field(max_length=2048)] | None = None
+
+
+class VideoReference(BaseModel):
+    id: StrictStr = Field(min_length=1)
+
+
+EXTENSION_SECONDS = ("4", "8", "12", "16", "20")
+
+
+class EditBody(RemixBody):
+    video: VideoReference
+
+
+class ExtensionBody(EditBody):
+    seconds: Annotated[int, BeforeValidator(_seconds)] = 4
+
+
+def _parsed(model: type[RemixBody], body: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise _invalid(field_errors_from_pydantic(list(exc.errors()))) from None
+
+
+def _submitted(request: Request, submit: Callable[[], Job]) -> dict[str, Any]:
+    try:
+        job = submit()
+    except ValidationFailed as exc:
+        raise _invalid(exc.errors or [FieldError(WHOLE_BODY, exc.message)]) from None
+    return render_video(services(request).jobs.view(job, base_url(request)))
+
+
+def remix_video(
+    request: Request,
+    key: Key,
+    video_id: str,
+    body: Annotated[dict[str, Any], Depends(json_object_body)],
+) -> dict[str, Any]:
+    """A new video from a completed one and a new prompt (see JobService.remix)."""
+    parsed = _parsed(RemixBody, body)
+    jobs = services(request).jobs
+    return _submitted(
+        request, lambda: jobs.remix(key, video_id, parsed.prompt, parsed.callback_url)
+    )
+
+
+def _video_by_id(body: dict[str, Any]) -> dict[str, Any]:
+    """`video` as `{"id": …}` (JSON), or the form field `video[id]` the SDK sends in a multipart
+    body; an uploaded video file is refused: kinema continues and edits its own videos."""
+    body = {**body}
+    if "video[id]" in body:
+        body["video"] = {"id": body.pop("video[id]")}
+    if isinstance(body.get("video"), bytes):
+        message = 'name a completed kinema video as {"id": …}; uploaded videos are not taken'
+        raise _invalid_param("video", message)
+    return body
+
+
+def edit_video(
+    request: Request, key: Key, body: Annotated[dict[str, Any], Depends(create_body)]
+) -> dict[str, Any]:
+    """An edit of a completed video by a prompt: kinema's remix (the same frames re-denoised
+    toward the new prompt)."""
+    parsed = _parsed(EditBody, _video_by_id(body))
+    jobs = services(request).jobs
+    return _submitted(
+        request, lambda: jobs.remix(key, parsed.video.id, parsed.prompt, parsed.callback_url)
+    )
+
+
+def characters_are_not_served(request: Request, key: Key) -> None:
+    message = "characters are not supported: the served models take no character references"
+    raise _invalid_param(WHOLE_BODY, message)
+
+
+def extend_video(
+    request: Request, key: Key, body: Annotated[dict[str, Any], Depends(create_body)]
+) -> dict[str, Any]:
+    """A completed video and `seconds` more, continued from its last frames, as one video."""
+    parsed = _parsed(ExtensionBody, _video_by_id(body))
+    jobs = services(request).jobs
+    return _submitted(
+        request,
+        lambda: jobs.extend(
+            key, parsed.video.id, parsed.prompt, parsed.seconds, parsed.callback_url
+        ),
+    )
+
+
+def _reference_inputs(reference: InputReference, settings: Settings) -> list[InputFile]:
+    """The input reference, fetched or verified, as the first frame's condition."""
+    if reference is None:
+        return []
+    try:
+        if isinstance(reference, bytes):
+            image = uploaded("input_reference", reference, settings)
+            return as_inputs([ImageReference("input_reference", "", 0)], [image])
+        return as_inputs([reference], [fetched(reference, settings)])
+    except ValidationFailed as refused:
+        raise _invalid(refused.errors) from None
 
 
 def list_videos(
@@ -359,6 +527,38 @@ router.add_api_route(
     openapi_extra=_create_schema(),
     summary="Create a video (OpenAI-compatible)",
     responses=openai_responses(VIDEO, 400, 401, 413, 429),
+)
+router.add_api_route(
+    f"{PATH}/extensions",
+    extend_video,
+    methods=["POST"],
+    summary="Extend a completed video by 4 to 20 seconds, continued from its last frames",
+    responses=openai_responses(VIDEO, 400, 401, 404, 413, 429),
+    openapi_extra=AUTHENTICATED,
+)
+router.add_api_route(
+    f"{PATH}/edits",
+    edit_video,
+    methods=["POST"],
+    summary="Edit a completed video by a prompt (kinema runs it as a remix)",
+    responses=openai_responses(VIDEO, 400, 401, 404, 413, 429),
+    openapi_extra=AUTHENTICATED,
+)
+router.add_api_route(
+    f"{PATH}/characters",
+    characters_are_not_served,
+    methods=["POST"],
+    summary="Not served: the models take no character references (answers 400)",
+    responses=openai_responses(VIDEO, 400, 401),
+    openapi_extra=AUTHENTICATED,
+)
+router.add_api_route(
+    f"{PATH}/{{video_id}}/remix",
+    remix_video,
+    methods=["POST"],
+    summary="Remix a completed video with a new prompt, keeping its shape, seed and motion",
+    responses=openai_responses(VIDEO, 400, 401, 404, 413, 429),
+    openapi_extra=AUTHENTICATED,
 )
 router.add_api_route(
     PATH,

@@ -16,7 +16,7 @@ from uuid import UUID
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
-from kinema.catalog.registry import KLING_ALIASES, PRESET_ALIASES, ServedModels
+from kinema.catalog.registry import HOSTED_ALIASES, PRESET_ALIASES, ServedModels
 from kinema.contracts.aimlapi import PROMPT_LIMIT, CreateGenerationBody
 
 JsonSchema = dict[str, Any]
@@ -406,6 +406,15 @@ def _choice(values: Sequence[str], default: str) -> JsonSchema:
     return {"type": "string", "enum": list(values), "default": default}
 
 
+def _choice_or(values: Sequence[str], default: str, pattern: str, other: str) -> JsonSchema:
+    """The documented values, or (a kinema extension) others matching `pattern`."""
+    return {
+        "anyOf": [_choice(values, default), {"type": "string", "pattern": pattern}],
+        "default": default,
+        "description": f"one of the listed values, or {other} the served model can make",
+    }
+
+
 def create_video_openapi(
     *,
     seconds: Sequence[str],
@@ -424,8 +433,8 @@ def create_video_openapi(
         "anyOf": [MODEL_ID_REF, {"type": "string", "enum": list(aliases)}, NULL],
         "description": "A served model id or an alias; left out or null: the served model",
     }
-    properties["seconds"] = _choice(seconds, default_seconds)
-    properties["size"] = _choice(sizes, default_size)
+    properties["seconds"] = _choice_or(seconds, default_seconds, r"^\d{1,3}$", "whole seconds")
+    properties["size"] = _choice_or(sizes, default_size, r"^[1-9]\d{0,4}x[1-9]\d{0,4}$", "any WxH")
     json_schema = {"type": "object", "required": ["prompt"], "properties": properties}
     form_properties = {name: _non_null(copy.deepcopy(p)) for name, p in properties.items()}
     form_schema = {**json_schema, "properties": form_properties}
@@ -442,7 +451,7 @@ def create_video_openapi(
 def accepted_model_ids(served: ServedModels) -> list[str]:
     """Every `model` a create accepts: the served ids, their preset aliases, the Kling ids."""
     presets = [alias for alias, target in PRESET_ALIASES.items() if target in served.served]
-    return list(dict.fromkeys([*served.served, *presets, *KLING_ALIASES]))
+    return list(dict.fromkeys([*served.served, *presets, *HOSTED_ALIASES]))
 
 
 def _responses(document: dict[str, Any]) -> Iterable[dict[str, Any]]:

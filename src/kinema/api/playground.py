@@ -4,11 +4,19 @@ The page needs no auth (the API key is typed into it and kept in the tab's sessi
 API call it makes carries that key as a Bearer token. A strict Content-Security-Policy allows only
 this origin for scripts, styles, media and connections, so the page runs no inline script and
 loads nothing from the internet.
+
+The page carries what the served models make (whole seconds from min to max, the sizes, whether
+they take images) in the form's `data-models` attribute and the image size limit in the body's
+`data-image-limit`. A picked image is checked and read in the browser (a data URI for the
+request) and previewed on a canvas from `createImageBitmap`, so neither `blob:` nor `data:` has to
+be allowed as an image source.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 from dataclasses import dataclass
 from functools import cache
 from html import escape
@@ -21,9 +29,10 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from kinema import __version__
 from kinema.api.deps import base_url, services
-from kinema.catalog.registry import ASPECT_RATIOS
-from kinema.contracts.aimlapi import PROMPT_LIMIT
-from kinema.errors import NotFound
+from kinema.catalog.registry import ASPECT_RATIOS, ModelSpec, get_spec
+from kinema.config import Settings
+from kinema.contracts.aimlapi import PROMPT_LIMIT, nearest_aspect_ratio
+from kinema.errors import ModelUnavailable, NotFound
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_ROUTE = "/static"
@@ -33,6 +42,12 @@ MEDIA_TYPES = {
     ".svg": "image/svg+xml",
 }
 DURATIONS = (5, 10)
+# OpenAI's video sizes, offered besides a model's native ones where the model can make them.
+OPENAI_SIZES = ((1280, 720), (1792, 1024), (720, 1280), (1024, 1792))
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
+IMAGE_LIMIT = int(Settings.model_fields["input_max_bytes"].default)
+EXTEND_SECONDS = 4
+TIMES = "\N{MULTIPLICATION SIGN}"
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -113,33 +128,166 @@ def alias_hint(catalog: list[dict[str, Any]]) -> str:
     example = escape(str(aliases[0]["id"]))
     target = escape(str(aliases[0]["alias_of"]))
     return (
-        f"API clients may also name one of {len(aliases)} Kling model ids "
-        f"(such as <code>{example}</code>); they run <code>{target}</code>."
+        f"API clients may also name one of {len(aliases)} hosted model ids (Kling, LTX) "
+        f"(such as <code>{example}</code>); they run the served model, e.g. <code>{target}</code>."
     )
 
 
-def _radios(name: str, values: tuple[Any, ...], suffix: str = "") -> str:
+def _radios(name: str, values: tuple[Any, ...], suffix: str = "", checked: Any = None) -> str:
+    chosen = values[0] if checked is None else checked
     return "".join(
         f'<label class="chip"><input type="radio" name="{name}" value="{escape(str(v))}"'
-        f"{' checked' if i == 0 else ''}><span>{escape(str(v))}{suffix}</span></label>"
-        for i, v in enumerate(values)
+        f"{' checked' if v == chosen else ''}><span>{escape(str(v))}{suffix}</span></label>"
+        for v in values
     )
 
 
-def render_page(catalog: list[dict[str, Any]], prompt_limit: int = PROMPT_LIMIT) -> str:
-    """The playground's HTML; the served models and the contract's limits are baked in."""
+def _makes(spec: ModelSpec, width: int, height: int) -> bool:
+    """Whether `check_request` lets `spec` make a width x height clip."""
+    return (
+        width % 2 == 0
+        and height % 2 == 0
+        and min(width, height) >= spec.min_side
+        and max(width, height) <= spec.max_side
+        and width * height <= spec.max_pixels
+    )
+
+
+def size_choices(spec: ModelSpec) -> list[dict[str, Any]]:
+    """The sizes the page offers for `spec`: its native size per aspect ratio, then OpenAI's
+    sizes it can make, each with the aspect ratio it is nearest to."""
+    sizes = [
+        {"width": w, "height": h, "aspect_ratio": ratio, "native": True}
+        for ratio in ASPECT_RATIOS
+        if ratio in spec.output_sizes
+        for w, h in (spec.output_sizes[ratio],)
+    ]
+    native = {(size["width"], size["height"]) for size in sizes}
+    sizes += [
+        {"width": w, "height": h, "aspect_ratio": nearest_aspect_ratio(w, h), "native": False}
+        for w, h in OPENAI_SIZES
+        if (w, h) not in native and _makes(spec, w, h)
+    ]
+    return sizes
+
+
+def model_limits(model_id: str) -> dict[str, Any] | None:
+    """What the page lets a person ask `model_id` for (None for an id kinema has no spec of):
+    whole seconds from `min_seconds` to `max_seconds`, the sizes, and whether it takes images."""
+    try:
+        spec = get_spec(model_id)
+    except ModelUnavailable:
+        return None
+    low = max(1, math.ceil(spec.min_seconds))
+    return {
+        "min_seconds": low,
+        "max_seconds": max(low, math.floor(spec.max_seconds)),
+        "fps": spec.fps,
+        "sizes": size_choices(spec),
+        "images": bool(spec.condition_pipeline),
+    }
+
+
+def _size_option(size: dict[str, Any], selected: bool) -> str:
+    value = f"{size['width']}x{size['height']}"
+    native = " (native)" if size["native"] else ""
+    label = f"{size['width']}{TIMES}{size['height']} · {size['aspect_ratio']}{native}"
+    flags = (' data-native="1"' if size["native"] else "") + (" selected" if selected else "")
+    ratio = escape(size["aspect_ratio"])
+    return f'<option value="{value}" data-ratio="{ratio}"{flags}>{escape(label)}</option>'
+
+
+def _size_options(limits: dict[str, Any] | None) -> str:
+    if not limits or not limits["sizes"]:
+        return '<option value="">the model\'s size</option>'
+    sizes = limits["sizes"]
+    first = next((s for s in sizes if s["aspect_ratio"] == ASPECT_RATIOS[0]), sizes[0])
+    return "".join(_size_option(size, size is first) for size in sizes)
+
+
+def _seconds_hint(model_id: str, limits: dict[str, Any] | None) -> str:
+    if not limits:
+        return ""
+    return (
+        f"{escape(model_id)} makes {limits['min_seconds']} to {limits['max_seconds']} s "
+        f"at {limits['fps']:g} fps."
+    )
+
+
+def decimal_size(size: int) -> str:
+    """Bytes in decimal units to three significant digits, as the page's script writes them."""
+    for unit, scale in (("MB", 1_000_000), ("kB", 1000)):
+        if size >= scale:
+            return f"{float(f'{size / scale:.3g}'):g} {unit}"
+    return f"{size} B"
+
+
+FRAME_PICKER = """<div class="frame" id="{slot}-frame" data-slot="{slot}">
+        <input type="file" id="{slot}-frame-file" class="file-input" accept="{accept}"
+          aria-describedby="{slot}-frame-hint {slot}-frame-error">
+        <label for="{slot}-frame-file" id="{slot}-frame-drop" class="drop">
+          <span class="drop-title">{title}</span>
+          <span class="drop-text">Drop an image here or
+            <span class="link">choose a file</span></span>
+          <span id="{slot}-frame-hint" class="drop-hint">JPEG, PNG or WebP, up to {limit}</span>
+        </label>
+        <figure id="{slot}-frame-preview" class="preview" hidden>
+          <div class="preview-box"><canvas id="{slot}-frame-canvas" role="img"
+            aria-label="{title} preview"></canvas></div>
+          <figcaption><span class="preview-text"><span class="preview-title">{title}</span>
+            <span id="{slot}-frame-name" class="preview-name muted"></span></span>
+            <button type="button" id="{slot}-frame-remove" class="ghost small"
+              aria-label="Remove the {lower}">Remove</button></figcaption>
+        </figure>
+        <p id="{slot}-frame-error" class="error field-error" role="alert" hidden></p>
+      </div>"""
+
+
+def _frame_picker(slot: str, title: str, image_limit: int) -> str:
+    return FRAME_PICKER.format(
+        slot=slot,
+        title=title,
+        lower=title.lower(),
+        accept=",".join(IMAGE_TYPES),
+        limit=decimal_size(image_limit),
+    )
+
+
+def render_page(
+    catalog: list[dict[str, Any]],
+    prompt_limit: int = PROMPT_LIMIT,
+    image_limit: int = IMAGE_LIMIT,
+) -> str:
+    """The playground's HTML; the served models, their limits and the contract's are baked in."""
     served = served_entries(catalog)
+    limits = {str(e["id"]): found for e in served if (found := model_limits(str(e["id"])))}
+    first_id = str(served[0]["id"]) if served else ""
+    first = limits.get(first_id)
+    low, high = (first["min_seconds"], first["max_seconds"]) if first else (1, max(DURATIONS))
+    seconds = min(max(DURATIONS[0], low), high)
+    durations = tuple(d for d in DURATIONS if low <= d <= high) or (seconds,)
     return PAGE.format(
         version=escape(__version__),
         prompt_limit=prompt_limit,
+        image_limit=image_limit,
         css=static_url("playground.css"),
         js=static_url("playground.js"),
         icon=static_url("favicon.svg"),
+        model_limits=escape(json.dumps(limits, separators=(",", ":"))),
         model_options="".join(_model_option(e) for e in served),
         model_description=escape(str(served[0].get("description") or "")) if served else "",
         alias_hint=alias_hint(catalog),
         aspect_ratios=_radios("aspect_ratio", ASPECT_RATIOS),
-        durations=_radios("duration", DURATIONS, " s"),
+        durations=_radios("duration", durations, " s", seconds),
+        seconds_min=low,
+        seconds_max=high,
+        seconds=seconds,
+        seconds_hint=_seconds_hint(first_id, first),
+        size_options=_size_options(first),
+        frames_hidden="" if first is None or first["images"] else " hidden",
+        first_frame=_frame_picker("first", "First frame", image_limit),
+        last_frame=_frame_picker("last", "Last frame", image_limit),
+        extend_seconds=min(max(EXTEND_SECONDS, low), high),
     )
 
 
@@ -151,7 +299,8 @@ def playground(request: Request) -> HTMLResponse:
         "Content-Security-Policy": content_security_policy(media_origins(request)),
         "Cache-Control": "no-cache",
     }
-    return HTMLResponse(render_page(app.jobs.served.catalog()), headers=headers)
+    page = render_page(app.jobs.served.catalog(), image_limit=app.settings.input_max_bytes)
+    return HTMLResponse(page, headers=headers)
 
 
 @router.get(f"{STATIC_ROUTE}/{{name}}")
@@ -174,7 +323,7 @@ PAGE = """<!doctype html>
 <link rel="stylesheet" href="{css}">
 <script src="{js}" defer></script>
 </head>
-<body data-prompt-limit="{prompt_limit}">
+<body data-prompt-limit="{prompt_limit}" data-image-limit="{image_limit}">
 <header class="topbar">
   <div class="brand"><img src="{icon}" alt="" width="28" height="28">
     <span class="name">kinema</span><span class="sub">playground</span></div>
@@ -204,7 +353,7 @@ PAGE = """<!doctype html>
 <div class="workspace">
 <section class="card">
   <h2>New video</h2>
-  <form id="generate-form" novalidate>
+  <form id="generate-form" novalidate data-models="{model_limits}">
     <div class="field">
       <div class="label-row"><label for="prompt">Prompt</label>
         <span id="prompt-counter" class="counter" aria-live="polite">0 / {prompt_limit}</span></div>
@@ -218,12 +367,31 @@ PAGE = """<!doctype html>
       <textarea id="negative-prompt" name="negative_prompt" rows="2"
         placeholder="blurry, low quality, distorted"></textarea>
     </div>
+    <fieldset id="frames" class="field"{frames_hidden}>
+      <legend>Start and end images <span class="muted">(optional)</span></legend>
+      <div class="frames">
+      {first_frame}
+      {last_frame}
+      </div>
+    </fieldset>
     <div class="grid2">
       <fieldset class="field"><legend>Aspect ratio</legend>
         <div class="chips">{aspect_ratios}</div></fieldset>
-      <fieldset class="field"><legend>Duration</legend>
-        <div class="chips">{durations}</div></fieldset>
+      <div class="field">
+        <label for="size">Size</label>
+        <select id="size" name="size">{size_options}</select>
+      </div>
     </div>
+    <fieldset class="field" id="duration-field"><legend>Duration</legend>
+      <div class="length-row">
+        <div class="chips">{durations}</div>
+        <input id="seconds" name="seconds" type="range" min="{seconds_min}" max="{seconds_max}"
+          step="1" value="{seconds}" aria-label="Duration in seconds"
+          aria-describedby="seconds-hint">
+        <output id="seconds-value" for="seconds">{seconds} s</output>
+      </div>
+      <p id="seconds-hint" class="hint">{seconds_hint}</p>
+    </fieldset>
     <div class="grid2">
       <div class="field">
         <div class="label-row"><label for="cfg-scale">CFG scale</label>
@@ -269,6 +437,7 @@ PAGE = """<!doctype html>
       <span id="job-progress" class="mono">0%</span>
     </div>
     <p id="job-prompt" class="job-prompt"></p>
+    <p id="job-origin" class="muted small" hidden></p>
     <p class="muted small">id <code id="job-id"></code> · <span id="job-elapsed"></span>
       · <span id="job-transport"></span></p>
     <p id="job-error" class="error" role="alert" hidden></p>
@@ -278,6 +447,17 @@ PAGE = """<!doctype html>
         <a id="result-download" class="button" download>Download mp4</a>
         <button type="button" id="result-details" class="ghost">Details</button>
       </div>
+      <form id="extend-form" class="extend" novalidate>
+        <label for="extend-seconds">Extend this clip by</label>
+        <input id="extend-seconds" name="extend_seconds" type="number" min="1"
+          max="{seconds_max}" step="1" value="{extend_seconds}" inputmode="numeric"
+          aria-describedby="extend-hint">
+        <span class="unit">s</span>
+        <button type="submit" id="extend">Extend</button>
+        <p id="extend-hint" class="hint">A new, longer clip that continues this one from its
+          last frames.</p>
+      </form>
+      <p id="extend-error" class="error" role="alert" hidden></p>
       <dl id="result-meta" class="meta"></dl>
     </div>
   </div>
@@ -318,6 +498,13 @@ PAGE = """<!doctype html>
   <div class="details-actions">
     <a id="details-download" class="button" download hidden>Download mp4</a>
     <button type="button" id="details-rerun">Re-run</button>
+    <form id="details-extend-form" class="extend inline" novalidate hidden>
+      <label for="details-extend-seconds">Extend by</label>
+      <input id="details-extend-seconds" name="extend_seconds" type="number" min="1"
+        max="{seconds_max}" step="1" value="{extend_seconds}" inputmode="numeric">
+      <span class="unit">s</span>
+      <button type="submit" id="details-extend">Extend</button>
+    </form>
     <button type="button" id="details-cancel" class="danger" hidden>Cancel generation</button>
     <button type="button" id="details-delete" class="danger">Delete</button>
   </div>

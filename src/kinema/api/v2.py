@@ -13,7 +13,8 @@ from sse_starlette import EventSourceResponse
 
 from kinema.api.deps import base_url, bearer_token, current_key, json_object_body, services
 from kinema.api.errors import envelope
-from kinema.api.offload import in_thread
+from kinema.api.inputs import as_inputs, fetched
+from kinema.api.offload import fetching, in_thread
 from kinema.api.openapi_docs import (
     AUTHENTICATED,
     GENERATION,
@@ -22,6 +23,7 @@ from kinema.api.openapi_docs import (
     v2_responses,
 )
 from kinema.contracts.aimlapi import parse_create_body, render_generation
+from kinema.contracts.fields import renamed
 from kinema.domain import ApiKey
 from kinema.errors import FieldError, NotFound, Unauthorized, ValidationFailed
 from kinema.service import JobView
@@ -40,8 +42,17 @@ async def create_generation(
     jobs = services(request).jobs
     base = base_url(request)
 
+    settings = services(request).settings
+    references = parsed.images()
+    images = [await fetching(fetched, reference, settings) for reference in references]
+
     def submit() -> JobView:
-        return jobs.view(jobs.submit(key, parsed.to_request(), parsed.callback_url), base)
+        generation = parsed.to_request([(image.width, image.height) for image in images])
+        try:
+            job = jobs.submit(key, generation, parsed.callback_url, as_inputs(references, images))
+        except ValidationFailed as refused:
+            raise renamed(refused, parsed.field_names) from None
+        return jobs.view(job, base)
 
     return render_generation(await in_thread(submit))
 

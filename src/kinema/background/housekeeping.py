@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from kinema.background.loop import BackgroundLoop
 from kinema.service import Services
@@ -14,11 +15,17 @@ logger = logging.getLogger("kinema.api")
 HOUSEKEEPING_STOP_SECONDS = 30.0
 
 
-def housekeeping(app_services: Services) -> BackgroundLoop:
+def purge_expired(app_services: Services, now: float) -> int:
+    """One housekeeping pass at time `now`; how many jobs it removed."""
+    removed = app_services.jobs.purge(now)
+    if removed:
+        logger.info("housekeeping removed %d jobs and their files", removed)
+    return removed
+
+
+def housekeeping(app_services: Services, clock: Callable[[], float] = time.time) -> BackgroundLoop:
     def purge() -> bool:
-        removed = app_services.jobs.purge(time.time())
-        if removed:
-            logger.info("housekeeping removed %d jobs and their files", removed)
+        purge_expired(app_services, clock())
         return False
 
     every = app_services.settings.housekeeping_seconds

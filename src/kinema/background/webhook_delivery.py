@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,10 +54,17 @@ def delivery_base_url(settings: Settings) -> str:
 
 
 class WebhookDeliverer:
-    def __init__(self, services: Services, http: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        http: httpx.Client | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._services = services
+        self._clock = clock
         self._settings = services.settings
-        self._http = http or httpx.Client(follow_redirects=False, trust_env=False)
+        self._given_http = http
+        self._own_http: httpx.Client | None = None
         # A claim outlives the request, and a stop waits as long for the attempt under way.
         self._hold = self._settings.webhook_timeout_seconds + HOLD_MARGIN_SECONDS
         self._loop = BackgroundLoop(
@@ -68,11 +76,22 @@ class WebhookDeliverer:
 
     def stop(self) -> None:
         self._loop.stop()
-        self._http.close()
+        for client in (self._given_http, self._own_http):
+            if client is not None:
+                client.close()
+
+    def _http(self) -> httpx.Client:
+        """The HTTP client, made on the first delivery (its TLS setup costs an API start that
+        may never send a webhook)."""
+        if self._given_http is not None:
+            return self._given_http
+        if self._own_http is None:
+            self._own_http = httpx.Client(follow_redirects=False, trust_env=False)
+        return self._own_http
 
     def deliver_one(self) -> bool:
         """Claim one due delivery and attempt it; False when none was due."""
-        job = self._services.jobs.claim_webhook(time.time(), self._hold)
+        job = self._services.jobs.claim_webhook(self._clock(), self._hold)
         if job is None:
             return False
         outcome = self._attempt(job)
@@ -84,7 +103,7 @@ class WebhookDeliverer:
     def _attempt(self, job: Job) -> Outcome:
         assert job.callback_url is not None
         number = len(job.meta.get("webhook", {}).get("attempts", [])) + 1
-        record: dict[str, Any] = {"attempt": number, "at": round(time.time(), 3)}
+        record: dict[str, Any] = {"attempt": number, "at": round(self._clock(), 3)}
         started = time.perf_counter()
         allow_private = self._settings.webhook_allow_private
         try:
@@ -102,7 +121,7 @@ class WebhookDeliverer:
         view = self._services.jobs.view(job, delivery_base_url(self._settings))
         body = json.dumps(render_generation(view)).encode()
         message_id = f"msg_{job.id}"  # the same for every retry, so receivers can deduplicate
-        timestamp = int(time.time())
+        timestamp = int(self._clock())
         headers = {
             "host": destination.host,
             "content-type": "application/json",
@@ -114,7 +133,7 @@ class WebhookDeliverer:
         if secret is not None:
             headers["webhook-signature"] = sign(secret, message_id, timestamp, body)
         extensions = {"sni_hostname": destination.server_name} if destination.server_name else {}
-        return self._http.post(
+        return self._http().post(
             destination.url,
             content=body,
             headers=headers,
@@ -132,7 +151,7 @@ class WebhookDeliverer:
             settings.webhook_retry_seconds * 2 ** (outcome.record["attempt"] - 1),
             settings.webhook_max_retry_seconds,
         )
-        next_at = time.time() + delay
+        next_at = self._clock() + delay
         ended = job.completed_at or job.created_at
         if next_at > ended + settings.webhook_give_up_seconds:
             return "failed", None

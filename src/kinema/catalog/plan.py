@@ -8,8 +8,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from kinema.catalog.registry import ModelSpec, StageSpec
 from kinema.domain import GenerationRequest
+from kinema.errors import FieldError, ValidationFailed
 
 # A stage without classifier-free guidance runs the plain (distilled) denoiser: no spatio-temporal
 # guidance and no modality isolation either (diffusers' defaults follow LTX-2.5, where both add a
@@ -54,6 +57,20 @@ class StagePlan:
 
 
 @dataclass(frozen=True)
+class ConditionPlan:
+    """An input the pipeline conditions on, at a generated frame."""
+
+    key: str  # the input's key in the artifact store
+    kind: str  # "image" or "video"
+    latent_index: int  # the latent frame it lands on: 0, or frames (k-1)·multiple+1 .. k·multiple
+    strength: float
+    clip_frames: int = 0  # of a video: how many of its last frames (0: all)
+    # The input's RGB frames, (frames, height, width, 3) uint8, read by the worker before it runs
+    # the plan (the engine never reads the artifact store).
+    pixels: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class GenerationPlan:
     model: str
     prompt: str
@@ -70,6 +87,11 @@ class GenerationPlan:
     max_sequence_length: int
     stages: tuple[StagePlan, ...]  # a second stage follows 2x latent upsampling
     notes: tuple[str, ...] = field(default_factory=tuple)
+    conditions: tuple[ConditionPlan, ...] = ()
+    # A continuation: the clip it follows (played first), and how many generated frames repeat
+    # that clip's end (the conditioning frames; the new part starts after them).
+    continues: str | None = None
+    overlap_frames: int = 0
 
     @property
     def duration(self) -> float:
@@ -85,9 +107,10 @@ def round_up(value: int, multiple: int) -> int:
 
 
 def snap_frames(duration: float, fps: float, frame_multiple: int) -> int:
-    """`duration * fps + 1`, snapped to the nearest count of the form k·multiple + 1."""
+    """The fewest frames of the form k·multiple + 1 that hold `duration * fps` (so a clip never
+    comes out shorter than asked)."""
     wanted = round(duration * fps) + 1
-    steps = max(1, round((wanted - 1) / frame_multiple))
+    steps = max(1, math.ceil((wanted - 1) / frame_multiple))
     return steps * frame_multiple + 1
 
 
@@ -135,13 +158,123 @@ def _notes(request: GenerationRequest, spec: ModelSpec) -> list[str]:
     return notes
 
 
+def output_size(request: GenerationRequest, spec: ModelSpec) -> tuple[int, int]:
+    if request.width is not None and request.height is not None:
+        return request.width, request.height
+    return spec.output_sizes[request.aspect_ratio]
+
+
+def output_fps(request: GenerationRequest, spec: ModelSpec) -> float:
+    return spec.fps if request.fps is None else request.fps
+
+
+def check_request(request: GenerationRequest, spec: ModelSpec) -> None:
+    """Refuse what `spec` cannot make, naming the request's field and what would work. The
+    fields are the domain's (`size`, `duration`, `fps`, `generate_audio`, `conditions`): each
+    contract renames them to its own."""
+    errors = [
+        error
+        for error in (
+            _size_error(request, spec),
+            _duration_error(request, spec),
+            _fps_error(request, spec),
+            _audio_error(request, spec),
+            _conditions_error(request, spec),
+        )
+        if error is not None
+    ]
+    if errors:
+        details = "; ".join(f"{e.field}: {e.message}" for e in errors)
+        raise ValidationFailed(f"Body validation error: {details}", errors)
+
+
+def _size_error(request: GenerationRequest, spec: ModelSpec) -> FieldError | None:
+    if request.aspect_ratio not in spec.output_sizes and request.width is None:
+        ratios = ", ".join(spec.output_sizes)
+        return FieldError("aspect_ratio", f"{spec.id} makes {ratios}")
+    width, height = output_size(request, spec)
+    limits = (
+        f"{spec.id} makes even sizes with sides of {spec.min_side}..{spec.max_side} and at "
+        f"most {spec.max_pixels:,} pixels"
+    )
+    if width % 2 or height % 2:
+        return FieldError("size", f"{width}x{height} is not even; {limits}")
+    if min(width, height) < spec.min_side:
+        return FieldError("size", f"{width}x{height} is too small; {limits}")
+    if max(width, height) > spec.max_side or width * height > spec.max_pixels:
+        return FieldError("size", f"{width}x{height} is too large; {limits}")
+    return None
+
+
+def _duration_error(request: GenerationRequest, spec: ModelSpec) -> FieldError | None:
+    if spec.min_seconds <= request.duration <= spec.max_seconds:
+        return None
+    allowed = f"{spec.min_seconds:g}..{spec.max_seconds:g}"
+    return FieldError("duration", f"{request.duration:g} s: {spec.id} makes {allowed} s")
+
+
+def _fps_error(request: GenerationRequest, spec: ModelSpec) -> FieldError | None:
+    if request.fps is None or request.fps in spec.frame_rates:
+        return None
+    rates = ", ".join(f"{rate:g}" for rate in spec.frame_rates)
+    return FieldError("fps", f"{request.fps:g}: {spec.id} makes {rates} frames per second")
+
+
+def _audio_error(request: GenerationRequest, spec: ModelSpec) -> FieldError | None:
+    if request.generate_audio and not spec.has_audio:
+        return FieldError("generate_audio", f"{spec.id} makes video without sound; send false")
+    return None
+
+
+def _conditions_error(request: GenerationRequest, spec: ModelSpec) -> FieldError | None:
+    if request.conditions and not spec.condition_pipeline:
+        return FieldError("conditions", f"{spec.id} makes video from text only")
+    for condition in request.conditions:
+        if not 0.0 <= condition.strength <= 1.0:
+            return FieldError("conditions", f"strength {condition.strength:g} is not in 0..1")
+    return None
+
+
+def _latent_index(frame: int, num_frames: int, frame_multiple: int) -> int:
+    """The latent frame an output frame falls in: the pipeline conditions whole latent frames
+    (0 alone, then `frame_multiple` frames each); -1 and anything past the end: the last."""
+    last = (num_frames - 1) // frame_multiple
+    if frame < 0 or frame >= num_frames - 1:
+        return last
+    return math.ceil(frame / frame_multiple)
+
+
+def _condition_plans(
+    request: GenerationRequest, num_frames: int, frame_multiple: int
+) -> tuple[ConditionPlan, ...]:
+    return tuple(
+        ConditionPlan(
+            key=condition.key,
+            kind=condition.kind,
+            latent_index=_latent_index(condition.frame, num_frames, frame_multiple),
+            strength=condition.strength,
+            clip_frames=condition.clip_frames,
+        )
+        for condition in request.conditions
+    )
+
+
 def plan_generation(
     request: GenerationRequest, spec: ModelSpec, seed: int, first_stage_steps: int | None = None
 ) -> GenerationPlan:
     """The whole pipeline call. `first_stage_steps` overrides a spaced (not fixed) schedule."""
-    output_width, output_height = spec.output_sizes[request.aspect_ratio]
+    check_request(request, spec)
+    output_width, output_height = output_size(request, spec)
     size = (round_up(output_width, spec.size_multiple), round_up(output_height, spec.size_multiple))
-    num_frames = snap_frames(request.duration, spec.fps, spec.frame_multiple)
+    fps = output_fps(request, spec)
+    overlap = _overlap_frames(request)
+    wanted = overlap + round(request.duration * fps)
+    num_frames = snap_frames(wanted / fps, fps, spec.frame_multiple)
+    conditions = _condition_plans(request, num_frames, spec.frame_multiple)
+    # A clip conditioned on its last frame keeps that frame (the one past `duration`).
+    last_latent = (num_frames - 1) // spec.frame_multiple
+    ends_on_a_condition = any(c.latent_index == last_latent > 0 for c in conditions)
+    output_frames = num_frames if ends_on_a_condition else wanted
     stages = tuple(
         _stage_plan(stage, spec, request.cfg_scale, size, first_stage_steps if i == 0 else None)
         for i, stage in enumerate(spec.stages)
@@ -155,11 +288,21 @@ def plan_generation(
         output_width=output_width,
         output_height=output_height,
         num_frames=num_frames,
-        output_frames=min(num_frames, round(request.duration * spec.fps)),
-        fps=spec.fps,
+        output_frames=min(num_frames, output_frames),
+        fps=fps,
         seed=seed,
         generate_audio=request.generate_audio and spec.has_audio,
         max_sequence_length=spec.max_sequence_length,
         stages=stages,
         notes=tuple(_notes(request, spec)),
+        conditions=conditions,
+        continues=request.continues,
+        overlap_frames=overlap,
     )
+
+
+def _overlap_frames(request: GenerationRequest) -> int:
+    """A continuation generates the frames it is conditioned on again before its new ones."""
+    if request.continues is None:
+        return 0
+    return next((c.clip_frames for c in request.conditions if c.key == request.continues), 0)

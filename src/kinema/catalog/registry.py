@@ -32,6 +32,24 @@ KLING_ALIASES = (
     "kling-video/v1/standard/text-to-video",
 )
 
+# The hosted API's Kling image-to-video ids: the served model answers to them.
+KLING_IMAGE_ALIASES = (
+    "klingai/video-v2-6-pro-image-to-video",
+    "klingai/v2.5-turbo/pro/image-to-video",
+    "klingai/v2.1-master-image-to-video",
+    "klingai/v2-master-image-to-video",
+    "kling-video/v1.6/pro/image-to-video",
+    "kling-video/v1.6/standard/image-to-video",
+    "kling-video/v1/pro/image-to-video",
+    "kling-video/v1/standard/image-to-video",
+)
+
+# The hosted API's own LTX-2 ids, by the preset each asks for: the served model of that preset
+# answers to it (or, where none is served, the default one).
+LTXV_ALIASES: Mapping[str, str] = {"ltxv/ltxv-2": "quality", "ltxv/ltxv-2-fast": "fast"}
+
+HOSTED_ALIASES = (*KLING_ALIASES, *KLING_IMAGE_ALIASES, *LTXV_ALIASES)
+
 
 @dataclass(frozen=True)
 class StageSpec:
@@ -59,7 +77,7 @@ class ModelSpec:
     weights: str  # Hub id or local directory; "" = built by kinema itself
     weights_setting: str  # the setting that overrides `weights`, named in errors
     fps: float
-    output_sizes: Mapping[str, tuple[int, int]]
+    output_sizes: Mapping[str, tuple[int, int]]  # the native size of each aspect ratio
     size_multiple: int  # of the generation size (64 for two stages: stage 1 at half is 32k)
     frame_multiple: int  # frames must be k * frame_multiple + 1
     stages: tuple[StageSpec, ...]
@@ -68,6 +86,17 @@ class ModelSpec:
     audio_guidance_default: float = 7.0  # at guidance_default; scaled with it
     has_audio: bool = True
     max_sequence_length: int = 1024
+    # What a request may ask for beyond the native sizes: any even width x height from
+    # `min_side` up to `max_pixels`, lengths from `min_seconds` to `max_seconds`, these rates.
+    min_side: int = 64
+    max_side: int = 3840
+    max_pixels: int = 3840 * 2160
+    min_seconds: float = 1.0
+    max_seconds: float = 20.0
+    frame_rates: tuple[float, ...] = (24.0, 25.0, 30.0, 48.0, 50.0)
+    # The pipeline class (built from the same components) that takes image and clip conditions;
+    # "": the model makes video from text only.
+    condition_pipeline: str = ""
     upsampler_weights: str = ""  # Hub id or directory of the 2x latent upsampler
     upsampler_subfolder: str | None = None
     lora_weights: str = ""  # Hub id or directory of the distilled LoRA
@@ -108,6 +137,7 @@ LTX_2 = ModelSpec(
     id="ltx-2",
     description="LTX-2 fast: distilled, 8 steps at half size, 2x latent upsample, 3-step refine",
     pipeline="LTX2Pipeline",
+    condition_pipeline="LTX2ConditionPipeline",
     weights="Lightricks/LTX-2",
     weights_setting="KINEMA_LTX2_WEIGHTS",
     fps=24.0,
@@ -136,11 +166,15 @@ TINY_LTX2 = ModelSpec(
     id="tiny-ltx2",
     description="LTX-2 pipeline with tiny random weights built locally: noise, for tests on a CPU",
     pipeline="LTX2Pipeline",
+    condition_pipeline="LTX2ConditionPipeline",
     weights="",
     weights_setting="KINEMA_TINY_WEIGHTS",
     fps=24.0,
     output_sizes={"16:9": (96, 54), "9:16": (54, 96), "1:1": (64, 64)},
     size_multiple=64,
+    min_side=32,
+    max_side=1920,
+    max_pixels=1920 * 1080,
     frame_multiple=8,
     stages=FAST_STAGES,
     guidance_range=(1.0, 7.0),
@@ -194,17 +228,25 @@ class ServedModels:
         """The served model id a request's `model` names, or None if it names none."""
         if canonical_id(requested) in self.served:
             return canonical_id(requested)
-        if requested in KLING_ALIASES:
+        if requested in KLING_ALIASES or requested in KLING_IMAGE_ALIASES:
             return self.default
+        if requested in LTXV_ALIASES:
+            return self._of_preset(LTXV_ALIASES[requested])
         return None
 
+    def _of_preset(self, preset: str) -> str:
+        quality = [model for model in self.served if model.endswith(":quality")]
+        fast = [model for model in self.served if not model.endswith(":quality")]
+        return next(iter(quality if preset == "quality" else fast), self.default)
+
     def all_ids(self) -> list[str]:
-        return [*self.served, *KLING_ALIASES]
+        return [*self.served, *HOSTED_ALIASES]
 
     def catalog(self) -> list[dict[str, str]]:
         """One entry per id this deployment answers to: served models, then aliases."""
         models = [{"id": m, "description": get_spec(m).description} for m in self.served]
-        return models + [{"id": alias, "alias_of": self.default} for alias in KLING_ALIASES]
+        aliases = [{"id": alias, "alias_of": self.resolve(alias) or ""} for alias in HOSTED_ALIASES]
+        return models + aliases
 
     @classmethod
     def of(cls, model_ids: Iterable[str]) -> ServedModels:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from kinema.catalog.registry import KLING_ALIASES, MODELS, PRESET_ALIASES
+from kinema.catalog.registry import HOSTED_ALIASES, MODELS, PRESET_ALIASES
 from kinema.errors import ClientError, FieldError, ValidationFailed
 
 COMPLETION_HELP = (
@@ -38,7 +38,7 @@ console = Console(stderr=True)
 
 def complete_model(incomplete: str) -> list[str]:
     """--model completion: every model id kinema knows, its presets and the Kling aliases."""
-    known = [*MODELS, *PRESET_ALIASES, *KLING_ALIASES]
+    known = [*MODELS, *PRESET_ALIASES, *HOSTED_ALIASES]
     return [model_id for model_id in known if model_id.startswith(incomplete)]
 
 
@@ -93,6 +93,16 @@ Server = Annotated[
 Output = Annotated[
     Path, typer.Option("--output", "-o", help="mp4 file to write", callback=_writable_output)
 ]
+
+
+def _writable_output_if_given(path: Path | None) -> Path | None:
+    return None if path is None else _writable_output(path)
+
+
+OptionalOutput = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="mp4 file to write", callback=_writable_output_if_given),
+]
 ApiKeyOption = Annotated[
     str | None, typer.Option("--api-key", envvar="KINEMA_API_KEY", help="the server's API key")
 ]
@@ -127,26 +137,36 @@ def fail(message: str, then: str | None = None) -> typer.Exit:
 
 # -- errors in the CLI's terms -----------------------------------------------------------------
 
-# The create body's fields, as `generate` spells them.
+# The create body's fields (and the plan's, and /v1/videos' params), as the commands spell them.
 CLI_FLAGS = {
     "model": "--model",
     "prompt": "PROMPT",
     "aspect_ratio": "--aspect-ratio",
-    "duration": "--duration",
+    "duration": "--seconds",
+    "seconds": "--seconds",
+    "size": "--size",
+    "width": "--size",
+    "height": "--size",
+    "fps": "--fps",
+    "image_url": "--image",
+    "tail_image_url": "--last-image",
+    "input_reference": "--image",
     "negative_prompt": "--negative-prompt",
     "cfg_scale": "--cfg-scale",
     "generate_audio": "--audio/--no-audio",
     "seed": "--seed",
     "after": "--after",
+    "video": "ID",
 }
 # Where the contract's message speaks of the wire (a JSON string "5" is fine there).
-CLI_MESSAGES = {"duration": "must be 5 or 10"}
+CLI_MESSAGES = {'must be 5 or 10 (or the strings "5" / "10")': "must be 5 or 10"}
 PASS_A_KEY = "pass --api-key KEY or set KINEMA_API_KEY"
 
 
 def _in_cli_terms(errors: list[FieldError]) -> str:
     return "; ".join(
-        f"{CLI_FLAGS.get(e.field, e.field)}: {CLI_MESSAGES.get(e.field, e.message)}" for e in errors
+        f"{CLI_FLAGS.get(e.field, e.field)}: {CLI_MESSAGES.get(e.message, e.message)}"
+        for e in errors
     )
 
 

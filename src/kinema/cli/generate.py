@@ -1,31 +1,20 @@
-"""`kinema generate`: a prompt to an mp4, on a server or on this machine, with its progress."""
+"""`kinema generate`: a prompt (and images, if given) to an mp4, on a server or on this machine,
+with its progress."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
-from rich import filesize
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
-from rich.text import Text
 
-from kinema.catalog.registry import KLING_ALIASES, get_spec
+from kinema.api.inputs import as_inputs, input_policy, refused_input
+from kinema.catalog.plan import check_request
+from kinema.catalog.registry import HOSTED_ALIASES, KLING_ALIASES, ServedModels, get_spec
 from kinema.cli.app import (
     ApiKeyOption,
     AsJson,
@@ -34,27 +23,39 @@ from kinema.cli.app import (
     Server,
     app,
     complete_model,
-    console,
     explained,
     fail,
-    print_json,
 )
-from kinema.cli.jobs_view import JobsLocation
+from kinema.cli.follow import GenerationDisplay, make_clip
+from kinema.cli.jobs_display import JobsLocation
 from kinema.client import (
     DEFAULT_MODEL,
+    IMAGE_TO_VIDEO_MODEL,
     Client,
     DownloadCallback,
     Generation,
     ProgressCallback,
     poll_until_done,
 )
-from kinema.contracts.aimlapi import parse_create_body, render_generation
-from kinema.domain import ApiKey
-from kinema.errors import KinemaError, ModelUnavailable, NotFound, ValidationFailed
+from kinema.config import Settings
+from kinema.contracts.aimlapi import (
+    body_model,
+    parse_create_body,
+    render_generation,
+)
+from kinema.contracts.fields import validation_message
+from kinema.domain import ApiKey, GenerationRequest, Job
+from kinema.errors import FieldError, ModelUnavailable, NotFound, ValidationFailed
+from kinema.input_media import InputImage, InputPolicy, InputRefused, fetch_image, verify_image
+from kinema.service import InputFile, Operator
 from kinema.wiring import make_settings, served_models
 
 if TYPE_CHECKING:
     from kinema.worker.in_process import InProcessWorker
+
+SIZE = re.compile(r"\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*")
+URL_PREFIXES = ("http://", "https://", "data:")
+IMAGE_FLAGS = {"image_url": "--image", "tail_image_url": "--last-image"}
 
 
 @app.command()
@@ -64,8 +65,37 @@ def generate(
     model: Annotated[
         str | None, typer.Option(help="model id or alias", autocompletion=complete_model)
     ] = None,
-    aspect_ratio: Annotated[str, typer.Option(help="16:9, 9:16 or 1:1")] = "16:9",
-    duration: Annotated[int, typer.Option(help="seconds: 5 or 10")] = 5,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PATH|URL",
+            help="the first frame: a PNG, JPEG or WebP file, or an https:// URL; with a Kling "
+            f"model id (or no --model against a server) the clip is made as {IMAGE_TO_VIDEO_MODEL}",
+        ),
+    ] = None,
+    last_image: Annotated[
+        str | None,
+        typer.Option(metavar="PATH|URL", help="the last frame: a file or URL, as --image"),
+    ] = None,
+    seconds: Annotated[
+        float | None,
+        typer.Option(help="the clip's length (default 5; Kling model ids: 5 or 10)"),
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="the older name of --seconds", show_default=False)
+    ] = None,
+    size: Annotated[
+        str | None,
+        typer.Option(
+            metavar="WxH", help="frame size in pixels, e.g. 1280x720 (default: the model's)"
+        ),
+    ] = None,
+    fps: Annotated[
+        float | None, typer.Option(help="frames per second (default: the model's)")
+    ] = None,
+    aspect_ratio: Annotated[
+        str | None, typer.Option(help="16:9, 9:16 or 1:1 (default 16:9)")
+    ] = None,
     negative_prompt: Annotated[str | None, typer.Option()] = None,
     cfg_scale: Annotated[float, typer.Option(help="0..1, higher follows the prompt closer")] = 0.5,
     audio: Annotated[bool, typer.Option("--audio/--no-audio", help="generate sound")] = True,
@@ -76,151 +106,272 @@ def generate(
     timeout: Annotated[float, typer.Option(help="seconds to wait for the clip")] = 3600.0,
     as_json: AsJson = False,
 ) -> None:
-    """Turn a prompt into an mp4, on a server or (without --server) right here.
+    """Turn a prompt (and images, if given) into an mp4, on a server or (without --server) here.
 
     Shows the queue position, the stage and step progress, then the download; with --json the
     progress stays on stderr and stdout gets one JSON object (id, status, path, file_size,
     duration, seconds_taken, seed, model)."""
+    length_flag = "--duration" if duration is not None and seconds is None else "--seconds"
+    width, height = _size(size)
     options = {
         "aspect_ratio": aspect_ratio,
-        "duration": duration,
+        "duration": _number(_length(seconds, duration)),
+        "width": width,
+        "height": height,
+        "fps": _number(fps),
         "negative_prompt": negative_prompt,
         "cfg_scale": cfg_scale,
         "generate_audio": audio,
         "seed": seed,
     }
-    _check_request(prompt, model, options, local=server is None)
+    given = {
+        field: value
+        for field, value in (("image_url", image), ("tail_image_url", last_image))
+        if value is not None
+    }
+    settings = None if server else _local_settings(model, data_dir)
+    chosen = body_model_id(model, bool(given), settings)
+    _check_request(prompt, chosen, {**options, **given}, length_flag, model is None, server)
+    images = _given_images(given, settings)
     where = JobsLocation(server, api_key, data_dir, None)
-    start = time.monotonic()
-    try:
-        with _progress_display() as progress:
-            display = GenerationDisplay(progress)
-            with _generation_source(where, model, display) as source:
-                result = _run_generation(source, prompt, options, output, timeout, display)
-    except NotFetched as exc:
-        if as_json:
-            print_json(_unfetched_summary(exc.job_id, time.monotonic() - start))
-        raise fail(
-            _explained_after_submit(exc, where, timeout),
-            _fetch_later_hint(exc.job_id, where, output),
-        ) from None
-    except (KinemaError, TimeoutError, httpx.HTTPError) as exc:
-        raise fail(explained(exc, server, api_key)) from None
-    summary = _generation_summary(result, output, time.monotonic() - start)
-    if as_json:
-        print_json(summary)
-    if result.status != "completed" or result.video is None:
-        error = result.error or {}
-        details = f"job {result.id}: {_command('jobs', 'show', result.id, where=where)}"
-        raise fail(f"{error.get('name')}: {error.get('message')}", details)
-    if not as_json:
-        console.print(_summary_line(summary))
+
+    def submit(source: RemoteSource | LocalSource) -> str:
+        return source.submit(prompt, chosen, options, images)
+
+    if settings is None:
+        make_clip(
+            where, lambda shown: remote_source(where, shown), submit, output, timeout, as_json
+        )
+    else:
+        _check_locally(prompt, chosen, options, images, settings, length_flag)
+        local = settings
+        make_clip(where, lambda shown: local_source(local, shown), submit, output, timeout, as_json)
 
 
-def _check_request(prompt: str, model: str | None, options: dict[str, Any], local: bool) -> None:
-    """Refuse what the server would refuse before anything loads, is submitted or waits: the same
-    body model, its errors named by flag. Locally the model must also be one kinema has."""
-    try:
-        parse_create_body({"model": model or DEFAULT_MODEL, "prompt": prompt, **options})
-        if local and model and model not in KLING_ALIASES:
+def body_model_id(model: str | None, with_images: bool, settings: Settings | None) -> str:
+    """The model id a create body names: --model, or without it the Kling default (on a server)
+    or the model this machine serves. With images, a Kling text-to-video id (whose body takes
+    none) becomes the Kling image-to-video id, which any kinema server serves as its default."""
+    chosen = model or (served_models(settings)[0] if settings is not None else DEFAULT_MODEL)
+    return IMAGE_TO_VIDEO_MODEL if with_images and chosen in KLING_ALIASES else chosen
+
+
+def _local_settings(model: str | None, data_dir: Path | None) -> Settings:
+    """This machine's settings for the model to load: --model (a Kling id means the default)."""
+    if model and model not in HOSTED_ALIASES:
+        try:
             get_spec(model)
+        except ModelUnavailable as exc:
+            raise fail(f"--model: {exc}") from None
+    served = model if model and model not in HOSTED_ALIASES else None
+    return make_settings(data_dir=data_dir, model=served)
+
+
+def _size(size: str | None) -> tuple[int | None, int | None]:
+    if size is None:
+        return None, None
+    match = SIZE.fullmatch(size)
+    if match is None or not int(match[1]) or not int(match[2]):
+        raise fail(f"--size: {size!r} is not WIDTHxHEIGHT in pixels, e.g. 1280x720")
+    return int(match[1]), int(match[2])
+
+
+def _length(seconds: float | None, duration: float | None) -> float | None:
+    if seconds is not None and duration is not None and seconds != duration:
+        raise fail(
+            "--seconds and --duration are one option (--duration is its older name): give one"
+        )
+    return seconds if seconds is not None else duration
+
+
+def _number(value: float | None) -> float | int | None:
+    """Whole numbers as ints: the hosted ids' bodies take 5 or 10, not 5.0."""
+    return int(value) if value is not None and value.is_integer() else value
+
+
+def _check_request(
+    prompt: str,
+    model: str,
+    fields: dict[str, Any],
+    length_flag: str,
+    unnamed: bool = False,
+    server: str | None = None,
+) -> None:
+    """Refuse what the server would refuse before anything loads, is submitted or waits: the same
+    body model, its errors named by flag, and the options that body would leave out."""
+    given = {name: value for name, value in fields.items() if value is not None}
+    errors: list[FieldError] = []
+    try:
+        parse_create_body({"model": model, "prompt": prompt, **given})
     except ValidationFailed as exc:
-        raise fail(explained(exc)) from None
-    except ModelUnavailable as exc:
-        raise fail(f"--model: {exc}") from None
+        errors += exc.errors
+    errors += _not_taken(model, given)
+    if errors:
+        refused = _as_typed(ValidationFailed(validation_message(errors), errors), length_flag)
+        hint = _hosted_id_hint(model, unnamed, server)
+        shaped = any(error.field in SHAPE_FIELDS for error in errors)
+        raise fail(explained(refused), hint if shaped else None)
 
 
-class NotFetched(Exception):
-    """The job was submitted, then following it or saving its clip failed: it lives on (on the
-    server, or in the local database), so its id is worth printing."""
-
-    def __init__(self, job_id: str, cause: Exception) -> None:
-        super().__init__(str(cause))
-        self.job_id = job_id
-        self.cause = cause
+# The fields in which the hosted API's ids are narrower than kinema's own ids.
+SHAPE_FIELDS = frozenset({"duration", "size", "fps", "aspect_ratio", "tail_image_url"})
 
 
-def _explained_after_submit(exc: NotFetched, where: JobsLocation, timeout: float) -> str:
-    cause = exc.cause
-    if isinstance(cause, TimeoutError):
-        return f"the clip was not done within --timeout {timeout:g} s"
-    if isinstance(cause, OSError):
-        return f"cannot write the clip: {cause.strerror or cause} ({cause.filename})"
-    return explained(cause, where.server, where.api_key)
-
-
-def _fetch_later_hint(job_id: str, where: JobsLocation, output: Path) -> str:
-    show = _command("jobs", "show", job_id, where=where)
-    download = _command("jobs", "download", job_id, "-o", str(output), where=where)
-    return f"job {job_id}: see where it stands with `{show}`; save its clip with `{download}`"
-
-
-def _command(*args: str, where: JobsLocation) -> str:
-    """A kinema command line for the same jobs (the API key is left for the reader to add)."""
-    located = ["--server", where.server] if where.server else []
-    if where.data_dir is not None and not where.server:
-        located = ["--data-dir", str(where.data_dir)]
-    return " ".join(["kinema", *args, *located])
-
-
-def _unfetched_summary(job_id: str, seconds: float) -> dict[str, Any]:
-    return {
-        "id": job_id,
-        "status": None,
-        "path": None,
-        "file_size": None,
-        "duration": None,
-        "seconds_taken": round(seconds, 3),
-        "seed": None,
-        "model": None,
-    }
-
-
-def _generation_summary(result: Generation, output: Path, seconds: float) -> dict[str, Any]:
-    """What `generate --json` prints: the outcome, the file and how long it all took."""
-    done = result.status == "completed" and result.video is not None
-    summary: dict[str, Any] = {
-        "id": result.id,
-        "status": result.status,
-        "path": str(output.resolve()) if done else None,
-        "file_size": output.stat().st_size if done else None,
-        "duration": result.video.duration if result.video else None,
-        "seconds_taken": round(seconds, 3),
-        "seed": result.meta.get("seed"),
-        "model": result.meta.get("model"),
-    }
-    if result.error:
-        summary["error"] = result.error
-    return summary
-
-
-def _summary_line(summary: dict[str, Any]) -> str:
-    size = summary["file_size"]
+def _hosted_id_hint(model: str, unnamed: bool, server: str | None) -> str | None:
+    """Why a hosted API id refuses a length, size or rate kinema's models make, and what to do."""
+    if model not in HOSTED_ALIASES:
+        return None
+    listing = f"kinema models --server {server}" if server else "kinema models"
+    asked = f"without --model the server is asked for {model}" if unnamed else model
     return (
-        f"[green]wrote[/green] {escape(summary['path'])}: {filesize.decimal(size)} ({size} bytes), "
-        f"a {summary['duration']:.1f} s clip (seed {summary['seed']}), "
-        f"in {summary['seconds_taken']:.1f} s"
+        f"{asked}, a hosted API id, which takes the hosted API's options only; a kinema model id "
+        f"(`{listing}` lists them) takes any --seconds, --size and --fps: --model ID"
     )
 
 
-class GenerationSource(Protocol):
-    def submit(self, prompt: str, options: dict[str, Any]) -> str: ...
-    def wait(self, job_id: str, timeout: float, on_progress: ProgressCallback) -> Generation: ...
-    def save(self, generation: Generation, output: Path) -> None: ...
+def _not_taken(model: str, given: dict[str, Any]) -> list[FieldError]:
+    """The options `model`'s body has no field for (it would ignore them without a word)."""
+    taken = body_model(model).model_fields
+    missing = dict.fromkeys(
+        "size" if name in ("width", "height") else name for name in given if name not in taken
+    )
+    return [FieldError(name, f"not taken by {model}") for name in missing]
+
+
+def _as_typed(refused: ValidationFailed, length_flag: str) -> ValidationFailed:
+    """The length's errors named by the flag given: --seconds, or its older name --duration."""
+    if length_flag == "--seconds":
+        return refused
+    errors = [replace(e, field=length_flag) if e.field == "duration" else e for e in refused.errors]
+    return ValidationFailed(refused.message, errors)
+
+
+@dataclass(frozen=True)
+class GivenImage:
+    """--image or --last-image: the body field, the path or URL as given, and the image's bytes
+    verified here (None: a URL the server fetches itself)."""
+
+    field: str
+    reference: str
+    image: InputImage | None
+
+
+# What lets this machine fetch an image URL it refuses by default.
+POLICY_SETTINGS = {
+    "bad_scheme": "KINEMA_INPUT_ALLOW_HTTP=1 lets this machine fetch http:// URLs",
+    "refused_address": "KINEMA_INPUT_ALLOW_PRIVATE=1 lets this machine fetch from private "
+    "and loopback addresses",
+}
+
+
+class _Refused(Exception):
+    def __init__(self, refused: ValidationFailed, then: str | None = None) -> None:
+        self.refused = refused
+        self.then = then
+
+
+def _given_images(given: dict[str, str], settings: Settings | None) -> list[GivenImage]:
+    """Each image read and verified before anything is submitted; locally a URL is fetched
+    here too, under this machine's input policy (KINEMA_INPUT_*)."""
+    try:
+        return [_given_image(field, reference, settings) for field, reference in given.items()]
+    except _Refused as exc:
+        raise fail(explained(exc.refused), exc.then) from None
+
+
+def _given_image(field: str, reference: str, settings: Settings | None) -> GivenImage:
+    if reference.lower().startswith(URL_PREFIXES):
+        if settings is None:
+            return GivenImage(field, reference, None)  # the server fetches it
+        try:
+            return GivenImage(field, reference, fetch_image(reference, input_policy(settings)))
+        except InputRefused as refused:
+            then = POLICY_SETTINGS.get(refused.kind)
+            raise _Refused(refused_input(field, refused), then) from None
+    try:
+        data = Path(reference).expanduser().read_bytes()
+    except OSError as exc:
+        message = _unreadable(reference, exc)
+        raise _Refused(ValidationFailed(message, [FieldError(field, message)])) from None
+    max_bytes = settings.input_max_bytes if settings is not None else InputPolicy().max_bytes
+    try:
+        return GivenImage(field, reference, verify_image(data, max_bytes))
+    except InputRefused as refused:
+        raise _Refused(refused_input(field, refused)) from None
+
+
+def _unreadable(path: str, exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file: {path}"
+    if isinstance(exc, IsADirectoryError):
+        return f"{path} is a folder, not an image file"
+    return f"cannot read {path}: {exc.strerror or exc}"
+
+
+def local_request(
+    prompt: str, model: str, options: dict[str, Any], images: Sequence[GivenImage]
+) -> tuple[GenerationRequest, list[InputFile]]:
+    """The request and input files a server would make of this body, the images already here."""
+    references = {image.field: image.reference for image in images}
+    body = parse_create_body({"model": model, "prompt": prompt, **options, **references})
+    by_field = {image.field: image.image for image in images}
+    named = body.images()
+    verified = [by_field[reference.field] for reference in named]
+    present = [image for image in verified if image is not None]
+    assert len(present) == len(named), "a local generation has every image read"
+    request = body.to_request([(image.width, image.height) for image in present])
+    return request, as_inputs(named, present)
+
+
+def _check_locally(
+    prompt: str,
+    model: str,
+    options: dict[str, Any],
+    images: Sequence[GivenImage],
+    settings: Settings,
+    length_flag: str,
+) -> None:
+    """What the served model cannot make (size, length, rate, sound) refused before it loads."""
+    request, _ = local_request(prompt, model, options, images)
+    resolved = ServedModels.of(served_models(settings)).resolve(request.model)
+    try:
+        check_request(
+            replace(request, model=resolved or request.model), get_spec(resolved or model)
+        )
+    except ValidationFailed as exc:
+        raise fail(explained(_as_typed(exc, length_flag))) from None
 
 
 class RemoteSource:
     """A kinema (or AI/ML API) server, through `kinema.Client`."""
 
-    def __init__(
-        self, client: Client, model: str, on_bytes: DownloadCallback | None = None
-    ) -> None:
+    def __init__(self, client: Client, on_bytes: DownloadCallback | None = None) -> None:
         self._client = client
-        self._model = model
         self._on_bytes = on_bytes
 
-    def submit(self, prompt: str, options: dict[str, Any]) -> str:
-        return self._client.create(prompt, model=self._model, **options).id
+    def submit(
+        self, prompt: str, model: str, options: dict[str, Any], images: Sequence[GivenImage]
+    ) -> str:
+        sent = {
+            image.field: image.image.data if image.image is not None else image.reference
+            for image in images
+        }
+        return self._client.create(
+            prompt,
+            model=model,
+            image=sent.get("image_url"),
+            last_image=sent.get("tail_image_url"),
+            **options,
+        ).id
+
+    def extend(self, video_id: str, prompt: str | None, seconds: float) -> str:
+        """`prompt` None: the video's own prompt."""
+        if prompt is None:
+            prompt = str(self._client.retrieve(video_id)["prompt"])
+        return self._client.extend(video_id, prompt, seconds).id
+
+    def remix(self, video_id: str, prompt: str) -> str:
+        return self._client.remix(video_id, prompt).id
 
     def wait(self, job_id: str, timeout: float, on_progress: ProgressCallback) -> Generation:
         return self._client.wait(
@@ -232,20 +383,37 @@ class RemoteSource:
 
 
 LOCAL_OWNER = ApiKey(id="local", name="local", created_at=0.0)
+EVERY_OWNER = Operator()  # this machine holds the database: every key's jobs
+
+
+def owner_of(job: Job) -> ApiKey:
+    """Who a job made from `job` (an extension, a remix) belongs to: `job`'s own key."""
+    return LOCAL_OWNER if job.owner == LOCAL_OWNER.id else ApiKey(job.owner, job.owner, 0.0)
 
 
 class LocalSource:
     """A worker thread in this process, through the job service as the API would use it; jobs are
     shown in the v2 contract's terms, as a server's are."""
 
-    def __init__(self, worker: InProcessWorker, model: str) -> None:
+    def __init__(self, worker: InProcessWorker) -> None:
         self._worker = worker
         self._jobs = worker.services.jobs
-        self._model = model
 
-    def submit(self, prompt: str, options: dict[str, Any]) -> str:
-        body = parse_create_body({"model": self._model, "prompt": prompt, **options})
-        return self._jobs.submit(LOCAL_OWNER, body.to_request()).id
+    def submit(
+        self, prompt: str, model: str, options: dict[str, Any], images: Sequence[GivenImage]
+    ) -> str:
+        request, inputs = local_request(prompt, model, options, images)
+        return self._jobs.submit(LOCAL_OWNER, request, inputs=inputs).id
+
+    def extend(self, video_id: str, prompt: str | None, seconds: float) -> str:
+        """`prompt` None: the clip's own prompt. The extension is the clip's owner's job."""
+        source = self._jobs.owned(EVERY_OWNER, video_id)
+        prompt = source.request.prompt if prompt is None else prompt
+        return self._jobs.extend(owner_of(source), video_id, prompt, seconds).id
+
+    def remix(self, video_id: str, prompt: str) -> str:
+        source = self._jobs.owned(EVERY_OWNER, video_id)
+        return self._jobs.remix(owner_of(source), video_id, prompt).id
 
     def wait(self, job_id: str, timeout: float, on_progress: ProgressCallback) -> Generation:
         return poll_until_done(
@@ -254,110 +422,28 @@ class LocalSource:
 
     def _get(self, job_id: str) -> Generation:
         self._worker.check_alive()
-        return Generation.from_json(render_generation(self._jobs.get(LOCAL_OWNER, job_id, "")))
+        view = self._jobs.get(EVERY_OWNER, job_id, "")
+        return Generation.from_json(render_generation(view))
 
     def save(self, generation: Generation, output: Path) -> None:
-        job = self._jobs.owned(LOCAL_OWNER, generation.id)
+        job = self._jobs.owned(EVERY_OWNER, generation.id)
         if job.artifact is None:
             raise NotFound(f"generation {generation.id} has no video")
         self._worker.services.artifacts.download_to(job.artifact.key, output)
 
 
 @contextmanager
-def _generation_source(
-    where: JobsLocation, model: str | None, display: GenerationDisplay
-) -> Iterator[GenerationSource]:
-    if where.server:
-        with Client(where.server, where.api_key) as client:
-            yield RemoteSource(client, model or DEFAULT_MODEL, display.downloaded)
-        return
+def remote_source(where: JobsLocation, display: GenerationDisplay) -> Iterator[RemoteSource]:
+    assert where.server is not None
+    with Client(where.server, where.api_key) as client:
+        yield RemoteSource(client, display.downloaded)
+
+
+@contextmanager
+def local_source(settings: Settings, display: GenerationDisplay) -> Iterator[LocalSource]:
+    """A worker here for the model `settings` serve first, loaded while `display` says so."""
     display.phase("starting (no --server: generating on this machine)")
     from kinema.worker.in_process import InProcessWorker
 
-    served = model if model and model not in KLING_ALIASES else None
-    settings = make_settings(data_dir=where.data_dir, model=served)
     with InProcessWorker(settings, on_phase=display.phase) as worker:
-        yield LocalSource(worker, served_models(settings)[0])
-
-
-def _run_generation(
-    source: GenerationSource,
-    prompt: str,
-    options: dict[str, Any],
-    output: Path,
-    timeout: float,
-    display: GenerationDisplay,
-) -> Generation:
-    display.phase("submitting")
-    job_id = source.submit(prompt, options)
-    try:
-        result = source.wait(job_id, timeout=timeout, on_progress=display.show)
-        if result.video is not None:
-            display.phase(f"{result.status}, saving")
-            source.save(result, output)
-    except (KinemaError, httpx.HTTPError, OSError) as exc:  # OSError: TimeoutError too
-        raise NotFetched(job_id, exc) from exc
-    return result
-
-
-class GenerationDisplay:
-    """One generation's progress: queue position, then stage and step %, then the download."""
-
-    def __init__(self, progress: Progress) -> None:
-        self._progress = progress
-        self._generation = progress.add_task("starting", total=None)
-        self._download: TaskID | None = None
-
-    def phase(self, description: str) -> None:
-        """Until the job reports progress (starting, loading, submitting): a pulsing bar, no %."""
-        self._progress.update(self._generation, description=description)
-
-    def show(self, generation: Generation) -> None:
-        self._progress.update(
-            self._generation,
-            completed=generation.progress,
-            total=100,
-            description=_describe(generation),
-        )
-
-    def downloaded(self, received: int, size: int | None) -> None:
-        if self._download is None:
-            self._download = self._progress.add_task("downloading", total=size, unit="bytes")
-        self._progress.update(self._download, completed=received, total=size)
-
-
-class _AmountColumn(ProgressColumn):
-    """A generation's step percentage; a download's bytes of its size and the transfer speed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._bytes = DownloadColumn()
-        self._speed = TransferSpeedColumn()
-
-    def render(self, task: Task) -> Text:
-        if task.fields.get("unit") == "bytes":
-            return Text.assemble(self._bytes.render(task), " ", self._speed.render(task))
-        if task.total is None:
-            return Text("")
-        return Text(f"{task.percentage:>5.1f}%")
-
-
-def _progress_display() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        _AmountColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
-
-
-def _describe(generation: Generation) -> str:
-    if generation.status == "queued":
-        return f"queued (position {generation.queue_position})"
-    stage = generation.meta.get("stage")
-    return (
-        f"{generation.status}: {stage}"
-        if stage and stage != generation.status
-        else generation.status
-    )
+        yield LocalSource(worker)

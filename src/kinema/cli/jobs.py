@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
@@ -25,7 +28,7 @@ from kinema.cli.app import (
     print_json,
     stdout_console,
 )
-from kinema.cli.jobs_view import (
+from kinema.cli.jobs_display import (
     JobsBackend,
     JobsLocation,
     job_details,
@@ -57,6 +60,47 @@ JobId = Annotated[str, typer.Argument(help="the generation's id")]
 TAKES_AN_ID = {"ignore_unknown_options": True}
 
 
+def _jobs_location(
+    server: Server = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
+) -> JobsLocation:
+    """Where the jobs are: the options every jobs command shares (see `on_jobs_location`)."""
+    return JobsLocation(server, api_key, data_dir, store)
+
+
+def _keyword_parameters(function: Callable[..., object]) -> list[inspect.Parameter]:
+    return [
+        parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for parameter in inspect.signature(function, eval_str=True).parameters.values()
+    ]
+
+
+_LOCATION_OPTIONS = _keyword_parameters(_jobs_location)
+_AS_JSON_OPTION = inspect.Parameter(
+    "as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=AsJson
+)
+_GIVEN_TO_THE_COMMAND = ("where", "as_json")
+
+
+def on_jobs_location(command: Callable[..., None]) -> Callable[..., None]:
+    """`command` as a Typer command with the shared options after its own: --server,
+    --api-key, --data-dir and --store, which it receives built into `where: JobsLocation`,
+    and --json, which it receives as `as_json: bool`."""
+    own = [p for p in _keyword_parameters(command) if p.name not in _GIVEN_TO_THE_COMMAND]
+
+    @functools.wraps(command)
+    def run(**options: Any) -> None:
+        location = {option.name: options.pop(option.name) for option in _LOCATION_OPTIONS}
+        command(**options, where=_jobs_location(**location))
+
+    # Typer reads a command's parameters from inspect.signature, which honours __signature__;
+    # typeshed's function type does not declare that attribute, hence vars().
+    vars(run)["__signature__"] = inspect.Signature([*own, *_LOCATION_OPTIONS, _AS_JSON_OPTION])
+    return run
+
+
 T = TypeVar("T")
 
 
@@ -70,6 +114,7 @@ def _on_jobs(where: JobsLocation, act: Callable[[JobsBackend], T]) -> T:
 
 
 @jobs_app.command("list")
+@on_jobs_location
 def jobs_list(
     limit: Annotated[int, typer.Option(min=1, max=100, help="jobs per page")] = 20,
     after: Annotated[
@@ -77,15 +122,13 @@ def jobs_list(
     ] = None,
     order: Annotated[Order, typer.Option(help="desc: newest first")] = Order.desc,
     owner: Owner = None,
-    server: Server = None,
-    api_key: ApiKeyOption = None,
-    data_dir: DataDir = None,
-    store: StoreUrl = None,
-    as_json: AsJson = False,
+    *,
+    where: JobsLocation,
+    as_json: bool,
 ) -> None:
     """List generations, newest first: a table, or with --json {"data", "has_more", "last_id"}."""
-    where = JobsLocation(server, api_key, data_dir, store, owner)
-    listing = _on_jobs(where, lambda jobs: jobs.list(limit, after, order is Order.desc))
+    of_owner = dataclasses.replace(where, owner=owner)
+    listing = _on_jobs(of_owner, lambda jobs: jobs.list(limit, after, order is Order.desc))
     if as_json:
         print_json(listing.to_json())
         return
@@ -99,16 +142,10 @@ def jobs_list(
 
 
 @jobs_app.command("show", context_settings=TAKES_AN_ID)
-def jobs_show(
-    job_id: JobId,
-    server: Server = None,
-    api_key: ApiKeyOption = None,
-    data_dir: DataDir = None,
-    store: StoreUrl = None,
-    as_json: AsJson = False,
-) -> None:
+@on_jobs_location
+def jobs_show(job_id: JobId, *, where: JobsLocation, as_json: bool) -> None:
     """Everything about one generation: status, stage, params, timings, video, error."""
-    job = _on_jobs(JobsLocation(server, api_key, data_dir, store), lambda jobs: jobs.show(job_id))
+    job = _on_jobs(where, lambda jobs: jobs.show(job_id))
     if as_json:
         print_json(job.to_json())
         return
@@ -116,16 +153,13 @@ def jobs_show(
 
 
 @jobs_app.command("cancel", context_settings=TAKES_AN_ID)
-def jobs_cancel(
-    job_id: JobId,
-    server: Server = None,
-    api_key: ApiKeyOption = None,
-    data_dir: DataDir = None,
-    store: StoreUrl = None,
-    as_json: AsJson = False,
-) -> None:
+@on_jobs_location
+def jobs_cancel(job_id: JobId, *, where: JobsLocation, as_json: bool) -> None:
     """Cancel a generation: a queued one ends at once, a running one at its next step."""
-    where = JobsLocation(server, api_key, data_dir, store)
+    _cancel(job_id, where, as_json)
+
+
+def _cancel(job_id: str, where: JobsLocation, as_json: bool) -> None:
     job = _on_jobs(where, lambda jobs: jobs.cancel(job_id))
     if as_json:
         print_json(job.to_json())
@@ -134,17 +168,9 @@ def jobs_cancel(
 
 
 @jobs_app.command("download", context_settings=TAKES_AN_ID)
-def jobs_download(
-    job_id: JobId,
-    output: Output,
-    server: Server = None,
-    api_key: ApiKeyOption = None,
-    data_dir: DataDir = None,
-    store: StoreUrl = None,
-    as_json: AsJson = False,
-) -> None:
+@on_jobs_location
+def jobs_download(job_id: JobId, output: Output, *, where: JobsLocation, as_json: bool) -> None:
     """Save a completed generation's clip (e.g. one whose `generate` was cut short)."""
-    where = JobsLocation(server, api_key, data_dir, store)
     job = _on_jobs(where, lambda jobs: jobs.download(job_id, output))
     size = output.stat().st_size
     if as_json:
@@ -155,16 +181,10 @@ def jobs_download(
 
 
 @jobs_app.command("delete", context_settings=TAKES_AN_ID)
-def jobs_delete(
-    job_id: JobId,
-    server: Server = None,
-    api_key: ApiKeyOption = None,
-    data_dir: DataDir = None,
-    store: StoreUrl = None,
-    as_json: AsJson = False,
-) -> None:
+@on_jobs_location
+def jobs_delete(job_id: JobId, *, where: JobsLocation, as_json: bool) -> None:
     """Delete a generation and its files (a pending one is canceled)."""
-    _on_jobs(JobsLocation(server, api_key, data_dir, store), lambda jobs: jobs.delete(job_id))
+    _on_jobs(where, lambda jobs: jobs.delete(job_id))
     if as_json:
         print_json({"id": job_id, "deleted": True})
         return
@@ -172,13 +192,12 @@ def jobs_delete(
 
 
 @app.command("cancel", context_settings=TAKES_AN_ID)
+@on_jobs_location
 def cancel(
     generation_id: Annotated[str, typer.Argument(help="the generation to cancel")],
-    server: Server = None,
-    api_key: ApiKeyOption = None,
-    data_dir: DataDir = None,
-    store: StoreUrl = None,
-    as_json: AsJson = False,
+    *,
+    where: JobsLocation,
+    as_json: bool,
 ) -> None:
     """Cancel a generation (the same as `kinema jobs cancel`)."""
-    jobs_cancel(generation_id, server, api_key, data_dir, store, as_json)
+    _cancel(generation_id, where, as_json)

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from kinema.cli.app import AsJson, DataDir, StoreUrl, app, console, fail, print_json, stdout_console
-from kinema.cli.jobs_view import local_time
+from kinema.cli.jobs_display import local_time
 from kinema.domain import ApiKey
 from kinema.errors import KinemaError, NotFound
 from kinema.service import KeyService

@@ -9,7 +9,7 @@ import httpx
 from rich.table import Table
 from rich.text import Text
 
-from kinema.catalog.registry import KLING_ALIASES, canonical_id, known_models
+from kinema.catalog.registry import HOSTED_ALIASES, canonical_id, known_models
 from kinema.cli.app import AsJson, Model, Server, app, explained, fail, stdout_console
 from kinema.errors import KinemaError, ModelUnavailable
 from kinema.wiring import make_settings, served_models
@@ -48,7 +48,7 @@ def _model_catalog(served: list[dict[str, str]]) -> list[dict[str, Any]]:
         {**entry, "served": entry["id"] in served_ids or canonical_id(entry["id"]) in served_ids}
         for entry in [*served, *others]
     ]
-    return sorted(entries, key=lambda entry: (not entry["served"], entry["id"] in KLING_ALIASES))
+    return sorted(entries, key=lambda entry: (not entry["served"], entry["id"] in HOSTED_ALIASES))
 
 
 def _served_model_entries(server: str | None, model: str | None) -> list[dict[str, str]]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -17,6 +19,12 @@ from pydantic import (
     model_validator,
 )
 
+from kinema.catalog.registry import (
+    FULL_HD_SIZES,
+    KLING_ALIASES,
+    KLING_IMAGE_ALIASES,
+    LTXV_ALIASES,
+)
 from kinema.contracts.fields import field_errors_from_pydantic, validation_message
 from kinema.domain import GenerationRequest, JobStatus
 from kinema.errors import ValidationFailed
@@ -58,6 +66,9 @@ INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc", "Zs", "Zl", "Zp", "Mn", "Me", "Cs", "Co", "Cn"})
 
 
+Prompt = Annotated[str, BeforeValidator(_prompt)]
+
+
 def has_visible_text(text: str) -> bool:
     return any(
         ch not in INVISIBLE_LETTERS and unicodedata.category(ch) not in INVISIBLE_CATEGORIES
@@ -71,13 +82,38 @@ def _finite(value: Any) -> Any:
     return value
 
 
-class CreateGenerationBody(BaseModel):
+def _whole_seconds(allowed: tuple[int, ...]) -> Any:
+    def parse(value: Any) -> Any:
+        if isinstance(value, str) and value.strip().isdigit() and int(value) in allowed:
+            return int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value in allowed:
+            return value
+        listed = ", ".join(str(seconds) for seconds in allowed)
+        raise ValueError(f"must be one of {listed} (numbers or strings)")
+
+    return parse
+
+
+def _seconds(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError("must be a number of seconds") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError("must be a number of seconds")
+    return value
+
+
+class _SharedFields(BaseModel):
+    """What every model id's body takes on the v2 endpoint."""
+
     model_config = ConfigDict(extra="ignore", protected_namespaces=())
+    # The request's field names where this body calls them otherwise (named in errors).
+    field_names: ClassVar[Mapping[str, str]] = {}
 
     model: StrictStr = Field(min_length=1)
-    prompt: Annotated[str, BeforeValidator(_prompt)]
-    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
-    duration: Annotated[Literal[5, 10], BeforeValidator(_duration)] = 5
+    prompt: Prompt
     negative_prompt: Annotated[StrictStr, Field(max_length=PROMPT_LIMIT)] | None = None
     cfg_scale: Annotated[float, Field(strict=True, ge=0.0, le=1.0), BeforeValidator(_finite)] = 0.5
     generate_audio: StrictBool = True
@@ -96,23 +132,157 @@ class CreateGenerationBody(BaseModel):
         optional = {name for name, field in cls.model_fields.items() if not field.is_required()}
         return {k: v for k, v in data.items() if not (v is None and k in optional)}
 
-    def to_request(self) -> GenerationRequest:
+    def images(self) -> list[ImageReference]:
+        """The images the body names, in the order `to_request` takes their sizes."""
+        return []
+
+    def to_request(self, image_sizes: Sequence[tuple[int, int]] = ()) -> GenerationRequest:
         return GenerationRequest(
             model=self.model,
             prompt=self.prompt,
-            aspect_ratio=self.aspect_ratio,
-            duration=self.duration,
             negative_prompt=self.negative_prompt or None,
             cfg_scale=float(self.cfg_scale),
             generate_audio=self.generate_audio,
             seed=self.seed,
             enhance_prompt=self.enhance_prompt,
+            **self._shape(image_sizes),
         )
 
+    def _shape(self, image_sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
+        raise NotImplementedError
 
-def parse_create_body(body: dict[str, Any]) -> CreateGenerationBody:
+
+@dataclass(frozen=True)
+class ImageReference:
+    """An image a body names: a URL or a data URI, for the output frame `frame` (-1: the last)."""
+
+    field: str  # the body's field, named in errors
+    reference: str
+    frame: int
+
+
+ImageUrl = Annotated[StrictStr, Field(min_length=1)]
+AspectRatio = Literal["16:9", "9:16", "1:1"]
+
+
+def _first_and_last(image_url: str | None, tail_image_url: str | None) -> list[ImageReference]:
+    first = [ImageReference("image_url", image_url, 0)] if image_url else []
+    last = [ImageReference("tail_image_url", tail_image_url, -1)] if tail_image_url else []
+    return first + last
+
+
+def nearest_aspect_ratio(width: int, height: int) -> str:
+    shapes = {ratio: w / h for ratio, (w, h) in FULL_HD_SIZES.items()}
+    return min(shapes, key=lambda ratio: abs(math.log(shapes[ratio] * height / width)))
+
+
+class CreateGenerationBody(_SharedFields):
+    """Kling text-to-video, as the hosted API takes it."""
+
+    aspect_ratio: AspectRatio = "16:9"
+    duration: Annotated[Literal[5, 10], BeforeValidator(_duration)] = 5
+
+    def _shape(self, image_sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
+        return {"aspect_ratio": self.aspect_ratio, "duration": self.duration}
+
+
+class KlingImageBody(_SharedFields):
+    """Kling image-to-video: the image is the first frame (`tail_image_url`: the last); the clip
+    takes the shape of the image."""
+
+    image_url: ImageUrl
+    tail_image_url: ImageUrl | None = None
+    duration: Annotated[Literal[5, 10], BeforeValidator(_duration)] = 5
+
+    def images(self) -> list[ImageReference]:
+        return _first_and_last(self.image_url, self.tail_image_url)
+
+    def _shape(self, image_sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
+        shape = nearest_aspect_ratio(*image_sizes[0]) if image_sizes else "16:9"
+        return {"aspect_ratio": shape, "duration": self.duration}
+
+
+LTXV_SIZES: Mapping[str, tuple[int, int]] = {
+    "1080p": (1920, 1080),
+    "1440p": (2560, 1440),
+    "2160p": (3840, 2160),
+}
+
+
+class LtxvBody(_SharedFields):
+    """LTX-2 as the hosted API serves it (`ltxv/ltxv-2`, `ltxv/ltxv-2-fast`)."""
+
+    field_names: ClassVar[Mapping[str, str]] = {"size": "resolution"}
+
+    image_url: ImageUrl | None = None
+    duration: Annotated[Literal[6, 8, 10], BeforeValidator(_whole_seconds((6, 8, 10)))] = 6
+    resolution: Literal["1080p", "1440p", "2160p"] = "1080p"
+    aspect_ratio: Literal["16:9"] = "16:9"
+    fps: Annotated[Literal[25, 50], BeforeValidator(_whole_seconds((25, 50)))] = 25
+
+    def images(self) -> list[ImageReference]:
+        return _first_and_last(self.image_url, None)
+
+    def _shape(self, image_sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
+        width, height = LTXV_SIZES[self.resolution]
+        return {
+            "aspect_ratio": self.aspect_ratio,
+            "duration": self.duration,
+            "width": width,
+            "height": height,
+            "fps": float(self.fps),
+        }
+
+
+class KinemaBody(_SharedFields):
+    """kinema's own model ids: any length, size and rate the model makes, images optional."""
+
+    field_names: ClassVar[Mapping[str, str]] = {"size": "width"}
+
+    aspect_ratio: AspectRatio = "16:9"
+    duration: Annotated[float, BeforeValidator(_seconds), Field(gt=0, le=600)] = 5
+    width: Annotated[int, Field(strict=True, ge=1, le=16384)] | None = None
+    height: Annotated[int, Field(strict=True, ge=1, le=16384)] | None = None
+    fps: Annotated[float, BeforeValidator(_finite), Field(gt=0, le=240)] | None = None
+    image_url: ImageUrl | None = None
+    tail_image_url: ImageUrl | None = None
+
+    @model_validator(mode="after")
+    def _width_with_height(self) -> KinemaBody:
+        if (self.width is None) != (self.height is None):
+            raise ValueError("width and height go together: send both, or neither")
+        return self
+
+    def images(self) -> list[ImageReference]:
+        return _first_and_last(self.image_url, self.tail_image_url)
+
+    def _shape(self, image_sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
+        return {
+            "aspect_ratio": self.aspect_ratio,
+            "duration": self.duration,
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+        }
+
+
+GenerationBody = CreateGenerationBody | KlingImageBody | LtxvBody | KinemaBody
+
+
+def body_model(model: object) -> type[GenerationBody]:
+    """Which body the v2 endpoint reads for a `model`: each hosted id keeps its own fields."""
+    if model in KLING_ALIASES or not isinstance(model, str):
+        return CreateGenerationBody
+    if model in KLING_IMAGE_ALIASES:
+        return KlingImageBody
+    if model in LTXV_ALIASES:
+        return LtxvBody
+    return KinemaBody
+
+
+def parse_create_body(body: dict[str, Any]) -> GenerationBody:
     try:
-        return CreateGenerationBody.model_validate(body)
+        return body_model(body.get("model")).model_validate(body)
     except ValidationError as exc:
         errors = field_errors_from_pydantic(list(exc.errors()))
         raise ValidationFailed(validation_message(errors), errors) from None

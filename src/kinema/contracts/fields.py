@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kinema.errors import FieldError
+from kinema.errors import FieldError, ValidationFailed
 
 
 def field_errors_from_pydantic(
@@ -22,3 +22,11 @@ def field_errors_from_pydantic(
 def validation_message(errors: list[FieldError]) -> str:
     details = "; ".join(f"{e.field}: {e.message}" for e in errors)
     return f"Body validation error: {details}"
+
+
+def renamed(refused: ValidationFailed, names: Mapping[str, str]) -> ValidationFailed:
+    """`refused` with the request's field names replaced by a contract's own (`names`)."""
+    if not names:
+        return refused
+    errors = [FieldError(names.get(e.field, e.field), e.message) for e in refused.errors]
+    return ValidationFailed(validation_message(errors), errors)

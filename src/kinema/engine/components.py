@@ -145,6 +145,17 @@ def load_pipeline(spec: ModelSpec, source: Source, dtype: torch.dtype) -> Any:
     return pipeline
 
 
+def condition_pipeline(spec: ModelSpec, pipeline: Any) -> Any:
+    """`spec`'s condition pipeline over `pipeline`'s loaded components (diffusers' `from_pipe`)."""
+    import diffusers
+
+    if not spec.condition_pipeline:
+        raise ModelUnavailable(f"model {spec.id!r} takes no image or clip conditions")
+    conditioned = getattr(diffusers, spec.condition_pipeline).from_pipe(pipeline)
+    conditioned.set_progress_bar_config(disable=True)
+    return conditioned
+
+
 def load_upsampler(spec: ModelSpec, source: Source, dtype: torch.dtype) -> Any:
     """The 2x latent upsampler: a directory holding its config, or a repo and subfolder."""
     from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel

@@ -25,6 +25,7 @@ from kinema.engine.stages import (
     PromptEmbeds,
     StepCallback,
     Timer,
+    condition_args,
     decode_audio,
     decode_video,
     encode_prompt,
@@ -61,6 +62,7 @@ class ModelRunner:
         self.release_text_encoder = self.features.get("release_text_encoder") == "on"
         self.last_timings: dict[str, float] = {}
         self._schedulers = _stage_schedulers(pipeline.scheduler)
+        self._conditioned: Any | None = None  # the condition pipeline, built on first use
 
     @property
     def sample_rate(self) -> int:
@@ -135,17 +137,28 @@ class ModelRunner:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One stage to (denormalized) video and audio latents."""
         self._use_lora(stage.distilled_lora)
+        pipeline = self._pipeline_for(plan)
         # A fixed (distilled) schedule runs as given; a spaced one with the model's own shifting.
-        self.pipeline.scheduler = self._schedulers["fixed" if stage.sigmas else "spaced"]
+        pipeline.scheduler = self._schedulers["fixed" if stage.sigmas else "spaced"]
         args = stage_args(plan, stage, embeds, dict(self.spec.extra_call_args))
-        video, audio = self.pipeline(
+        video, audio = pipeline(
             **args,
+            **condition_args(plan),
             latents=latents[0],
             audio_latents=latents[1],
             generator=generator,
             callback_on_step_end=progress,
         )
         return video, audio
+
+    def _pipeline_for(self, plan: GenerationPlan) -> Any:
+        """The text-to-video pipeline, or for a plan with conditions the model's condition
+        pipeline, built once over the same loaded components (no second copy of the weights)."""
+        if not plan.conditions:
+            return self.pipeline
+        if self._conditioned is None:
+            self._conditioned = components.condition_pipeline(self.spec, self.pipeline)
+        return self._conditioned
 
     def upsample(self, video: torch.Tensor) -> torch.Tensor:
         """2x in space, on denormalized latents (what LTX2LatentUpsamplePipeline does)."""

@@ -102,7 +102,7 @@ def build_random_ltx2(
 def build_random_ltx2_from_tiny(device: torch.device, dtype: torch.dtype) -> Built:
     """The same triple with the tiny architecture of `kinema.engine.tiny`: for CPU runs."""
     started = time.perf_counter()
-    pipeline = tiny._tiny_pipeline()
+    pipeline = tiny._tiny_pipeline(fit_vae=False)  # random weights throughout, as the real size's
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(tiny.SEED)
         upsampler = tiny._upsampler()  # the one the tiny model directory holds

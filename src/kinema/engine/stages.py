@@ -73,6 +73,24 @@ def stage_args(
     }
 
 
+def condition_args(plan: GenerationPlan) -> dict[str, Any]:
+    """The condition pipeline's `conditions`: each input's frames at its latent index (resized
+    and center-cropped by the pipeline to the stage's size); nothing for a text-only plan."""
+    if not plan.conditions:
+        return {}
+    from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+
+    conditions = []
+    for condition in plan.conditions:
+        assert condition.pixels is not None, "the worker reads each condition's pixels"
+        conditions.append(
+            LTX2VideoCondition(
+                frames=condition.pixels, index=condition.latent_index, strength=condition.strength
+            )
+        )
+    return {"conditions": conditions}
+
+
 def decode_video(
     pipeline: Any,
     latents: torch.Tensor,

@@ -51,7 +51,7 @@ from kinema.private_files import make_private_dirs
 
 TINY_DIR_NAME = "tiny-ltx2"
 # Bump whenever the architecture or weights change: a cached build of another version is rebuilt.
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 MARKER = "kinema-tiny.json"
 T = TypeVar("T")
 SEED = 0
@@ -154,12 +154,13 @@ def _seeded(build: Callable[[], T]) -> T:
         return build()
 
 
-def _tiny_pipeline() -> LTX2Pipeline:
+def _tiny_pipeline(fit_vae: bool = True) -> LTX2Pipeline:
+    """`fit_vae=False`: a random VAE, for callers that only time the architecture."""
     builders = {
         "text_encoder": _text_encoder,
         "connectors": _connectors,
         "transformer": _transformer,
-        "vae": _video_vae,
+        "vae": _fitted_video_vae if fit_vae else _video_vae,
         "audio_vae": _audio_vae,
         "vocoder": _vocoder,
     }
@@ -282,6 +283,36 @@ def _video_vae() -> AutoencoderKLLTX2Video:
         patch_size_t=1,
         decoder_causal=False,
     )
+
+
+# The tiny VAE is fitted briefly to reconstruct coarse pictures, so an image or clip the tiny model
+# is conditioned on shows in its output (a random VAE keeps nothing of its input, and no test
+# could tell whether a condition acted). Seconds on a CPU, once per build.
+VAE_FIT_STEPS = 80
+VAE_FIT_SIZE = (64, 128)  # height, width: 2x4 latent cells
+
+
+def _fitted_video_vae() -> AutoencoderKLLTX2Video:
+    vae = _video_vae()
+    data = torch.Generator().manual_seed(SEED)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=3e-3)
+    for step in range(VAE_FIT_STEPS):
+        pictures = _coarse_pictures(data, count=2 if step % 2 else 8, frames=9 if step % 2 else 1)
+        latents = vae.encode(pictures).latent_dist.mode()
+        decoded = vae.decode(latents, torch.zeros(len(pictures)), return_dict=False)[0]
+        loss = torch.nn.functional.mse_loss(decoded, pictures)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return vae.eval().requires_grad_(False)
+
+
+def _coarse_pictures(data: torch.Generator, count: int, frames: int) -> torch.Tensor:
+    """Random blocks of colour in [-1, 1], (count, 3, frames, height, width), still in time."""
+    height, width = VAE_FIT_SIZE
+    cells = torch.rand(count, 3, 2, 4, generator=data) * 2 - 1
+    picture = torch.nn.functional.interpolate(cells, size=(height, width), mode="nearest")
+    return picture.unsqueeze(2).expand(-1, -1, frames, -1, -1).contiguous()
 
 
 def _audio_vae() -> AutoencoderKLLTX2Audio:

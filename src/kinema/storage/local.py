@@ -10,7 +10,7 @@ import secrets
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -54,9 +54,10 @@ def _chunks_of(path: Path) -> Iterator[bytes]:
 
 
 class LocalArtifactStore:
-    def __init__(self, root: Path, secret: bytes) -> None:
+    def __init__(self, root: Path, secret: bytes, clock: Callable[[], float] = time.time) -> None:
         self.root = root.resolve()
         self._secret = secret
+        self._clock = clock
         self._staging = self.root / ".staging"
         make_private_dirs(self._staging)
 
@@ -113,7 +114,7 @@ class LocalArtifactStore:
         return _chunks_of(path)
 
     def url(self, key: str, base_url: str, ttl_seconds: int) -> str:
-        expires = int(time.time()) + ttl_seconds
+        expires = int(self._clock()) + ttl_seconds
         query = urlencode({"expires": expires, "signature": _signature(self._secret, key, expires)})
         return f"{base_url.rstrip('/')}{FILES_ROUTE}/{quote(key)}?{query}"
 
@@ -122,7 +123,7 @@ class LocalArtifactStore:
         expected = _signature(self._secret, key, expires)
         if not hmac.compare_digest(expected.encode(), signature.encode()):
             raise Forbidden("invalid download signature")
-        if expires < time.time():
+        if expires < self._clock():
             raise Forbidden("this download link has expired")
         path = self.path_for(key)
         if not path.is_file():

@@ -12,10 +12,10 @@ import threading
 import time
 import uuid
 from collections import namedtuple
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypedDict, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -91,24 +91,31 @@ _QUEUED_FROM_JOB = (
 _QUEUED_AHEAD = sa.select(
     (_QUEUED_OF_MODEL.scalar_subquery() - _QUEUED_FROM_JOB.scalar_subquery()).label("ahead")
 )
-_JOB_COLUMNS = (  # the columns add_job sets; the others start empty
-    "id",
-    "owner",
-    "model",
-    "request",
-    "status",
-    "seed",
-    "progress",
-    "created_at",
-    "attempts",
-    "max_attempts",
-    "cancel_requested",
-    "meta",
-    "callback_url",
-    "webhook_state",
-    "webhook_next_at",
+
+
+class _NewJobRow(TypedDict):
+    """The columns add_job sets, with its values' types; the others start empty."""
+
+    id: str
+    owner: str
+    model: str
+    request: dict[str, Any]
+    status: str
+    seed: int | None
+    progress: float
+    created_at: float
+    attempts: int
+    max_attempts: int
+    cancel_requested: bool
+    meta: dict[str, Any]
+    callback_url: str | None
+    webhook_state: str | None
+    webhook_next_at: float | None
+
+
+_INSERT_JOB = jobs.insert().values(
+    {name: sa.bindparam(name) for name in _NewJobRow.__annotations__}
 )
-_INSERT_JOB = jobs.insert().values({name: sa.bindparam(name) for name in _JOB_COLUMNS})
 # PostgreSQL: the insert and the wake-up of LISTENing workers in one statement (sent at commit).
 _INSERT_QUEUED_JOB_PG = sa.select(
     sa.func.pg_notify(CHANNEL, sa.literal_column("model")).label("notified")
@@ -291,7 +298,7 @@ class _DirectInsert:
         literals = compiled.params.items()  # e.g. pg_notify's channel
         self._literals = {name: v for name, v in literals if name not in self._processors}
 
-    def __call__(self, values: dict[str, Any]) -> None:
+    def __call__(self, values: Mapping[str, Any]) -> None:
         params = {
             name: value if (process := self._processors[name]) is None else process(value)
             for name, value in values.items()
@@ -406,7 +413,7 @@ class SqlJobStore:
     # -- jobs, API side ------------------------------------------------------------------------
 
     def add_job(self, job: Job) -> None:
-        values = {
+        values: _NewJobRow = {
             "id": job.id,
             "owner": job.owner,
             "model": job.request.model,
@@ -466,10 +473,6 @@ class SqlJobStore:
 
     def queue_position(self, job: Job) -> int:
         return int(self._queued_ahead.scalar(model=job.request.model, job_id=job.id))
-
-    def count_jobs(self) -> int:
-        with self._read() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(jobs)).scalar_one())
 
     def queued_counts(self, owner: str) -> tuple[int, int]:
         row = self._queued_of_owner_and_all.first(owner=owner)

@@ -18,12 +18,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from kinema.catalog.plan import GenerationPlan, plan_generation
+from kinema.catalog.plan import ConditionPlan, GenerationPlan, plan_generation
 from kinema.catalog.registry import ModelSpec, get_spec
 from kinema.catalog.runner import ClipRunner
 from kinema.config import Settings
 from kinema.domain import Clip, Lease, VideoArtifact
-from kinema.errors import GenerationCanceled, LeaseLost
+from kinema.errors import GenerationCanceled, LeaseLost, NotFound
 from kinema.storage.base import ArtifactStore, remove_job_artifacts
 from kinema.store_protocol import JobStore
 
@@ -61,12 +61,18 @@ class JobRun:
     """One claimed job: heartbeats, throttled progress reports, cancellation."""
 
     def __init__(
-        self, store: JobStore, lease: Lease, settings: Settings, shutting_down: threading.Event
+        self,
+        store: JobStore,
+        lease: Lease,
+        settings: Settings,
+        shutting_down: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.lease = lease
         self._settings = settings
         self._shutting_down = shutting_down
+        self._clock = clock  # paces the progress reports
         self._lock = threading.Lock()
         self._last_report = 0.0
         self._stop = threading.Event()
@@ -95,7 +101,7 @@ class JobRun:
                 logger.exception("heartbeat failed; retrying")
 
     def report(self, progress: float, stage: str, force: bool = False) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if not force and now - self._last_report < self._settings.progress_min_interval:
             return
         self._last_report = now
@@ -150,12 +156,14 @@ class Worker:
         engine: ClipRunner,
         settings: Settings,
         worker_id: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.storage = storage
         self.engine = engine
         self.settings = settings
         self.worker_id = worker_id or new_worker_id()
+        self._clock = clock
         self.stopping = threading.Event()
         self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish")
         self._finishing: Future[None] | None = None
@@ -198,7 +206,7 @@ class Worker:
         lease = self.store.claim([self.engine.spec.id], self.worker_id, self.settings.lease_seconds)
         if lease is None:
             return False
-        work = JobWork(JobRun(self.store, lease, self.settings, self.stopping).start())
+        work = JobWork(JobRun(self.store, lease, self.settings, self.stopping, self._clock).start())
         if not self._guarded(work, self._generate):
             work.run.close()
             return True
@@ -234,7 +242,44 @@ class Worker:
         spec = get_spec(job.request.model)
         plan = plan_generation(job.request, spec, job.request.seed or 0, self.settings.steps)
         logger.info("job %s: %s frames at %dx%d", job.id, plan.num_frames, plan.width, plan.height)
-        return plan
+        return self._with_inputs(plan)
+
+    def _with_inputs(self, plan: GenerationPlan) -> GenerationPlan:
+        """The plan with its conditions' pixels, read from the artifact store."""
+        return replace(plan, conditions=tuple(self._read(c, plan) for c in plan.conditions))
+
+    def _read(self, condition: ConditionPlan, plan: GenerationPlan) -> ConditionPlan:
+        """A condition's frames, fitted to the clip and padded to the generated canvas."""
+        from kinema.media import decode_clip, decode_image, fit_to_canvas
+
+        data = self._input_bytes(condition.key)
+        if condition.kind == "video":
+            frames = decode_clip(data).frames[-condition.clip_frames :]
+        else:
+            frames = decode_image(data)
+        output, canvas = (plan.output_width, plan.output_height), (plan.width, plan.height)
+        return replace(condition, pixels=fit_to_canvas(frames, output, canvas))
+
+    def _input_bytes(self, key: str) -> bytes:
+        try:
+            return b"".join(self.storage.iter_bytes(key))
+        except NotFound:
+            raise NotFound(
+                "an input of this job (an image or a source video) was deleted"
+            ) from None
+
+    def _continued(self, plan: GenerationPlan, generated: Clip) -> Clip:
+        """The clip a continuation follows, then the generated frames after the overlap."""
+        from kinema.media import center_crop, decode_clip, join_clips
+
+        assert plan.continues is not None
+        source = decode_clip(self._input_bytes(plan.continues))
+        skip = plan.overlap_frames
+        frames = center_crop(generated.frames[skip:], plan.output_width, plan.output_height)
+        audio = generated.audio
+        if audio is not None:
+            audio = audio[:, round(skip / plan.fps * generated.sample_rate) :]
+        return join_clips(source, replace(generated, frames=frames, audio=audio))
 
     def _end(self, run: JobRun, finish: Callable[[Lease], None]) -> None:
         try:
@@ -260,7 +305,8 @@ class Worker:
             raise LeaseLost(f"job {work.job_id}: lease lost while generating")
         if run.should_stop():
             raise GenerationCanceled(work.job_id)
-        work.clip = replace(clip, frames=clip.frames[: plan.output_frames])
+        clip = replace(clip, frames=clip.frames[: plan.output_frames])
+        work.clip = self._continued(plan, clip) if plan.continues else clip
 
     def _encode_store_complete(self, work: JobWork) -> None:
         assert work.plan is not None and work.clip is not None
@@ -271,29 +317,33 @@ class Worker:
     def _encode_and_store(
         self, run: JobRun, plan: GenerationPlan, clip: Clip, timings: Timings
     ) -> VideoArtifact:
-        from kinema.media import center_crop, encode_mp4, encode_thumbnail
+        from kinema.media import center_crop, encode_mp4, encode_spritesheet, encode_thumbnail
 
         run.report(ENCODING_PROGRESS, "encoding", force=True)
         start = time.perf_counter()
         staging = self.storage.staging_path(".mp4")
         still = self.storage.staging_path(".jpg")
+        sprites = self.storage.staging_path(".jpg")
         output_size = (plan.output_width, plan.output_height)
         stem = f"{run.lease.job.id}/{run.lease.token}"
         try:
             info = encode_mp4(clip, staging, size=output_size)
             middle = clip.frames[len(clip.frames) // 2]
             encode_thumbnail(center_crop(middle, *output_size), still)
+            encode_spritesheet(center_crop(clip.frames, *output_size), sprites)
             timings.measure("encode", start)
             start = time.perf_counter()
             size = self.storage.put(f"{stem}.mp4", staging)
             self.storage.put(f"{stem}.jpg", still)
+            self.storage.put(f"{stem}-sprites.jpg", sprites)
             timings.measure("store", start)
         finally:
-            staging.unlink(missing_ok=True)
-            still.unlink(missing_ok=True)
+            for path in (staging, still, sprites):
+                path.unlink(missing_ok=True)
         return VideoArtifact(
             key=f"{stem}.mp4",
             thumbnail_key=f"{stem}.jpg",
+            spritesheet_key=f"{stem}-sprites.jpg",
             file_name=f"{run.lease.job.id}.mp4",
             file_size=size,
             duration=round(info.duration, 3),
@@ -311,5 +361,6 @@ class Worker:
                 self.storage.delete(key)
             raise
         # A worker killed between its upload and its completion left files under an old lease.
-        remove_job_artifacts(self.storage, run.lease.job.id, keep=artifact.keys)
+        job = run.lease.job
+        remove_job_artifacts(self.storage, job.id, keep=[*artifact.keys, *job.request.input_keys])
         logger.info("job %s completed: %s", run.lease.job.id, meta["timings"])

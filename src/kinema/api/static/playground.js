@@ -32,10 +32,29 @@
   const PENDING_REFRESH_MS = 3000;
   const GALLERY_PAGE = 12;
   const KEY_CHECK_ID = "playground-key-check";
+  // The image types the API takes, by the bytes that start each file.
+  const IMAGE_TYPES = {
+    "image/jpeg": (b) => b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff,
+    "image/png": (b) => [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a].every((v, i) => b[i] === v),
+    "image/webp": (b) => String.fromCharCode(...b.slice(0, 4)) === "RIFF"
+      && String.fromCharCode(...b.slice(8, 12)) === "WEBP",
+  };
+  const FRAME_SLOTS = { first: "image_url", last: "tail_image_url" };
+  const PREVIEW_SIDE = 480; // the preview canvas's longest side, in pixels
 
   const $ = (id) => document.getElementById(id);
   const limit = Number(document.body.dataset.promptLimit) || 2500;
+  const imageLimit = Number(document.body.dataset.imageLimit) || 20_000_000;
   const form = $("generate-form");
+  // Per served model: {min_seconds, max_seconds, fps, sizes: [{width, height, aspect_ratio,
+  // native}], images}, as the server rendered them.
+  const modelLimits = (() => {
+    try {
+      return JSON.parse(form.dataset.models || "{}");
+    } catch {
+      return {};
+    }
+  })();
   const state = {
     key: null,
     follow: null, // AbortController of the generation being followed
@@ -47,6 +66,8 @@
     pendingTimer: 0,
     details: null, // the video object shown in the details dialog
     detailsOpener: null, // what gets the focus back when the dialog closes
+    frames: { first: null, last: null }, // {dataUri, name, width, height, size} per picked image
+    frameSeq: { first: 0, last: 0 }, // the latest pick per slot: an older read is dropped
   };
 
   // ---------------------------------------------------------------- helpers
@@ -106,6 +127,13 @@
       unit += 1;
     }
     return `${size.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+  }
+
+  // File sizes against the server's limit, which is counted in decimal units.
+  function decimalBytes(value) {
+    if (value >= 1_000_000) return `${Number((value / 1_000_000).toPrecision(3))} MB`;
+    if (value >= 1000) return `${Number((value / 1000).toPrecision(3))} kB`;
+    return `${value} B`;
   }
 
   function dateTime(epochSeconds) {
@@ -281,6 +309,8 @@
     $("gallery").replaceChildren();
     resetPanel();
     form.reset();
+    for (const slot of Object.keys(FRAME_SLOTS)) removeFrame(slot);
+    applyModelLimits();
     updateCounters();
     $("app").hidden = true;
     $("account").hidden = true;
@@ -305,6 +335,7 @@
       el("option", { value: entry.id, text: entry.id, title: entry.description || "" })));
     select.value = served.some((e) => e.id === previous) ? previous : served[0].id;
     showModelDescription();
+    applyModelLimits();
   }
 
   async function loadModels() {
@@ -335,14 +366,21 @@
       model: $("model").value,
       prompt: $("prompt").value,
       aspect_ratio: form.elements.aspect_ratio.value,
-      duration: Number(form.elements.duration.value),
+      duration: Number($("seconds").value),
       cfg_scale: Number($("cfg-scale").value),
       generate_audio: $("generate-audio").checked,
     };
+    const size = parseSize($("size").value);
+    if (size) Object.assign(body, size);
     const negative = $("negative-prompt").value.trim();
     if (negative) body.negative_prompt = negative;
     const seed = $("seed").value.trim();
     if (seed) body.seed = Number(seed);
+    if (!$("frames").hidden) {
+      for (const [slot, field] of Object.entries(FRAME_SLOTS)) {
+        if (state.frames[slot]) body[field] = state.frames[slot].dataUri;
+      }
+    }
     return body;
   }
 
@@ -352,7 +390,8 @@
       prompt: $("prompt").value,
       negative_prompt: $("negative-prompt").value,
       aspect_ratio: form.elements.aspect_ratio.value,
-      seconds: form.elements.duration.value,
+      seconds: $("seconds").value,
+      size: $("size").value,
       cfg_scale: Number($("cfg-scale").value),
       generate_audio: $("generate-audio").checked,
       seed: $("seed").value,
@@ -381,8 +420,23 @@
     if (seed.validity.badInput || (seed.value && !/^\d+$/.test(seed.value.trim()))) {
       problems.push({ field: "seed", message: "must be a whole number from 0 to 4294967295" });
     }
+    for (const [slot, field] of Object.entries(FRAME_SLOTS)) {
+      if ($(`${slot}-frame`).classList.contains("reading")) {
+        problems.push({ field, message: "the image is still being read; try again in a moment" });
+      }
+    }
     return problems;
   }
+
+  // The API's field names whose input has another name (or none) in the form.
+  const FIELD_INPUTS = {
+    duration: "seconds",
+    width: "size",
+    height: "size",
+    size: "size",
+    image_url: "first-frame-file",
+    tail_image_url: "last-frame-file",
+  };
 
   function clearFormError() {
     $("form-error").hidden = true;
@@ -396,7 +450,7 @@
     );
     for (const field of fields) {
       const name = String(field.field || "").split(".").pop();
-      const input = form.elements.namedItem(name);
+      const input = FIELD_INPUTS[name] ? $(FIELD_INPUTS[name]) : form.elements.namedItem(name);
       if (input instanceof HTMLElement) input.setAttribute("aria-invalid", "true");
     }
     $("form-error").hidden = false;
@@ -438,7 +492,6 @@
     $("prompt").value = item.prompt || "";
     $("negative-prompt").value = item.negative_prompt || "";
     checkValue("aspect_ratio", item.aspect_ratio || "16:9");
-    checkValue("duration", item.seconds || 5);
     $("cfg-scale").value = item.cfg_scale ?? 0.5;
     $("generate-audio").checked = item.generate_audio !== false;
     $("seed").value = item.seed ?? "";
@@ -448,8 +501,232 @@
     }
     if (item.model) select.value = item.model;
     showModelDescription();
+    applyModelLimits(item.size);
+    setSeconds(Math.round(Number(item.seconds)) || 5);
     updateCounters();
     saveForm();
+  }
+
+  // ---------------------------------------------------------------- length and size
+
+  const limitsOf = (model) => modelLimits[model] || null;
+  const sizeValue = (size) => `${size.width}x${size.height}`;
+
+  function parseSize(value) {
+    const match = /^(\d+)x(\d+)$/.exec(value || "");
+    return match ? { width: Number(match[1]), height: Number(match[2]) } : null;
+  }
+
+  function sizeOption(size) {
+    const label = `${size.width}×${size.height} · ${size.aspect_ratio}${size.native ? " (native)" : ""}`;
+    const data = { "data-ratio": size.aspect_ratio, "data-native": size.native ? "1" : null };
+    return el("option", { value: sizeValue(size), text: label, ...data });
+  }
+
+  // The chosen seconds, within what the model makes; the 5 s / 10 s chips follow the slider.
+  function setSeconds(value) {
+    const slider = $("seconds");
+    const low = Number(slider.min) || 1;
+    const high = Number(slider.max) || low;
+    slider.value = String(Math.min(high, Math.max(low, Math.round(Number(value)) || low)));
+    showSeconds();
+  }
+
+  function showSeconds() {
+    const value = $("seconds").value;
+    $("seconds-value").textContent = `${value} s`;
+    for (const chip of form.querySelectorAll('input[name="duration"]')) chip.checked = chip.value === value;
+  }
+
+  // The length, size and image controls for the chosen model; `wantedSize` ("WxH") is kept
+  // where the model makes it, else the native size of the checked aspect ratio is chosen.
+  function applyModelLimits(wantedSize) {
+    const model = $("model").value;
+    const limits = limitsOf(model);
+    const slider = $("seconds");
+    const previous = Number(slider.value);
+    const low = limits ? limits.min_seconds : 1;
+    const high = limits ? limits.max_seconds : Math.max(low, 10);
+    slider.min = String(low);
+    slider.max = String(high);
+    for (const chip of form.querySelectorAll('input[name="duration"]')) {
+      const value = Number(chip.value);
+      chip.closest(".chip").hidden = value < low || value > high;
+    }
+    setSeconds(previous);
+    $("seconds-hint").textContent = limits
+      ? `${model} makes ${low} to ${high} s at ${limits.fps} fps.`
+      : "";
+
+    const select = $("size");
+    const keep = wantedSize ?? select.value;
+    const sizes = limits ? limits.sizes : [];
+    select.replaceChildren(...(sizes.length
+      ? sizes.map(sizeOption)
+      : [el("option", { value: "", text: "the model's size" })]));
+    if (sizes.some((size) => sizeValue(size) === keep)) {
+      select.value = keep;
+      followSize();
+    } else {
+      followRatio();
+    }
+    const frames = $("frames");
+    frames.hidden = Boolean(limits && !limits.images);
+  }
+
+  // A size sets the aspect ratio it is nearest to ...
+  function followSize() {
+    const option = $("size").selectedOptions[0];
+    if (option?.dataset.ratio) checkValue("aspect_ratio", option.dataset.ratio);
+  }
+
+  // ... and an aspect ratio whose shape the size does not have picks the ratio's native size.
+  function followRatio() {
+    const select = $("size");
+    const ratio = form.elements.aspect_ratio.value;
+    if (select.selectedOptions[0]?.dataset.ratio === ratio) return;
+    const options = [...select.options];
+    const native = options.find((o) => o.dataset.ratio === ratio && o.dataset.native);
+    const match = native || options.find((o) => o.dataset.ratio === ratio);
+    if (match) select.value = match.value;
+  }
+
+  // ---------------------------------------------------------------- first and last frames
+
+  function showFrameError(slot, message) {
+    const error = $(`${slot}-frame-error`);
+    error.textContent = message || "";
+    error.hidden = !message;
+    const input = $(`${slot}-frame-file`);
+    if (message) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
+
+  async function sniffType(file) {
+    const head = new Uint8Array(await file.slice(0, 12).arrayBuffer());
+    return Object.keys(IMAGE_TYPES).find((type) => IMAGE_TYPES[type](head)) || null;
+  }
+
+  function readDataUri(file, type) {
+    return new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.addEventListener("load", () => {
+        // The media type is the one the bytes show, whatever the file's name or type claims.
+        const text = String(reader.result);
+        resolve(`data:${type};base64,${text.slice(text.indexOf(",") + 1)}`);
+      });
+      reader.addEventListener("error", () => reject(reader.error || new Error("unreadable")));
+      reader.readAsDataURL(file);
+    });
+  }
+
+  function drawPreview(slot, bitmap) {
+    const canvas = $(`${slot}-frame-canvas`);
+    const scale = Math.min(1, PREVIEW_SIDE / Math.max(bitmap.width, bitmap.height));
+    canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+    canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+    canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  }
+
+  // A picked or dropped file: checked here (type by its bytes, size, that it decodes), shown,
+  // and kept as a data URI for the request.
+  async function pickFrame(slot, file) {
+    if (!file) return;
+    const seq = ++state.frameSeq[slot];
+    const current = () => seq === state.frameSeq[slot]; // no newer pick or removal since
+    const frame = $(`${slot}-frame`);
+    const name = file.name || "the image";
+    const refuse = (message) => current() && showFrameError(slot, message);
+    showFrameError(slot, null);
+    if (file.size > imageLimit) {
+      refuse(`“${name}” is ${decimalBytes(file.size)}; images may be at most ${decimalBytes(imageLimit)}.`);
+      return;
+    }
+    frame.classList.add("reading");
+    let bitmap = null;
+    try {
+      const type = await sniffType(file);
+      if (!type) return refuse(`“${name}” is not a JPEG, PNG or WebP image.`);
+      try {
+        bitmap = await createImageBitmap(file);
+      } catch {
+        return refuse(`“${name}” could not be read as an image.`);
+      }
+      const dataUri = await readDataUri(file, type);
+      if (!current()) return;
+      const { width, height } = bitmap;
+      state.frames[slot] = { dataUri, name, width, height, size: file.size };
+      drawPreview(slot, bitmap);
+      // The name gives way (with an ellipsis) to the size, which always shows.
+      const facts = `\u00a0· ${width}×${height} · ${decimalBytes(file.size)}`; // a flex item keeps a no-break space
+      const caption = $(`${slot}-frame-name`);
+      caption.replaceChildren(el("span", { className: "file", text: name }), el("span", { className: "facts", text: facts }));
+      caption.title = `${name} ${facts.trim()}`;
+      const title = slot === "first" ? "First frame" : "Last frame";
+      $(`${slot}-frame-canvas`).setAttribute("aria-label", `${title}: ${name}`);
+      $(`${slot}-frame-preview`).hidden = false;
+      $(`${slot}-frame-drop`).hidden = true;
+      $(`${slot}-frame-file`).hidden = true; // out of the tab order; a drop still replaces it
+      frame.classList.add("filled");
+    } catch (error) {
+      refuse(`“${name}” could not be read (${error.message}).`);
+    } finally {
+      bitmap?.close();
+      if (current()) frame.classList.remove("reading");
+    }
+  }
+
+  function removeFrame(slot) {
+    state.frameSeq[slot] += 1;
+    state.frames[slot] = null;
+    const frame = $(`${slot}-frame`);
+    frame.classList.remove("filled", "reading", "dragging");
+    $(`${slot}-frame-preview`).hidden = true;
+    $(`${slot}-frame-drop`).hidden = false;
+    $(`${slot}-frame-file`).hidden = false;
+    $(`${slot}-frame-file`).value = "";
+    $(`${slot}-frame-name`).replaceChildren();
+    const canvas = $(`${slot}-frame-canvas`);
+    canvas.width = canvas.height = 0;
+    showFrameError(slot, null);
+  }
+
+  function wireFrame(slot) {
+    const frame = $(`${slot}-frame`);
+    const input = $(`${slot}-frame-file`);
+    input.addEventListener("change", () => {
+      pickFrame(slot, input.files[0]);
+      input.value = ""; // the same file again is a new pick
+    });
+    $(`${slot}-frame-remove`).addEventListener("click", () => {
+      removeFrame(slot);
+      input.focus();
+    });
+    const hasFiles = (event) => [...(event.dataTransfer?.types || [])].includes("Files");
+    frame.addEventListener("dragenter", (event) => {
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      frame.classList.add("dragging");
+    });
+    frame.addEventListener("dragover", (event) => {
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "copy";
+      frame.classList.add("dragging");
+    });
+    frame.addEventListener("dragleave", (event) => {
+      if (!frame.contains(event.relatedTarget)) frame.classList.remove("dragging");
+    });
+    frame.addEventListener("drop", (event) => {
+      event.preventDefault();
+      frame.classList.remove("dragging");
+      const files = [...(event.dataTransfer?.files || [])];
+      if (files.length > 1) {
+        showFrameError(slot, "Drop one image here.");
+        return;
+      }
+      pickFrame(slot, files[0]);
+    });
   }
 
   function rerun(item) {
@@ -523,9 +800,13 @@
     $("result-download").setAttribute("download", video.file_name || `${body.id}.mp4`);
     const meta = body.meta || {};
     const processing = processingSeconds(meta.timings);
+    const extended = meta.extended_from
+      ? `${meta.extended_from} (${duration(meta.continued_seconds)} + ${duration(video.duration - meta.continued_seconds)})`
+      : null;
     const rows = [
       ["Size", `${video.width}×${video.height}`],
       ["Duration", duration(video.duration)],
+      ["Extends", extended],
       ["File", bytes(video.file_size)],
       ["Audio", video.has_audio ? "yes" : "no"],
       ["Model", meta.model],
@@ -533,6 +814,7 @@
       ["Processing", processing == null ? null : duration(processing)],
     ];
     $("result-meta").replaceChildren(...definitions(rows));
+    allowExtension($("extend-seconds"), meta.model);
     $("job-result").hidden = false;
   }
 
@@ -544,7 +826,7 @@
     $("result-video").load();
   }
 
-  function showPanel(id, prompt) {
+  function showPanel(id, prompt, origin) {
     $("current-empty").hidden = true;
     $("current-job").hidden = false;
     $("job-result").hidden = true;
@@ -552,11 +834,20 @@
     $("result-video").load();
     $("job-prompt").textContent = prompt || "";
     $("job-id").textContent = id;
+    $("extend-error").hidden = true;
+    showOrigin(origin);
   }
 
-  function rememberJob(id, prompt, startedAt) {
+  // An extension says which clip it continues, and by how much.
+  function showOrigin(origin) {
+    const line = $("job-origin");
+    line.hidden = !origin;
+    line.textContent = origin ? `Extends ${origin.id} by ${origin.seconds} s` : "";
+  }
+
+  function rememberJob(id, prompt, startedAt, origin) {
     state.jobId = id;
-    sessionStorage.setItem(JOB_STORAGE, JSON.stringify({ id, prompt, startedAt }));
+    sessionStorage.setItem(JOB_STORAGE, JSON.stringify({ id, prompt, startedAt, origin }));
   }
 
   function forgetJob() {
@@ -568,10 +859,10 @@
     resetPanel();
   }
 
-  function startJob(created, prompt) {
+  function startJob(created, prompt, origin = null) {
     const startedAt = Date.now();
-    rememberJob(created.id, prompt, startedAt);
-    showPanel(created.id, prompt);
+    rememberJob(created.id, prompt, startedAt, origin);
+    showPanel(created.id, prompt, origin);
     startClock(startedAt);
     renderJob(created);
     loadGallery(true);
@@ -583,7 +874,8 @@
     const saved = readJson(JOB_STORAGE);
     if (!saved || typeof saved.id !== "string") return;
     state.jobId = saved.id;
-    showPanel(saved.id, saved.prompt);
+    const origin = saved.origin && typeof saved.origin.id === "string" ? saved.origin : null;
+    showPanel(saved.id, saved.prompt, origin);
     let body;
     try {
       body = await api(pollPath(saved.id));
@@ -680,6 +972,82 @@
       $("job-error").textContent = `Could not cancel: ${error.message}`;
       $("job-error").hidden = false;
     }
+  }
+
+  // ---------------------------------------------------------------- extend a finished clip
+
+  // An extension adds at most as many seconds as the clip's model makes in one go.
+  function allowExtension(input, model) {
+    const limits = limitsOf(model) || limitsOf($("model").value);
+    if (limits) input.max = String(limits.max_seconds);
+  }
+
+  // Whole seconds the served model makes, or a message saying what would do.
+  function extensionSeconds(input) {
+    const text = input.value.trim();
+    const low = Number(input.min) || 1;
+    const high = Number(input.max) || low;
+    const value = Number(text);
+    if (!/^\d+$/.test(text) || value < low || value > high) {
+      return { problem: `Enter whole seconds from ${low} to ${high}.` };
+    }
+    return { seconds: value };
+  }
+
+  // POST /v1/videos/extensions: a new job (the clip and `seconds` more, as one clip) that the
+  // panel follows like any generation. `report` shows a refusal where the person asked.
+  async function extendClip(id, prompt, input, button, report) {
+    const { seconds, problem } = extensionSeconds(input);
+    if (problem) {
+      input.setAttribute("aria-invalid", "true");
+      report(problem);
+      input.focus();
+      return false;
+    }
+    input.removeAttribute("aria-invalid");
+    report(null);
+    button.disabled = true;
+    button.textContent = "Extending…";
+    try {
+      const created = await api("/v1/videos/extensions", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ prompt: prompt || "", seconds, video: { id } }),
+      });
+      startJob(created, prompt, { id, seconds });
+      return true;
+    } catch (error) {
+      report(`Could not extend: ${error.message}`);
+      return false;
+    } finally {
+      resetButton(button);
+    }
+  }
+
+  function showExtendError(message) {
+    $("extend-error").textContent = message || "";
+    $("extend-error").hidden = !message;
+  }
+
+  function extendCurrent(event) {
+    event.preventDefault();
+    if (!state.jobId) return;
+    extendClip(state.jobId, $("job-prompt").textContent, $("extend-seconds"), $("extend"), showExtendError);
+  }
+
+  async function extendShown(event) {
+    event.preventDefault();
+    const item = state.details;
+    if (!item) return;
+    const report = (message) => {
+      if (message) showDetailsMessage(message);
+      else $("details-message").hidden = true;
+    };
+    const input = $("details-extend-seconds");
+    if (!(await extendClip(item.id, item.prompt, input, $("details-extend"), report))) return;
+    state.detailsOpener = null; // the panel shows the new job; the focus goes nowhere else
+    closeDetails();
+    $("current").scrollIntoView({ behavior: "smooth", block: "start" });
   }
 
   // ---------------------------------------------------------------- Server-Sent Events over fetch
@@ -788,6 +1156,7 @@
     return [
       ["Model", item.model],
       ["Aspect ratio", item.aspect_ratio],
+      ["Size", item.size ? item.size.replace("x", "×") : null],
       ["Duration", clip],
       ["Audio", item.generate_audio === false ? "off" : "on"],
       ["CFG scale", item.cfg_scale != null ? Number(item.cfg_scale).toFixed(2) : null],
@@ -953,6 +1322,9 @@
     }
     $("details-cancel").hidden = !PENDING.has(key);
     if (!refresh || !PENDING.has(key)) resetButton($("details-cancel"));
+    $("details-extend-form").hidden = !playable;
+    allowExtension($("details-extend-seconds"), item.model);
+    if (!refresh) $("details-extend-seconds").removeAttribute("aria-invalid");
   }
 
   async function openDetails(id, opener) {
@@ -1080,8 +1452,33 @@
     for (const id of ["prompt", "negative-prompt", "cfg-scale"]) {
       $(id).addEventListener("input", updateCounters);
     }
-    $("model").addEventListener("change", showModelDescription);
-    for (const button of [$("job-cancel"), $("details-cancel")]) button.dataset.label = button.textContent;
+    $("model").addEventListener("change", () => {
+      showModelDescription();
+      applyModelLimits();
+      saveForm();
+    });
+    $("seconds").addEventListener("input", showSeconds);
+    for (const chip of form.querySelectorAll('input[name="duration"]')) {
+      chip.addEventListener("change", () => setSeconds(chip.value));
+    }
+    $("size").addEventListener("change", followSize);
+    for (const radio of form.querySelectorAll('input[name="aspect_ratio"]')) {
+      radio.addEventListener("change", followRatio);
+    }
+    for (const slot of Object.keys(FRAME_SLOTS)) wireFrame(slot);
+    // A file dropped beside a drop zone must not replace the page with the file.
+    for (const type of ["dragover", "drop"]) {
+      window.addEventListener(type, (event) => {
+        if (!event.defaultPrevented && [...(event.dataTransfer?.types || [])].includes("Files")) {
+          event.preventDefault();
+          if (type === "dragover") event.dataTransfer.dropEffect = "none";
+        }
+      });
+    }
+    $("extend-form").addEventListener("submit", extendCurrent);
+    $("details-extend-form").addEventListener("submit", extendShown);
+    const buttons = [$("job-cancel"), $("details-cancel"), $("extend"), $("details-extend")];
+    for (const button of buttons) button.dataset.label = button.textContent;
     $("job-cancel").addEventListener("click", cancelCurrent);
     $("result-details").addEventListener("click", (event) => {
       if (state.jobId) openDetails(state.jobId, event.currentTarget);
@@ -1089,6 +1486,7 @@
     $("gallery-refresh").addEventListener("click", () => loadGallery(true));
     $("gallery-more").addEventListener("click", () => loadGallery(false));
     wireDetails();
+    applyModelLimits();
     restoreForm();
     updateCounters();
     loadModels();

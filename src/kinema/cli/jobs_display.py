@@ -1,5 +1,5 @@
-"""`kinema jobs`: one view of a generation, whether it comes from this machine's database or from
-a server, and its renderings (a table of jobs, one job's details)."""
+"""`kinema jobs`: a generation in one shape (`JobInfo`), whether it comes from this machine's
+database or from a server, and how it is displayed (a table of jobs, one job's details)."""
 
 from __future__ import annotations
 
