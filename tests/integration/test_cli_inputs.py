@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
-from PIL import Image
 
 from kinema.media import probe
 from tests.conftest import TEST_KEY, ServerProcess, kinema_env
+from tests.pictures import correlation, frames, half_white
 
 pytestmark = pytest.mark.slow
 
@@ -30,31 +29,8 @@ MIN_CORRELATION = 0.5
 MAX_FRAME_DIFFERENCE = 6.0  # mean absolute difference (0..255) of a frame re-encoded once
 
 
-def half_white(mirrored: bool = False) -> Image.Image:
-    pixels = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
-    white = slice(WIDTH // 2, None) if mirrored else slice(None, WIDTH // 2)
-    pixels[:, white] = 255
-    return Image.fromarray(pixels, "RGB")
-
-
-FIRST = half_white()
-MIRROR = half_white(mirrored=True)
-
-
-def frames(path: Path) -> np.ndarray:
-    with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
-
-
-def correlation(frame: np.ndarray, image: Image.Image) -> float:
-    """Pearson correlation of the grayscale frame and image (resized to the frame's size)."""
-    height, width = frame.shape[:2]
-    resized = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), np.float64)
-    a = frame.astype(np.float64).mean(axis=2).ravel()
-    b = resized.mean(axis=2).ravel()
-    a, b = a - a.mean(), b - b.mean()
-    denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / denominator) if denominator else 0.0
+FIRST = half_white(WIDTH, HEIGHT)
+MIRROR = half_white(WIDTH, HEIGHT, mirrored=True)
 
 
 def assert_first_frame_shows(clip: Path) -> None:

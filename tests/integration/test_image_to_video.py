@@ -17,7 +17,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import av
 import httpx
 import numpy as np
 import pytest
@@ -25,6 +24,7 @@ from PIL import Image
 
 from kinema import Client, Generation
 from tests.conftest import TEST_KEY, ServerProcess
+from tests.pictures import correlation, frames, half_white
 
 pytestmark = pytest.mark.slow
 
@@ -63,14 +63,6 @@ print(json.dumps(video.model_dump()))
 """
 
 
-def half_white(mirrored: bool = False) -> Image.Image:
-    """Left half white, right half black (mirrored: the other way round)."""
-    pixels = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
-    white = slice(WIDTH // 2, None) if mirrored else slice(None, WIDTH // 2)
-    pixels[:, white] = 255
-    return Image.fromarray(pixels, "RGB")
-
-
 def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
@@ -81,26 +73,8 @@ def data_uri(image: Image.Image) -> str:
     return f"data:image/png;base64,{base64.b64encode(png_bytes(image)).decode()}"
 
 
-FIRST = half_white()
-MIRROR = half_white(mirrored=True)
-
-
-def frames(path: Path) -> np.ndarray:
-    """Every video frame of the mp4 as (F, H, W, 3) uint8."""
-    with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
-
-
-def correlation(frame: np.ndarray, image: Image.Image) -> float:
-    """Pearson correlation of the grayscale (mean over RGB) frame and image, the image resized to
-    the frame's size."""
-    height, width = frame.shape[:2]
-    resized = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), np.float64)
-    a = frame.astype(np.float64).mean(axis=2).ravel()
-    b = resized.mean(axis=2).ravel()
-    a, b = a - a.mean(), b - b.mean()
-    denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / denominator) if denominator else 0.0
+FIRST = half_white(WIDTH, HEIGHT)
+MIRROR = half_white(WIDTH, HEIGHT, mirrored=True)
 
 
 def create(server: ServerProcess, body: dict[str, Any]) -> Generation:

@@ -11,13 +11,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
-from PIL import Image
 
 from kinema.media import probe
 from tests.conftest import TEST_KEY, ServerProcess
+from tests.pictures import correlation, frames, half_white
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENAI_PYTHON = ROOT / ".venv-openai" / "bin" / "python"
@@ -27,30 +26,7 @@ TINY_16_9 = (96, 54)  # the tiny model's 16:9 frame size (the wire `size` is the
 pytestmark = pytest.mark.slow
 
 
-def halves(width: int = 96, height: int = 54) -> Image.Image:
-    """White on the left, black on the right."""
-    picture = np.zeros((height, width, 3), np.uint8)
-    picture[:, : width // 2] = 255
-    return Image.fromarray(picture)
-
-
-FIRST_FRAME = halves()
-
-
-def decoded_frames(path: Path) -> np.ndarray:
-    with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
-
-
-def first_frame(path: Path) -> np.ndarray:
-    with av.open(str(path)) as container:
-        frame = next(container.decode(video=0))
-        return np.asarray(frame.to_ndarray(format="rgb24"), dtype=float).mean(-1)
-
-
-def grey_correlation(seen: np.ndarray, shown: np.ndarray) -> float:
-    seen, shown = seen - seen.mean(), shown - shown.mean()
-    return float((seen * shown).sum() / np.sqrt((seen * seen).sum() * (shown * shown).sum()))
+FIRST_FRAME = half_white(96, 54)
 
 
 @pytest.fixture(scope="module")
@@ -158,11 +134,10 @@ def test_an_image_reference_makes_the_first_frame_at_an_openai_size(seen: dict[s
     info = probe(Path(seen["from_image_mp4"]))
     assert (info.width, info.height) == (720, 1280)
     assert abs(info.duration - 4.0) <= 1 / info.fps + 1e-6
-    first = first_frame(Path(seen["from_image_mp4"]))
+    first = frames(Path(seen["from_image_mp4"]))[0]
     # The image is cover-cropped to the clip's shape: its middle, still white on the left.
-    picture = np.asarray(halves(720, 1280).convert("L"), dtype=float)
-    mirrored = picture[:, ::-1]
-    assert grey_correlation(first, picture) > 0.5 > grey_correlation(first, mirrored)
+    picture, mirrored = half_white(720, 1280), half_white(720, 1280, mirrored=True)
+    assert correlation(first, picture) > 0.5 > correlation(first, mirrored)
 
 
 def test_remix_keeps_the_shape_and_names_its_source(seen: dict[str, Any]) -> None:
@@ -182,8 +157,8 @@ def test_extend_returns_one_longer_clip_that_starts_as_its_source(seen: dict[str
     assert (extended["status"], extended["seconds"]) == ("completed", "9")
     info = probe(Path(seen["extended_mp4"]))
     assert abs(info.duration - 9.0) <= 2 / info.fps and info.has_audio
-    source = decoded_frames(Path(seen["mp4"]))
-    longer = decoded_frames(Path(seen["extended_mp4"]))
+    source = frames(Path(seen["mp4"]))
+    longer = frames(Path(seen["extended_mp4"]))
     assert np.abs(longer[: len(source)].astype(int) - source.astype(int)).mean() < 3.0
 
 
