@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from kinema.config import Settings
+from kinema.private_files import make_private_dirs
 from kinema.store_protocol import JobStore
 
 # The tiny model gains nothing from threads, and two threads spinning on a busy two-core machine
@@ -33,16 +35,33 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model, built once per test session (nothing is downloaded)."""
+    """The tiny model, built once per test session (nothing is downloaded). The workers of a
+    parallel run (pytest -n) share one build: ensure_tiny_ltx2 lets one build while others wait."""
     from kinema.engine.tiny import ensure_tiny_ltx2
 
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return ensure_tiny_ltx2(tmp_path_factory.getbasetemp().parent / "models")
     return ensure_tiny_ltx2(tmp_path_factory.mktemp("models"))
 
 
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty jobs database at the current schema, made once: each test's data dir starts
+    with a copy, as if the app had just created it, without running every migration again
+    (that is most of the cost of building an app; the migrations have tests of their own)."""
+    from kinema.store.sql import open_store_url
+
+    template = Settings(data_dir=make_private_dirs(tmp_path_factory.mktemp("template") / "data"))
+    open_store_url(template.database_url).close()
+    return template.database_path
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, migrated_database: Path) -> Settings:
     # Input images up to 100 kB: a create body may then hold about 330 kB.
-    return Settings(data_dir=tmp_path / "data", model="tiny-ltx2", input_max_bytes=100_000)
+    made = Settings(data_dir=tmp_path / "data", model="tiny-ltx2", input_max_bytes=100_000)
+    shutil.copy2(migrated_database, make_private_dirs(made.data_dir) / made.database_path.name)
+    return made
 
 
 class Clock:

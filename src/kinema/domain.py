@@ -149,3 +149,4 @@ class Clip:
     fps: float
     audio: np.ndarray | None = None  # float32, (channels, samples), in [-1, 1]
     sample_rate: int = 0
+    prompt_used: str | None = None  # set when the model rewrote the prompt

@@ -169,7 +169,11 @@ def image_remix_and_extension(client: OpenAI, fox_id: str, out_dir: Path) -> dic
     edit = client.videos.edit(prompt="in watercolour", video=NOT_GIVEN, extra_body=by_id)
     upload = api_error(lambda: client.videos.edit(prompt="x", video=b"not a kinema video"))
     client.videos.delete(edit.id)
+    enhanced = client.videos.create_and_poll(
+        prompt="a fox", size=SMALL, extra_body={"enhance_prompt": True}, poll_interval_ms=200
+    )
     return {
+        "enhanced": enhanced.model_dump(),
         "from_image": from_image.model_dump(),
         "from_image_mp4": str(out_dir / "from_image.mp4"),
         "remixed": remixed.model_dump(),

@@ -162,6 +162,17 @@ def test_extend_returns_one_longer_clip_that_starts_as_its_source(seen: dict[str
     assert np.abs(longer[: len(source)].astype(int) - source.astype(int)).mean() < 3.0
 
 
+def test_enhance_prompt_shows_the_prompt_the_model_ran(seen: dict[str, Any]) -> None:
+    enhanced = seen["enhanced"]
+    assert (enhanced["status"], enhanced["prompt"], enhanced["enhance_prompt"]) == (
+        "completed",
+        "a fox",
+        True,
+    )
+    assert enhanced["prompt_used"] and enhanced["prompt_used"] != "a fox"
+    assert seen["done"]["prompt_used"] is None  # not asked for: the prompt ran as written
+
+
 def test_spritesheet_and_edit(seen: dict[str, Any]) -> None:
     assert seen["sprites_head"] == "ffd8ff"
     assert seen["edit"]["remixed_from_video_id"] == seen["done"]["id"]

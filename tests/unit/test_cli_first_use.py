@@ -13,7 +13,8 @@ from kinema.catalog.registry import HOSTED_ALIASES, MODELS, PRESET_ALIASES
 from kinema.cli import app
 from tests.conftest import free_port
 
-runner = CliRunner()
+# Wide enough that no temporary path is wrapped (inside a word, the console breaks it anywhere).
+runner = CliRunner(env={"COLUMNS": "400"})
 
 
 def generate_here(data_dir: Path, *args: str) -> Result:
@@ -24,7 +25,7 @@ def generate_here(data_dir: Path, *args: str) -> Result:
 
 
 def words(text: str) -> str:
-    """The text as one line: the console wraps at 80 columns and boxes usage errors."""
+    """The text as one line: the console wraps long lines and boxes usage errors."""
     return " ".join(text.replace("│", " ").split())
 
 

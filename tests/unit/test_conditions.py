@@ -1,9 +1,11 @@
-"""Image conditions act on the tiny model's output: first frame, last frame, strength."""
+"""What a request asks for acts on the tiny model's output: first frame, last frame, strength, and
+the prompt the model rewrites for itself."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -101,3 +103,61 @@ def test_an_image_of_another_shape_is_cropped_to_the_clip(
     wide[0, :, WIDTH : WIDTH + WIDTH // 2] = 255  # its middle third is LEFT
     first = frames(engines[TINY_LTX2.id], conditioned_plan(TINY_LTX2, [(0, wide)]))[0]
     assert correlation(first, LEFT) > 0.5
+
+
+# -- prompt enhancement: the model's own rewrite of the prompt, seeded like the clip ----------
+
+
+def generated(engine: ModelRunner, plan: GenerationPlan) -> tuple[str | None, np.ndarray]:
+    clip = engine.generate(plan, lambda done, total: None, lambda: False)
+    return clip.prompt_used, clip.frames
+
+
+def test_enhancement_rewrites_the_prompt_and_the_clip_follows_the_rewrite(
+    engines: dict[str, ModelRunner],
+) -> None:
+    engine = engines[TINY_LTX2.id]
+    plain = conditioned_plan(TINY_LTX2, [], duration=1)
+    asked = replace(plain, enhance_prompt=True)
+    prompt_used, enhanced = generated(engine, asked)
+    assert "prompt_enhance" in engine.last_timings
+    again, enhanced_again = generated(engine, asked)
+    other_seed, _ = generated(engine, replace(asked, seed=asked.seed + 1))
+    plain_prompt, plain_frames = generated(engine, plain)
+    assert plain_prompt is None and "prompt_enhance" not in engine.last_timings
+    assert prompt_used and prompt_used != plain.prompt
+    assert (again, np.array_equal(enhanced, enhanced_again)) == (prompt_used, True)
+    assert other_seed != prompt_used
+    assert not np.array_equal(enhanced, plain_frames)  # the rewrite, not the prompt, ran
+
+
+class RecordingProcessor:
+    """The pipeline's own processor, noting what the enhancer hands it."""
+
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+        self.calls: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.processor, name)
+
+    def __call__(self, **inputs: Any) -> Any:
+        self.calls.append(inputs)
+        return self.processor(**inputs)
+
+
+def test_enhancing_a_clip_from_an_image_shows_the_enhancer_that_image(
+    engines: dict[str, ModelRunner], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tiny model's four image tokens among thousands of system-prompt tokens barely move
+    its sampled words, so this follows the image to the enhancer's input instead."""
+    engine = engines[TINY_LTX2.id]
+    recording = RecordingProcessor(engine.pipeline.processor)
+    monkeypatch.setattr(engine.pipeline, "processor", recording)
+    plan = replace(conditioned_plan(TINY_LTX2, [(0, LEFT)], duration=1), enhance_prompt=True)
+    prompt_used, _ = generated(engine, plan)
+    [call] = recording.calls
+    shown = np.asarray(call["images"].convert("L"), dtype=float)  # scaled up for Gemma
+    left, right = np.array_split(shown, 2, axis=1)
+    assert left.mean() > 200 > 50 > right.mean()  # LEFT: white on the left, black on the right
+    assert "image-to-video" in call["text"] and prompt_used

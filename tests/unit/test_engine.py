@@ -32,7 +32,7 @@ from kinema.engine import components, speed, tiny
 from kinema.engine.components import Source
 from kinema.engine.pipelines import ModelRunner, engine_from_components, load_engine
 from kinema.engine.speed import Hardware
-from kinema.engine.stages import stage_args
+from kinema.engine.stages import encode_prompt, stage_args
 from kinema.engine.tiny import (
     LORA_FILE,
     TINY_DIR_NAME,
@@ -368,7 +368,7 @@ def test_single_stage_decodes_as_the_pipeline_does(tiny_weights: Path) -> None:
 def test_distilled_stages_run_the_plain_denoiser(fast: ModelRunner, quality: ModelRunner) -> None:
     plan = tiny_plan(TINY_LTX2_QUALITY, negative_prompt="blurry", cfg_scale=0.8)
     cfg_stage, refine = plan.stages
-    embeds = quality._encode(plan)
+    embeds = encode_prompt(quality.pipeline, plan)
 
     guided = stage_args(plan, cfg_stage, embeds, {})
     plain = stage_args(plan, refine, embeds, {"stg_scale": 1.0})

@@ -38,6 +38,8 @@ VIDEO_KEYS = {
     "negative_prompt",
     "cfg_scale",
     "generate_audio",
+    "enhance_prompt",
+    "prompt_used",
     "seed",
     "aspect_ratio",
     "stage",

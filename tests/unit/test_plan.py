@@ -108,6 +108,26 @@ def test_fast_runs_without_cfg_and_says_it_ignores_the_negative_prompt() -> None
     assert any("negative_prompt" in note for note in plan.notes)
 
 
+def test_enhance_prompt_reaches_the_plan_of_a_model_that_rewrites_prompts() -> None:
+    request = GenerationRequest(model="ltx-2", prompt="p", enhance_prompt=True)
+    plan = plan_generation(request, LTX_2, seed=1)
+    assert (plan.enhance_prompt, plan.enhanced_prompt_tokens, plan.notes) == (True, None, ())
+    tiny = plan_generation(replace(request, model="tiny-ltx2"), TINY_LTX2, seed=1)
+    assert (tiny.enhance_prompt, tiny.enhanced_prompt_tokens) == (True, 32)
+    assert (
+        plan_generation(replace(request, enhance_prompt=False), LTX_2, seed=1).enhance_prompt
+        is False
+    )
+
+
+def test_a_model_without_an_enhancer_says_it_ignored_enhance_prompt() -> None:
+    spec = replace(LTX_2, enhances_prompts=False)
+    request = GenerationRequest(model="ltx-2", prompt="p", enhance_prompt=True)
+    plan = plan_generation(request, spec, seed=1)
+    assert plan.enhance_prompt is False
+    assert plan.notes == ("enhance_prompt ignored: model 'ltx-2' has no prompt enhancer",)
+
+
 @pytest.mark.parametrize("spec", list(MODELS.values()), ids=list(MODELS))
 @pytest.mark.parametrize("aspect_ratio", ["16:9", "9:16", "1:1"])
 @pytest.mark.parametrize("duration", [5, 10])

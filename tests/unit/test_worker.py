@@ -68,6 +68,17 @@ def test_a_job_runs_to_completion(services: Services, engine: ModelRunner) -> No
     assert worker_for(services, engine).run_once() is False
 
 
+def test_a_job_that_asked_for_enhancement_records_the_prompt_it_ran(
+    services: Services, engine: ModelRunner
+) -> None:
+    job_id = submit(services, duration=1, seed=3, enhance_prompt=True)
+    assert worker_for(services, engine).run_once() is True
+    job = services.store.get_job(job_id)
+    assert job and job.status is JobStatus.COMPLETED
+    assert job.meta["prompt_used"] and job.meta["prompt_used"] != job.request.prompt
+    assert "prompt_enhance" in job.meta["timings"]
+
+
 def test_a_canceled_job_ends_canceled_and_keeps_no_output(
     services: Services, engine: ModelRunner
 ) -> None:

@@ -59,7 +59,14 @@ DEFAULT_SIZE = "720x1280"
 SIZES = (*OPENAI_SIZES, *(f"{w}x{h}" for w, h in FULL_HD_SIZES.values()))
 SIZE_PATTERN = re.compile(r"([1-9]\d{0,4})x([1-9]\d{0,4})")
 SECONDS_PATTERN = re.compile(r"\d{1,3}")
-EXTENSIONS = ("negative_prompt", "cfg_scale", "generate_audio", "seed", "callback_url")
+EXTENSIONS = (
+    "negative_prompt",
+    "cfg_scale",
+    "generate_audio",
+    "enhance_prompt",
+    "seed",
+    "callback_url",
+)
 PARAM_BY_FIELD = {"duration": "seconds", "aspect_ratio": "size"}
 MEDIA_TYPES: dict[Variant, str] = {
     "video": "video/mp4",
@@ -139,6 +146,8 @@ def render_video(view: JobView) -> dict[str, Any]:
         "negative_prompt": request.negative_prompt,
         "cfg_scale": request.cfg_scale,
         "generate_audio": request.generate_audio,
+        "enhance_prompt": request.enhance_prompt,
+        "prompt_used": job.meta.get("prompt_used"),
         "seed": request.seed,
         "aspect_ratio": request.aspect_ratio,
         "stage": job.stage,
@@ -264,6 +273,7 @@ FORM_COERCIONS = {
     "cfg_scale": _form_number(float),
     "seed": _form_number(int),
     "generate_audio": _form_bool,
+    "enhance_prompt": _form_bool,
 }
 
 

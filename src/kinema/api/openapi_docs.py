@@ -94,7 +94,8 @@ class GenerationError(BaseModel):
 
 
 class GenerationMeta(BaseModel):
-    """The job's bookkeeping: these keys always, and e.g. requested_model, timings, webhook."""
+    """The job's bookkeeping: these keys always, and e.g. requested_model, timings, webhook, and
+    prompt_used (the model's rewrite of the prompt, when enhance_prompt ran)."""
 
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
@@ -139,11 +140,15 @@ class Video(BaseModel):
     seconds: str
     size: str
     prompt: str
-    remixed_from_video_id: None
+    remixed_from_video_id: str | None
     error: VideoError | None
     negative_prompt: str | None
     cfg_scale: float
     generate_audio: bool
+    enhance_prompt: bool
+    prompt_used: str | None = Field(
+        description="The prompt the model ran: its own rewrite when enhance_prompt was asked for"
+    )
     seed: int | None
     aspect_ratio: str
     stage: str | None

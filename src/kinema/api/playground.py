@@ -416,6 +416,10 @@ PAGE = """<!doctype html>
         <label><input id="generate-audio" name="generate_audio" type="checkbox" checked>
           Generate audio</label>
       </div>
+      <div class="field check">
+        <label title="The model rewrites the prompt in detail before it makes the clip"><input
+          id="enhance-prompt" name="enhance_prompt" type="checkbox"> Enhance prompt</label>
+      </div>
     </div>
     <p id="model-aliases" class="hint">{alias_hint}</p>
     <div id="form-error" class="error" role="alert" hidden>

@@ -92,6 +92,8 @@ class GenerationPlan:
     # that clip's end (the conditioning frames; the new part starts after them).
     continues: str | None = None
     overlap_frames: int = 0
+    enhance_prompt: bool = False  # the model rewrites `prompt` first (see ModelRunner)
+    enhanced_prompt_tokens: int | None = None  # at most; None: the pipeline's own limit
 
     @property
     def duration(self) -> float:
@@ -153,8 +155,8 @@ def _notes(request: GenerationRequest, spec: ModelSpec) -> list[str]:
     notes = []
     if request.negative_prompt and not spec.uses_cfg:
         notes.append("negative_prompt ignored: this model runs without classifier-free guidance")
-    if request.enhance_prompt:
-        notes.append("enhance_prompt ignored: this deployment has no prompt enhancer")
+    if request.enhance_prompt and not spec.enhances_prompts:
+        notes.append(f"enhance_prompt ignored: model {spec.id!r} has no prompt enhancer")
     return notes
 
 
@@ -298,6 +300,8 @@ def plan_generation(
         conditions=conditions,
         continues=request.continues,
         overlap_frames=overlap,
+        enhance_prompt=request.enhance_prompt and spec.enhances_prompts,
+        enhanced_prompt_tokens=spec.enhanced_prompt_tokens,
     )
 
 

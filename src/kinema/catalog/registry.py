@@ -97,6 +97,10 @@ class ModelSpec:
     # The pipeline class (built from the same components) that takes image and clip conditions;
     # "": the model makes video from text only.
     condition_pipeline: str = ""
+    # Whether the model rewrites prompts itself (LTX-2's Gemma text encoder doubles as one), and
+    # how many tokens a rewrite may have (None: the pipeline's own limit).
+    enhances_prompts: bool = True
+    enhanced_prompt_tokens: int | None = None
     upsampler_weights: str = ""  # Hub id or directory of the 2x latent upsampler
     upsampler_subfolder: str | None = None
     lora_weights: str = ""  # Hub id or directory of the distilled LoRA
@@ -180,6 +184,7 @@ TINY_LTX2 = ModelSpec(
     guidance_range=(1.0, 7.0),
     guidance_default=4.0,
     max_sequence_length=16,
+    enhanced_prompt_tokens=32,
     upsampler_subfolder="latent_upsampler",
     lora_file="distilled_lora.safetensors",
     stg_scale=0.0,

@@ -156,6 +156,19 @@ def condition_pipeline(spec: ModelSpec, pipeline: Any) -> Any:
     return conditioned
 
 
+def with_prompt_processor(pipeline: Any) -> Any:
+    """`pipeline`, given a Gemma 3 processor where its weights came without one: prompt
+    enhancement needs it (chat template, and the first frame as an image for image-to-video)."""
+    if getattr(pipeline, "processor", None) is None:
+        from transformers import Gemma3ImageProcessorPil, Gemma3Processor
+
+        processor = Gemma3Processor(
+            image_processor=Gemma3ImageProcessorPil(), tokenizer=pipeline.tokenizer
+        )
+        pipeline.register_modules(processor=processor)
+    return pipeline
+
+
 def load_upsampler(spec: ModelSpec, source: Source, dtype: torch.dtype) -> Any:
     """The 2x latent upsampler: a directory holding its config, or a repo and subfolder."""
     from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel

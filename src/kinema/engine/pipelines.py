@@ -7,12 +7,20 @@ The recipe: encode the prompt once → stage 1 at its own size to latents →
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
+import PIL.Image
 import torch
+from diffusers.pipelines.ltx2.utils import (
+    LTX2_5_I2V_DEFAULT_SYSTEM_PROMPT as I2V_SYSTEM_PROMPT,
+)
+from diffusers.pipelines.ltx2.utils import (
+    LTX2_5_T2V_DEFAULT_SYSTEM_PROMPT as T2V_SYSTEM_PROMPT,
+)
 
 from kinema.catalog.plan import GenerationPlan, StagePlan, plan_generation
 from kinema.catalog.registry import ModelSpec
@@ -87,9 +95,13 @@ class ModelRunner:
 
     def _run(self, plan: GenerationPlan, progress: Progress, timer: Timer) -> Clip:
         generator = torch.Generator(device=self.device).manual_seed(plan.seed)
-        # 1. The prompt, once for every stage.
-        with timer("text_encode"):
-            embeds = self._encode(plan)
+        # 1. The prompt (rewritten by the model first when asked), encoded once for every stage.
+        with self._text_encoder_on_device():
+            if plan.enhance_prompt:
+                with timer("prompt_enhance"):
+                    plan = replace(plan, prompt=self._enhanced_prompt(plan))
+            with timer("text_encode"):
+                embeds = encode_prompt(self.pipeline, plan)
         # 2. Stage 1 at its own size, then (2x upsampled) refine stages; latents in between.
         video: torch.Tensor | None = None
         audio: torch.Tensor | None = None
@@ -109,22 +121,48 @@ class ModelRunner:
         with timer("video_decode"):
             speed.set_vae_tiling(self.pipeline.vae, self._tiled(plan))
             frames = decode_video(self.pipeline, video, generator)
+        prompt_used = plan.prompt if plan.enhance_prompt else None
         if not plan.generate_audio:
-            return Clip(frames=frames, fps=plan.fps)
+            return Clip(frames=frames, fps=plan.fps, prompt_used=prompt_used)
         assert audio is not None
         with timer("audio_decode"):
             waveform = decode_audio(self.pipeline, audio)
-        return Clip(frames=frames, fps=plan.fps, audio=waveform, sample_rate=self.sample_rate)
+        return Clip(
+            frames=frames,
+            fps=plan.fps,
+            audio=waveform,
+            sample_rate=self.sample_rate,
+            prompt_used=prompt_used,
+        )
 
-    def _encode(self, plan: GenerationPlan) -> PromptEmbeds:
+    @contextlib.contextmanager
+    def _text_encoder_on_device(self) -> Iterator[None]:
+        """A released text encoder comes to the device for the prompt, then goes back."""
         encoder = self.pipeline.text_encoder
         if self.release_text_encoder:
             encoder.to(self.device)
         try:
-            return encode_prompt(self.pipeline, plan)
+            yield
         finally:
             if self.release_text_encoder:
                 encoder.to("cpu")
+
+    def _enhanced_prompt(self, plan: GenerationPlan) -> str:
+        """LTX-2's own rewrite of the prompt (its Gemma text encoder, with Lightricks' system
+        prompt; shown the first frame when the clip starts from an image), seeded by the plan."""
+        starts = [c.pixels for c in plan.conditions if c.kind == "image" and c.latent_index == 0]
+        image = PIL.Image.fromarray(starts[0][0]) if starts and starts[0] is not None else None
+        system = I2V_SYSTEM_PROMPT if image is not None else T2V_SYSTEM_PROMPT
+        pipeline = components.with_prompt_processor(self.pipeline)
+        [enhanced] = pipeline.enhance_prompt(
+            plan.prompt,
+            system_prompt=system,
+            max_new_tokens=plan.enhanced_prompt_tokens,
+            seed=plan.seed,
+            image=image,
+            device=self.device,
+        )
+        return str(enhanced).strip() or plan.prompt
 
     def _denoise(
         self,

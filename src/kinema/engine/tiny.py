@@ -38,6 +38,8 @@ from torch import nn
 from transformers import (
     Gemma3Config,
     Gemma3ForConditionalGeneration,
+    Gemma3ImageProcessorPil,
+    Gemma3Processor,
     Gemma3TextConfig,
     GemmaTokenizer,
     SiglipVisionConfig,
@@ -51,7 +53,7 @@ from kinema.private_files import make_private_dirs
 
 TINY_DIR_NAME = "tiny-ltx2"
 # Bump whenever the architecture or weights change: a cached build of another version is rebuilt.
-BUILD_VERSION = 3
+BUILD_VERSION = 4
 MARKER = "kinema-tiny.json"
 T = TypeVar("T")
 SEED = 0
@@ -70,6 +72,27 @@ VOCODER_UPSAMPLE = (4, 4, 10)  # product == MEL_HOP: one vocoder sample per audi
 
 SPECIAL_TOKENS = ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>")
 CHARACTERS = "▁abcdefghijklmnopqrstuvwxyz0123456789.,!?'-"
+# Gemma 3's chat and image tokens, after the rest so that plain prompts keep their token ids.
+TURN_TOKENS = ("<start_of_turn>", "<end_of_turn>")
+IMAGE_TOKENS = {
+    "boi_token": "<start_of_image>",
+    "eoi_token": "<end_of_image>",
+    "image_token": "<image_soft_token>",
+}
+IMAGE_SIZE = 8  # the tiny vision tower's input side
+IMAGE_SEQUENCE = 4  # tokens per image (Gemma 3's mm_tokens_per_image)
+# Gemma 3's chat format, short: the prompt enhancer renders its system and user turns with it.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<start_of_turn>"
+    "{{ 'model' if message['role'] == 'assistant' else 'user' }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<start_of_image>{% else %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+# Long enough for Lightricks' enhancement system prompt, one token per character here.
+TEXT_POSITIONS = 8192
 
 
 def build_tiny_ltx2(destination: Path) -> None:
@@ -169,24 +192,49 @@ def _tiny_pipeline(fit_vae: bool = True) -> LTX2Pipeline:
         for name, build in builders.items():
             torch.manual_seed(SEED)
             components[name] = build()
+    tokenizer = _tokenizer()
     return LTX2Pipeline(
         scheduler=_scheduler(),  # type: ignore[arg-type]  # diffusers annotates it with a dummy class
-        tokenizer=_tokenizer(),
-        processor=None,
+        tokenizer=tokenizer,
+        processor=_processor(tokenizer),
         prompt_enhancer=None,
         duration_head=None,
         **components,
     )
 
 
+def _pieces() -> list[str]:
+    bytes_ = (f"<0x{byte:02X}>" for byte in range(256))
+    return [*SPECIAL_TOKENS, *bytes_, *CHARACTERS, *TURN_TOKENS, *IMAGE_TOKENS.values()]
+
+
+def _token_id(piece: str) -> int:
+    return _pieces().index(piece)
+
+
 def _tokenizer() -> GemmaTokenizer:
-    pieces = [*SPECIAL_TOKENS, *(f"<0x{byte:02X}>" for byte in range(256)), *CHARACTERS]
-    vocab = {piece: index for index, piece in enumerate(pieces)}
-    return GemmaTokenizer(vocab=vocab, merges=[], add_bos_token=True, model_max_length=1024)
+    vocab = {piece: index for index, piece in enumerate(_pieces())}
+    tokenizer = GemmaTokenizer(
+        vocab=vocab,
+        merges=[],
+        add_bos_token=True,
+        model_max_length=TEXT_POSITIONS,
+        extra_special_tokens=IMAGE_TOKENS,
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": list(TURN_TOKENS)})
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def _processor(tokenizer: GemmaTokenizer) -> Gemma3Processor:
+    images = Gemma3ImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    return Gemma3Processor(
+        image_processor=images, tokenizer=tokenizer, image_seq_length=IMAGE_SEQUENCE
+    )
 
 
 def _vocab_size() -> int:
-    return len(SPECIAL_TOKENS) + 256 + len(CHARACTERS)
+    return len(_pieces())
 
 
 def _text_encoder() -> Gemma3ForConditionalGeneration:
@@ -198,7 +246,7 @@ def _text_encoder() -> Gemma3ForConditionalGeneration:
         num_attention_heads=2,
         num_key_value_heads=1,
         head_dim=16,
-        max_position_embeddings=1024,
+        max_position_embeddings=TEXT_POSITIONS,
         sliding_window=64,
         pad_token_id=0,
         eos_token_id=1,
@@ -209,16 +257,16 @@ def _text_encoder() -> Gemma3ForConditionalGeneration:
         intermediate_size=32,
         num_hidden_layers=1,
         num_attention_heads=2,
-        image_size=8,
+        image_size=IMAGE_SIZE,
         patch_size=2,
     )
     config = Gemma3Config(
         text_config=text.to_dict(),
         vision_config=vision.to_dict(),
-        mm_tokens_per_image=4,
-        boi_token_index=2,
-        eoi_token_index=1,
-        image_token_index=4,
+        mm_tokens_per_image=IMAGE_SEQUENCE,
+        boi_token_index=_token_id(IMAGE_TOKENS["boi_token"]),
+        eoi_token_index=_token_id(IMAGE_TOKENS["eoi_token"]),
+        image_token_index=_token_id(IMAGE_TOKENS["image_token"]),
     )
     return Gemma3ForConditionalGeneration(config).eval()
 

@@ -305,6 +305,8 @@ class Worker:
             raise LeaseLost(f"job {work.job_id}: lease lost while generating")
         if run.should_stop():
             raise GenerationCanceled(work.job_id)
+        if clip.prompt_used is not None:
+            work.meta["prompt_used"] = clip.prompt_used
         clip = replace(clip, frames=clip.frames[: plan.output_frames])
         work.clip = self._continued(plan, clip) if plan.continues else clip
 

@@ -369,6 +369,7 @@
       duration: Number($("seconds").value),
       cfg_scale: Number($("cfg-scale").value),
       generate_audio: $("generate-audio").checked,
+      enhance_prompt: $("enhance-prompt").checked,
     };
     const size = parseSize($("size").value);
     if (size) Object.assign(body, size);
@@ -394,6 +395,7 @@
       size: $("size").value,
       cfg_scale: Number($("cfg-scale").value),
       generate_audio: $("generate-audio").checked,
+      enhance_prompt: $("enhance-prompt").checked,
       seed: $("seed").value,
       model: $("model").value,
     };
@@ -494,6 +496,7 @@
     checkValue("aspect_ratio", item.aspect_ratio || "16:9");
     $("cfg-scale").value = item.cfg_scale ?? 0.5;
     $("generate-audio").checked = item.generate_audio !== false;
+    $("enhance-prompt").checked = item.enhance_prompt === true;
     $("seed").value = item.seed ?? "";
     const select = $("model");
     if (item.model && ![...select.options].some((o) => o.value === item.model)) {
@@ -811,6 +814,7 @@
       ["Audio", video.has_audio ? "yes" : "no"],
       ["Model", meta.model],
       ["Seed", meta.seed],
+      ["Prompt used", meta.prompt_used],
       ["Processing", processing == null ? null : duration(processing)],
     ];
     $("result-meta").replaceChildren(...definitions(rows));
@@ -1162,6 +1166,7 @@
       ["CFG scale", item.cfg_scale != null ? Number(item.cfg_scale).toFixed(2) : null],
       ["Seed", item.seed],
       ["Negative prompt", item.negative_prompt],
+      ["Prompt used", item.prompt_used],
       ["File", item.file_size ? bytes(item.file_size) : null],
       ["Created", dateTime(item.created_at)],
       ["Finished", dateTime(item.completed_at)],

@@ -8,6 +8,7 @@ says where a database stands. Both work on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -65,6 +66,8 @@ def migrate_engine(engine: Engine, revision: str = "head") -> None:
             if is_postgres(engine):
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
             status = _status(conn)
+            if status == "current":
+                return  # nothing to run, and alembic's scripts take longer to load than this took
             if status == "ahead":
                 raise _not_current(engine, conn, status)
             config = alembic_config(conn)
@@ -94,11 +97,18 @@ def _status(conn: Connection) -> SchemaStatus:
     current = _revisions(conn)
     if not current:
         return "behind" if sa.inspect(conn).has_table("jobs") else "missing"
-    script = ScriptDirectory.from_config(alembic_config())
-    known = {rev.revision for rev in script.walk_revisions()}
+    known, heads = _shipped_revisions()
     if not set(current) <= known:
         return "ahead"
-    return "current" if set(current) == set(script.get_heads()) else "behind"
+    return "current" if set(current) == heads else "behind"
+
+
+@functools.cache
+def _shipped_revisions() -> tuple[frozenset[str], frozenset[str]]:
+    """Every revision this kinema ships, and its heads (read from the scripts once)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    known = frozenset(rev.revision for rev in script.walk_revisions())
+    return known, frozenset(script.get_heads())
 
 
 def _not_current(engine: Engine, conn: Connection, status: SchemaStatus) -> SchemaNotCurrent:
