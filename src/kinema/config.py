@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     max_attempts: int = 3
     url_ttl_seconds: int = 24 * 3600
     max_body_bytes: int = 64 * 1024  # a create body's fields, besides its input images
+    # The largest frame (width x height) this deployment makes, below what its model could: what
+    # its GPUs' memory holds (None: whatever the model makes).
+    max_output_pixels: int | None = None
 
     # Input images (image-to-video): fetched once by the API at create time, then stored.
     input_max_bytes: int = 20_000_000  # per image, fetched, uploaded or base64

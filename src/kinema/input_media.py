@@ -32,8 +32,9 @@ from kinema.outbound import (
 MAX_PIXELS = 8192 * 8192
 MIN_SIDE = 2
 FORMAT_MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+# image/jpg is no registered type, but clients write it for JPEG often enough to take it too.
 DATA_URI_PREFIXES = tuple(
-    f"data:{media_type};base64," for media_type in FORMAT_MEDIA_TYPES.values()
+    f"data:{media_type};base64," for media_type in (*FORMAT_MEDIA_TYPES.values(), "image/jpg")
 )
 REQUEST_HEADERS = {
     "accept": ", ".join(FORMAT_MEDIA_TYPES.values()),
@@ -107,8 +108,10 @@ def fetch_image(
 
 def decode_data_uri(reference: str, max_bytes: int) -> bytes:
     """The bytes of a `data:image/jpeg|png|webp;base64,` URI, refused before decoding when the
-    encoded text alone is longer than `max_bytes` can take."""
+    encoded text alone is longer than `max_bytes` can take. Whitespace in the data is skipped:
+    MIME-style base64 breaks its lines every 76 characters."""
     header, comma, payload = reference.partition(",")
+    payload = "".join(payload.split())
     if not comma or f"{header.lower()}," not in DATA_URI_PREFIXES:
         accepted = ", ".join(DATA_URI_PREFIXES)
         raise InputRefused("bad_data_uri", f"bad data URI: must start with one of {accepted}")

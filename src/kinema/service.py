@@ -169,6 +169,15 @@ class JobView:
     video_url: str | None
     thumbnail_url: str | None = None
     expires_at: float | None = None  # when retention removes the job and its files
+    input_images: tuple[InputImageView, ...] = ()  # the images it was given, as it stores them
+
+
+@dataclass(frozen=True)
+class InputImageView:
+    """An image a job was given: the output frame it conditions (-1: the last) and a link."""
+
+    frame: int
+    url: str
 
 
 @dataclass(frozen=True)
@@ -294,8 +303,10 @@ class JobService:
         limits: QueueLimits | None = None,
         webhooks: WebhookPolicy | None = None,
         retention_seconds: float | None = None,
+        max_output_pixels: int | None = None,
     ) -> None:
         self._store = store
+        self._max_output_pixels = max_output_pixels
         self._storage = storage
         self.served = served
         self._url_ttl = url_ttl
@@ -396,12 +407,11 @@ class JobService:
             staged.write_bytes(item.data)
             self._storage.put(condition.key, staged)
 
-    @staticmethod
-    def _planned(request: GenerationRequest) -> GenerationRequest:
+    def _planned(self, request: GenerationRequest) -> GenerationRequest:
         """The request as its model will make it (its size explicit), or a ValidationFailed
-        naming the request's fields if the model cannot."""
+        naming the request's fields if the model (or this deployment) cannot."""
         spec = get_spec(request.model)
-        check_request(request, spec)
+        check_request(request, spec, self._max_output_pixels)
         width, height = output_size(request, spec)
         return replace(request, width=width, height=height)
 
@@ -476,13 +486,18 @@ class JobService:
     def view(self, job: Job, base_url: str) -> JobView:
         position = self._store.queue_position(job) if job.status is JobStatus.QUEUED else None
         expires_at = self._expires_at(job)
+        images = tuple(
+            InputImageView(c.frame, self._storage.url(c.key, base_url, self._url_ttl))
+            for c in job.request.conditions
+            if c.kind == "image"
+        )
         artifact = job.artifact if job.status is JobStatus.COMPLETED else None
         if artifact is None:
-            return JobView(job, position, None, expires_at=expires_at)
+            return JobView(job, position, None, expires_at=expires_at, input_images=images)
         video_url = self._storage.url(artifact.key, base_url, self._url_ttl)
         thumbnail = artifact.thumbnail_key
         thumbnail_url = self._storage.url(thumbnail, base_url, self._url_ttl) if thumbnail else None
-        return JobView(job, position, video_url, thumbnail_url, expires_at)
+        return JobView(job, position, video_url, thumbnail_url, expires_at, images)
 
     def _expires_at(self, job: Job) -> float | None:
         if self._retention is None or job.completed_at is None:

@@ -70,6 +70,13 @@ def build_services(settings: Settings) -> Services:
     webhooks = WebhookPolicy(settings.webhook_url, settings.webhook_allow_private)
     retention = settings.retention_hours * 3600 if settings.retention_hours is not None else None
     jobs = JobService(
-        store, artifacts, served, settings.url_ttl_seconds, limits, webhooks, retention
+        store,
+        artifacts,
+        served,
+        settings.url_ttl_seconds,
+        limits,
+        webhooks,
+        retention,
+        settings.max_output_pixels,
     )
     return Services(settings, KeyService(store), jobs, artifacts, store)

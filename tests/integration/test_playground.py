@@ -659,6 +659,20 @@ def test_pick_a_first_frame_and_drop_a_last_one_then_generate_from_them(
     assert played["currentTime"] > 0.2 and played["decoded"] > 0, played
     expect(preview).to_be_visible()  # the images stay for the next generation
 
+    # Re-run from the details brings both images back, from kinema's stored copies.
+    job_id = page.text_content("#job-id")
+    page.click("#first-frame-remove")
+    page.click("#last-frame-remove")
+    card = page.locator(f'#gallery article[data-id="{job_id}"]')
+    card.locator("button.open").click()
+    with page.expect_request(is_create) as sent:
+        page.click("#details-rerun")
+    body = json.loads(sent.value.post_data or "{}")
+    assert data_uri_bytes(body["image_url"], "image/png") == first
+    assert data_uri_bytes(body["tail_image_url"], "image/jpeg") == last
+    expect(page.locator("#first-frame-name")).to_contain_text(f"640{TIMES}360")
+    expect(page.locator("#job-status")).to_have_text("Completed", timeout=GENERATION_TIMEOUT_MS)
+
     # Removed, an image is gone from the page and from the next request.
     page.click("#first-frame-remove")
     expect(preview).to_be_hidden()

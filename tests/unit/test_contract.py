@@ -266,3 +266,33 @@ def test_openapi_and_health(api: Api) -> None:
     assert health["status"] == "ok" and health["models"] == ["tiny-ltx2"]
     models = [m["id"] for m in api.client.get("/v1/models").json()["data"]]
     assert "tiny-ltx2" in models and KLING in models
+
+
+def test_a_frame_larger_than_the_deployment_makes_is_a_400_naming_each_contracts_field(
+    settings: Settings,
+) -> None:
+    """KINEMA_MAX_OUTPUT_PIXELS: the operator's cap for the memory of its GPUs, below what the
+    model could make; each contract's own size field is named, with a size that fits."""
+    capped = settings.model_copy(update={"max_output_pixels": 1280 * 720})
+    with TestClient(create_app(capped)) as client:
+        api = Api(client)
+        ltxv = api.create({"model": "ltxv/ltxv-2-fast", "prompt": "a fox"})  # 1080p by default
+        body = assert_envelope(ltxv, 400, "resolution")
+        [error] = body["errors"]
+        assert error["message"] == (
+            "1920x1080 is more than this deployment makes: at most 921,600 pixels a frame "
+            "(KINEMA_MAX_OUTPUT_PIXELS, set for the memory of its GPUs); 1280x720 fits"
+        )
+        served = api.create({"model": "tiny-ltx2", "prompt": "a fox", "width": 1920, "height": 800})
+        assert_envelope(served, 400, "width")
+        video = client.post(
+            "/v1/videos", json={"prompt": "a fox", "size": "1080x1920"}, headers=api.auth
+        )
+        assert video.status_code == 400 and video.json()["error"]["param"] == "size"
+        assert (
+            api.create(
+                {"model": "tiny-ltx2", "prompt": "a fox", "width": 1280, "height": 720}
+            ).status_code
+            == 200
+        )
+        assert count_jobs(api.store) == 1

@@ -505,8 +505,26 @@ def test_openai_json_input_reference_data_uri(api: Api) -> None:
 
 
 def test_openai_without_input_reference_has_no_conditions(api: Api) -> None:
-    job = api.job(api.video({"prompt": PROMPT}))
+    response = api.video({"prompt": PROMPT})
+    job = api.job(response)
     assert job.request.conditions == () and api.artifacts.keys("") == []
+    assert response.json()["input_images"] == []
+
+
+def test_the_video_object_links_the_images_it_was_made_from(api: Api) -> None:
+    """What the playground's Re-run reads back: each image, at its frame, as kinema stored it."""
+    body = {"model": "tiny-ltx2", "image_url": PNG_URI, "tail_image_url": data_uri(TAIL_PNG)}
+    job = api.job(api.create(body))
+    video = api.client.get(f"{VIDEOS}/{job.id}", headers=api.auth).json()
+    frames = [image["frame"] for image in video["input_images"]]
+    assert frames == [0, -1]
+    first, last = (api.client.get(image["url"]) for image in video["input_images"])
+    assert (first.status_code, first.headers["content-type"], first.content) == (
+        200,
+        "image/png",
+        PNG,
+    )
+    assert last.content == TAIL_PNG
 
 
 @pytest.mark.parametrize(

@@ -132,6 +132,14 @@ def test_the_media_type_comes_from_the_bytes_not_from_the_declared_type() -> Non
     assert image.media_type == "image/jpeg"
 
 
+def test_image_jpg_and_line_wrapped_base64_are_taken_as_clients_write_them() -> None:
+    jpeg = image_bytes("JPEG")
+    encoded = base64.encodebytes(jpeg).decode()  # MIME style: a line break every 76 characters
+    assert "\n" in encoded
+    image = fetch_image(f"data:image/jpg;base64,{encoded}", POLICY)
+    assert (image.data, image.media_type) == (jpeg, "image/jpeg")
+
+
 def test_the_data_uri_header_is_case_insensitive() -> None:
     png = image_bytes("PNG")
     uri = data_uri("image/png", png).replace("data:image/png;base64", "DATA:Image/PNG;Base64")
@@ -145,7 +153,6 @@ def test_the_data_uri_header_is_case_insensitive() -> None:
         "data:text/plain;base64,",
         "data:image/png,",
         "data:image/png;charset=utf-8;base64,",
-        "data:image/jpg;base64,",
         "data:;base64,",
         "data:",
     ],
@@ -158,7 +165,7 @@ def test_other_data_uris_are_refused(header: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "payload", ["iVBORw0KGgo", "!!!!", "aGVs\nbG8=", "aGVsbG8=é", "a===", "aGVsbG8"]
+    "payload", ["iVBORw0KGgo", "!!!!", "aGVs-bG8=", "aGVsbG8=é", "a===", "aGVsbG8"]
 )
 def test_malformed_base64_is_refused(payload: str) -> None:
     refused = refusal(lambda: decode_data_uri(f"data:image/png;base64,{payload}", 1000))

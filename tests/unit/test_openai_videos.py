@@ -53,6 +53,7 @@ VIDEO_KEYS = {
     "file_size",
     "has_audio",
     "callback_url",
+    "input_images",
 }
 
 

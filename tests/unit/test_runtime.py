@@ -46,6 +46,7 @@ NON_DEFAULTS: dict[str, object] = {
     "max_attempts": 5,
     "url_ttl_seconds": 600,
     "max_body_bytes": 1024,
+    "max_output_pixels": 2560 * 1440,
     "input_max_bytes": 5_000_000,
     "input_timeout_seconds": 4.0,
     "input_allow_http": True,

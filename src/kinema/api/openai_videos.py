@@ -43,7 +43,12 @@ from kinema.api.openapi_docs import (
 )
 from kinema.catalog.registry import FULL_HD_SIZES
 from kinema.config import Settings
-from kinema.contracts.aimlapi import CreateGenerationBody, ImageReference, Prompt
+from kinema.contracts.aimlapi import (
+    CreateGenerationBody,
+    ImageReference,
+    Prompt,
+    nearest_aspect_ratio,
+)
 from kinema.contracts.fields import field_errors_from_pydantic
 from kinema.domain import ApiKey, GenerationRequest, Job, JobStatus
 from kinema.errors import FieldError, ValidationFailed
@@ -161,6 +166,7 @@ def render_video(view: JobView) -> dict[str, Any]:
         "file_size": artifact.file_size if artifact else None,
         "has_audio": artifact.has_audio if artifact else None,
         "callback_url": job.callback_url,
+        "input_images": [{"frame": i.frame, "url": i.url} for i in view.input_images],
     }
 
 
@@ -192,12 +198,6 @@ def _size(size: Any) -> tuple[int, int]:
         return int(match[1]), int(match[2])
     allowed = ", ".join(f"'{s}'" for s in SIZES)
     raise _invalid_param("size", f"{size!r} is not supported; use one of {allowed} (or WxH)")
-
-
-def _aspect_ratio(width: int, height: int) -> str:
-    """The nearest of kinema's aspect ratios, for the kinema extension field that shows it."""
-    shapes = {ratio: w / h for ratio, (w, h) in FULL_HD_SIZES.items()}
-    return min(shapes, key=lambda ratio: abs(shapes[ratio] - width / height))
 
 
 def generation_fields(body: dict[str, Any], default_model: str) -> dict[str, Any]:
@@ -236,7 +236,7 @@ class VideoBody:
             duration=self.seconds,
             width=self.width,
             height=self.height,
-            aspect_ratio=_aspect_ratio(self.width, self.height),
+            aspect_ratio=nearest_aspect_ratio(self.width, self.height),
         )
 
 

@@ -126,6 +126,11 @@ class VideoError(BaseModel):
     message: str
 
 
+class VideoInputImage(BaseModel):
+    frame: int
+    url: str = Field(description="A signed link to the image as kinema stored it")
+
+
 class Video(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
@@ -162,6 +167,9 @@ class Video(BaseModel):
     file_size: int | None
     has_audio: bool | None
     callback_url: str | None
+    input_images: list[VideoInputImage] = Field(
+        description="The images the video was made from (frame 0: the first, -1: the last)"
+    )
 
 
 class VideoList(BaseModel):

@@ -170,14 +170,17 @@ def output_fps(request: GenerationRequest, spec: ModelSpec) -> float:
     return spec.fps if request.fps is None else request.fps
 
 
-def check_request(request: GenerationRequest, spec: ModelSpec) -> None:
-    """Refuse what `spec` cannot make, naming the request's field and what would work. The
+def check_request(
+    request: GenerationRequest, spec: ModelSpec, max_pixels: int | None = None
+) -> None:
+    """Refuse what `spec` cannot make, or what is larger than `max_pixels` a frame (the cap a
+    deployment sets for its GPUs' memory), naming the request's field and what would work. The
     fields are the domain's (`size`, `duration`, `fps`, `generate_audio`, `conditions`): each
     contract renames them to its own."""
     errors = [
         error
         for error in (
-            _size_error(request, spec),
+            _size_error(request, spec) or _deployment_size_error(request, spec, max_pixels),
             _duration_error(request, spec),
             _fps_error(request, spec),
             _audio_error(request, spec),
@@ -206,6 +209,22 @@ def _size_error(request: GenerationRequest, spec: ModelSpec) -> FieldError | Non
     if max(width, height) > spec.max_side or width * height > spec.max_pixels:
         return FieldError("size", f"{width}x{height} is too large; {limits}")
     return None
+
+
+def _deployment_size_error(
+    request: GenerationRequest, spec: ModelSpec, max_pixels: int | None
+) -> FieldError | None:
+    width, height = output_size(request, spec)
+    if max_pixels is None or width * height <= max_pixels:
+        return None
+    scale = math.sqrt(max_pixels / (width * height))
+    fits = [max(spec.min_side, 2 * math.floor(side * scale / 2 + 1e-9)) for side in (width, height)]
+    return FieldError(
+        "size",
+        f"{width}x{height} is more than this deployment makes: at most {max_pixels:,} pixels a "
+        f"frame (KINEMA_MAX_OUTPUT_PIXELS, set for the memory of its GPUs); "
+        f"{fits[0]}x{fits[1]} fits",
+    )
 
 
 def _duration_error(request: GenerationRequest, spec: ModelSpec) -> FieldError | None:

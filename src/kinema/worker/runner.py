@@ -127,6 +127,9 @@ class JobWork:
     meta: dict[str, Any] = field(default_factory=dict)
     plan: GenerationPlan | None = None
     clip: Clip | None = None
+    # The job's input clips by key, decoded once: an extension conditions on its source's last
+    # frames and then plays the whole source first.
+    sources: dict[str, Clip] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.meta["timings"] = self.timings.stages
@@ -237,28 +240,37 @@ class Worker:
             self._end(run, lambda lease: self.store.fail(lease, "GenerationFailed", message, meta))
         return False
 
-    def _plan(self, run: JobRun) -> GenerationPlan:
-        job = run.lease.job
+    def _plan(self, work: JobWork) -> GenerationPlan:
+        job = work.run.lease.job
         spec = get_spec(job.request.model)
         plan = plan_generation(job.request, spec, job.request.seed or 0, self.settings.steps)
         logger.info("job %s: %s frames at %dx%d", job.id, plan.num_frames, plan.width, plan.height)
-        return self._with_inputs(plan)
+        return self._with_inputs(plan, work.sources)
 
-    def _with_inputs(self, plan: GenerationPlan) -> GenerationPlan:
+    def _with_inputs(self, plan: GenerationPlan, sources: dict[str, Clip]) -> GenerationPlan:
         """The plan with its conditions' pixels, read from the artifact store."""
-        return replace(plan, conditions=tuple(self._read(c, plan) for c in plan.conditions))
+        conditions = tuple(self._read(c, plan, sources) for c in plan.conditions)
+        return replace(plan, conditions=conditions)
 
-    def _read(self, condition: ConditionPlan, plan: GenerationPlan) -> ConditionPlan:
+    def _read(
+        self, condition: ConditionPlan, plan: GenerationPlan, sources: dict[str, Clip]
+    ) -> ConditionPlan:
         """A condition's frames, fitted to the clip and padded to the generated canvas."""
-        from kinema.media import decode_clip, decode_image, fit_to_canvas
+        from kinema.media import decode_image, fit_to_canvas
 
-        data = self._input_bytes(condition.key)
         if condition.kind == "video":
-            frames = decode_clip(data).frames[-condition.clip_frames :]
+            frames = self._source(condition.key, sources).frames[-condition.clip_frames :]
         else:
-            frames = decode_image(data)
+            frames = decode_image(self._input_bytes(condition.key))
         output, canvas = (plan.output_width, plan.output_height), (plan.width, plan.height)
         return replace(condition, pixels=fit_to_canvas(frames, output, canvas))
+
+    def _source(self, key: str, sources: dict[str, Clip]) -> Clip:
+        from kinema.media import decode_clip
+
+        if key not in sources:
+            sources[key] = decode_clip(self._input_bytes(key))
+        return sources[key]
 
     def _input_bytes(self, key: str) -> bytes:
         try:
@@ -268,12 +280,12 @@ class Worker:
                 "an input of this job (an image or a source video) was deleted"
             ) from None
 
-    def _continued(self, plan: GenerationPlan, generated: Clip) -> Clip:
+    def _continued(self, plan: GenerationPlan, generated: Clip, sources: dict[str, Clip]) -> Clip:
         """The clip a continuation follows, then the generated frames after the overlap."""
-        from kinema.media import center_crop, decode_clip, join_clips
+        from kinema.media import center_crop, join_clips
 
         assert plan.continues is not None
-        source = decode_clip(self._input_bytes(plan.continues))
+        source = self._source(plan.continues, sources)
         skip = plan.overlap_frames
         frames = center_crop(generated.frames[skip:], plan.output_width, plan.output_height)
         audio = generated.audio
@@ -289,7 +301,7 @@ class Worker:
 
     def _generate(self, work: JobWork) -> None:
         run = work.run
-        plan = work.plan = self._plan(run)
+        plan = work.plan = self._plan(work)
         work.meta["notes"] = list(plan.notes)
         work.meta["generated"] = {
             "width": plan.width,
@@ -308,7 +320,8 @@ class Worker:
         if clip.prompt_used is not None:
             work.meta["prompt_used"] = clip.prompt_used
         clip = replace(clip, frames=clip.frames[: plan.output_frames])
-        work.clip = self._continued(plan, clip) if plan.continues else clip
+        work.clip = self._continued(plan, clip, work.sources) if plan.continues else clip
+        work.sources.clear()  # the frames can be freed before the encode
 
     def _encode_store_complete(self, work: JobWork) -> None:
         assert work.plan is not None and work.clip is not None

@@ -732,13 +732,31 @@
     });
   }
 
-  function rerun(item) {
+  async function rerun(item) {
     state.detailsOpener = null; // the form gets the focus, not the card that opened the details
     closeDetails();
     fillForm(item);
     window.scrollTo({ top: 0, behavior: "smooth" });
     $("prompt").focus({ preventScroll: true });
+    try {
+      await restoreFrames(item.input_images || []);
+    } catch (error) {
+      showFormError(`Not run again: ${error.message}.`);
+      return;
+    }
     form.requestSubmit();
+  }
+
+  // The images a video was made from, fetched back into the frame pickers as if picked again.
+  async function restoreFrames(images) {
+    for (const slot of Object.keys(FRAME_SLOTS)) removeFrame(slot);
+    for (const image of images) {
+      const slot = image.frame === 0 ? "first" : "last";
+      const response = await fetch(image.url).catch(() => null);
+      if (!response || !response.ok) throw new Error(`its ${slot} frame could not be fetched`);
+      const blob = await response.blob();
+      await pickFrame(slot, new File([blob], `${slot} frame`, { type: blob.type }));
+    }
   }
 
   // ---------------------------------------------------------------- the current generation
