@@ -869,3 +869,23 @@ def test_extend_a_finished_clip_from_its_details_and_again_from_the_panel(
     expect(page.locator("#job-status")).to_have_text("Completed")
     expect(page.locator("#job-origin")).to_have_text(f"Extends {first_extension} by 4 s")
     assert not problems.found, problems.found
+
+
+def test_enhance_prompt_is_asked_for_and_the_prompt_the_model_ran_is_shown(
+    page: Page, server: ServerProcess
+) -> None:
+    problems = Problems(page)
+    sign_in(page, server)
+    expect(page.locator("#enhance-prompt")).not_to_be_checked()
+    page.fill("#prompt", "a fox")
+    page.check("#enhance-prompt")
+    with page.expect_request(is_create) as sent:
+        page.click("#generate")
+    assert json.loads(sent.value.post_data or "{}")["enhance_prompt"] is True
+    expect(page.locator("#job-status")).to_have_text("Completed", timeout=GENERATION_TIMEOUT_MS)
+    meta = page.locator("#result-meta")
+    expect(meta).to_contain_text("Prompt used")
+    rewrite = meta.locator("dt:has-text('Prompt used') + dd").text_content() or ""
+    assert rewrite.strip() and rewrite != "a fox"
+    screenshot(page, "playground-enhanced-prompt.png")
+    assert not problems.found, problems.found

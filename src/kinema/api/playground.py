@@ -415,8 +415,6 @@ PAGE = """<!doctype html>
       <div class="field check">
         <label><input id="generate-audio" name="generate_audio" type="checkbox" checked>
           Generate audio</label>
-      </div>
-      <div class="field check">
         <label title="The model rewrites the prompt in detail before it makes the clip"><input
           id="enhance-prompt" name="enhance_prompt" type="checkbox"> Enhance prompt</label>
       </div>
