@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +35,8 @@ class Settings(BaseSettings):
     ltx2_upsampler: str | None = None  # default: the pipeline repo's latent_upsampler/
     ltx2_distilled_lora: str | None = None  # default: the pipeline repo's distilled LoRA file
     tiny_weights: str | None = None  # default: built into data_dir/models/tiny-ltx2
+    # Any model's weights by id, as JSON: KINEMA_WEIGHTS='{"wan-2.2": "/models/wan22-ti2v"}'.
+    weights: dict[str, str] = {}
     steps: int | None = None  # override a spaced first-stage schedule (speed vs quality)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
@@ -130,10 +133,15 @@ class Settings(BaseSettings):
     def secret_path(self) -> Path:
         return self.data_dir / "signing.key"
 
-    def weights_for(self, model_id: str, default: str) -> str:
-        """The weights location for a model: its override setting, else the registry default."""
+    def weights_for(self, keys: Sequence[str], default: str) -> str:
+        """The weights location for a model: the first of its `keys` (its id, then the model
+        whose weights it shares) in KINEMA_WEIGHTS or in that model's own setting, else the
+        catalog's `default`."""
         overrides = {"ltx-2": self.ltx2_weights, "tiny-ltx2": self.tiny_weights}
-        return overrides.get(model_id.split(":")[0]) or default
+        for key in keys:
+            if chosen := self.weights.get(key) or overrides.get(key):
+                return chosen
+        return default
 
     @property
     def compile_cache_dir(self) -> Path:

@@ -48,7 +48,7 @@ class GenerationRequest:
     duration: float = 5
     negative_prompt: str | None = None
     cfg_scale: float = 0.5
-    generate_audio: bool = True
+    generate_audio: bool | None = None  # None: the model's own (sound where it makes sound)
     seed: int | None = None
     enhance_prompt: bool = False
     width: int | None = None

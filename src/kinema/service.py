@@ -413,7 +413,8 @@ class JobService:
         spec = get_spec(request.model)
         check_request(request, spec, self._max_output_pixels)
         width, height = output_size(request, spec)
-        return replace(request, width=width, height=height)
+        audio = spec.has_audio and request.generate_audio is not False
+        return replace(request, width=width, height=height, generate_audio=audio)
 
     def _checked_callback(self, url: str | None) -> str | None:
         if not url:

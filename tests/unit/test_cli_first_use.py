@@ -187,7 +187,16 @@ def test_models_lists_every_model_and_preset_marking_the_served_ones() -> None:
 def test_models_as_a_table_shows_the_presets_and_what_is_served() -> None:
     result = runner.invoke(app, ["models", "--model", "ltx-2:quality"])
     assert result.exit_code == 0, result.output
-    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if "│" in line}
-    assert "yes" in rows["ltx-2:quality"] and "yes" not in rows["ltx-2"]
-    assert "yes" not in rows["tiny-ltx2"] and "tiny-ltx2:quality" in rows
+    cells = [
+        [cell.strip() for cell in line.split("│")[1:-1]] for line in result.stdout.splitlines()
+    ]
+    rows = {
+        row[0]: dict(zip(["served", "serves as", "sound", "memory"], row[1:5], strict=True))
+        for row in cells
+        if len(row) == 6
+    }
+    assert rows["ltx-2:quality"]["served"] == "yes" and rows["ltx-2"]["served"] == ""
+    assert rows["tiny-ltx2"]["served"] == "" and "tiny-ltx2:quality" in rows
+    assert (rows["ltx-2"]["sound"], rows["ltx-2"]["memory"]) == ("yes", "69 GB")
+    assert (rows["wan-2.2"]["sound"], rows["wan-2.2"]["memory"]) == ("no", "23 GB")
     assert "served: here" in result.stdout

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from kinema.catalog.families.wan import TINY_WAN, WAN_22, WAN_22_A14B
 from kinema.catalog.plan import PLAIN_DENOISER, guidance_for, plan_generation, snap_frames
 from kinema.catalog.registry import (
     DISTILLED_SIGMAS,
@@ -128,7 +129,10 @@ def test_a_model_without_an_enhancer_says_it_ignored_enhance_prompt() -> None:
     assert plan.notes == ("enhance_prompt ignored: model 'ltx-2' has no prompt enhancer",)
 
 
-@pytest.mark.parametrize("spec", list(MODELS.values()), ids=list(MODELS))
+TWO_STAGE = {spec.id: spec for spec in MODELS.values() if spec.two_stage}
+
+
+@pytest.mark.parametrize("spec", list(TWO_STAGE.values()), ids=list(TWO_STAGE))
 @pytest.mark.parametrize("aspect_ratio", ["16:9", "9:16", "1:1"])
 @pytest.mark.parametrize("duration", [5, 10])
 def test_two_stage_presets_run_at_half_size_then_refine_at_full_size(
@@ -263,13 +267,16 @@ def test_what_a_model_cannot_make_is_refused_naming_the_field() -> None:
 
 
 def test_a_video_only_model_refuses_sound_and_text_only_models_refuse_images() -> None:
+    """Sound asked for is refused, never a silent clip; left out, it is the model's own choice."""
     silent = replace(TINY_LTX2, id="silent", has_audio=False, condition_pipeline="")
-    request = GenerationRequest(model="silent", prompt="p")
+    request = GenerationRequest(model="silent", prompt="p", generate_audio=True)
     assert refusal(request, silent) == [
         ("generate_audio", "silent makes video without sound; send false")
     ]
-    plan = plan_generation(replace(request, generate_audio=False), silent, seed=1)
-    assert not plan.generate_audio
+    for left_out_or_off in (None, False):
+        plan = plan_generation(replace(request, generate_audio=left_out_or_off), silent, seed=1)
+        assert not plan.generate_audio
+    assert plan_generation(replace(request, generate_audio=None), TINY_LTX2, 1).generate_audio
     with_image = replace(request, generate_audio=False, conditions=(Condition("j/input-0.png"),))
     assert refusal(with_image, silent) == [("conditions", "silent makes video from text only")]
 
@@ -284,3 +291,33 @@ def test_conditions_land_on_latent_frames() -> None:
     assert plan.output_frames == plan.num_frames == 121  # a condition on the last frame keeps it
     first_only = replace(request, conditions=conditions[:1])
     assert plan_generation(first_only, LTX_2, seed=1).output_frames == 120
+
+
+@pytest.mark.parametrize(
+    ("spec", "size", "frames"),
+    [(WAN_22, (1280, 704), 121), (WAN_22_A14B, (1280, 720), 81), (TINY_WAN, (96, 64), 121)],
+    ids=["ti2v-5b", "t2v-a14b", "tiny"],
+)
+def test_wan_runs_one_stage_at_its_size_and_rate_in_4k_plus_1_frames(
+    spec: ModelSpec, size: tuple[int, int], frames: int
+) -> None:
+    request = GenerationRequest(
+        model=spec.id, prompt="p", duration=5, generate_audio=False, negative_prompt="blur"
+    )
+    plan = plan_generation(request, spec, seed=1)
+    (stage,) = plan.stages
+    assert (stage.width, stage.height) == (plan.width, plan.height) == size
+    assert plan.num_frames == frames and (plan.num_frames - 1) % 4 == 0
+    assert plan.output_frames == round(5 * spec.fps) and plan.fps == spec.fps
+    assert stage.uses_cfg and stage.guidance_scale == spec.guidance_default
+    assert plan.negative_prompt == "blur" and plan.generate_audio is False
+
+
+def test_wan_refuses_sound_and_shapes_it_does_not_make() -> None:
+    request = GenerationRequest(
+        model="wan-2.2", prompt="p", aspect_ratio="1:1", generate_audio=True
+    )
+    assert refusal(request, WAN_22) == [
+        ("aspect_ratio", "wan-2.2 makes 16:9, 9:16"),
+        ("generate_audio", "wan-2.2 makes video without sound; send false"),
+    ]

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from kinema.catalog.families.wan import WAN_22, WAN_22_A14B
+from kinema.catalog.registry import LTX_2_QUALITY, weights_keys
 from kinema.config import Settings
 from kinema.wiring import settings_environment
 
@@ -22,6 +24,7 @@ NON_DEFAULTS: dict[str, object] = {
     "ltx2_upsampler": "/weights/upsampler",
     "ltx2_distilled_lora": "/weights/lora.safetensors",
     "tiny_weights": "/weights/tiny",
+    "weights": {"wan-2.2": "/models/wan22-ti2v"},
     "steps": 12,
     "device": "cuda:1",
     "dtype": "bfloat16",
@@ -114,3 +117,17 @@ def test_api_thread_calls_default_to_what_each_database_measured_best() -> None:
     assert Settings(store_url="postgresql+psycopg://kinema@db/kinema").api_thread_calls == 4
     assert Settings(store_url="postgres://kinema@db/kinema").api_thread_calls == 4
     assert Settings(store_url=None, api_threads=6).api_thread_calls == 6
+
+
+def test_kinema_weights_names_a_model_and_the_presets_that_share_its_weights() -> None:
+    settings = Settings(weights={"wan-2.2": "/models/ti2v", "ltx-2": "/models/ltx2"})
+    assert weights_keys(LTX_2_QUALITY) == ("ltx-2:quality", "ltx-2")
+    assert (
+        settings.weights_for(weights_keys(LTX_2_QUALITY), LTX_2_QUALITY.weights) == "/models/ltx2"
+    )
+    assert settings.weights_for(weights_keys(WAN_22), WAN_22.weights) == "/models/ti2v"
+    # A14B is another checkpoint, not a preset of TI2V-5B: the TI2V entry is not its weights.
+    assert weights_keys(WAN_22_A14B) == ("wan-2.2:a14b",)
+    assert settings.weights_for(weights_keys(WAN_22_A14B), WAN_22_A14B.weights) == (
+        "Wan-AI/Wan2.2-T2V-A14B-Diffusers"
+    )

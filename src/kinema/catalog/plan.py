@@ -242,7 +242,7 @@ def _fps_error(request: GenerationRequest, spec: ModelSpec) -> FieldError | None
 
 
 def _audio_error(request: GenerationRequest, spec: ModelSpec) -> FieldError | None:
-    if request.generate_audio and not spec.has_audio:
+    if request.generate_audio is True and not spec.has_audio:
         return FieldError("generate_audio", f"{spec.id} makes video without sound; send false")
     return None
 
@@ -312,7 +312,7 @@ def plan_generation(
         output_frames=min(num_frames, output_frames),
         fps=fps,
         seed=seed,
-        generate_audio=request.generate_audio and spec.has_audio,
+        generate_audio=spec.has_audio and request.generate_audio is not False,
         max_sequence_length=spec.max_sequence_length,
         stages=stages,
         notes=tuple(_notes(request, spec)),

@@ -98,7 +98,10 @@ def generate(
     ] = None,
     negative_prompt: Annotated[str | None, typer.Option()] = None,
     cfg_scale: Annotated[float, typer.Option(help="0..1, higher follows the prompt closer")] = 0.5,
-    audio: Annotated[bool, typer.Option("--audio/--no-audio", help="generate sound")] = True,
+    audio: Annotated[
+        bool | None,
+        typer.Option("--audio/--no-audio", help="generate sound (default: if the model makes it)"),
+    ] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     server: Server = None,
     api_key: ApiKeyOption = None,

@@ -32,10 +32,19 @@ def models(
         print(json.dumps(entries))
         return
     where = f"by {server}" if server else "here (KINEMA_MODEL or --model)"
-    table = Table("id", "served", "serves as", "description", caption=f"served: {where}")
+    table = Table(
+        "id",
+        "served",
+        "serves as",
+        "sound",
+        "GPU memory",
+        "description",
+        caption=f"served: {where}; GPU memory: the weights in bf16, from parameter counts",
+    )
     for entry in entries:
         mark = Text("yes", style="green") if entry["served"] else ""
-        table.add_row(entry["id"], mark, entry.get("alias_of", ""), entry.get("description", ""))
+        facts = (entry.get(key, "") for key in ("alias_of", "sound", "gpu_memory", "description"))
+        table.add_row(entry["id"], mark, *facts)
     stdout_console().print(table)
 
 
@@ -43,9 +52,15 @@ def _model_catalog(served: list[dict[str, str]]) -> list[dict[str, Any]]:
     """Every model and preset kinema knows, plus whatever else is served (a newer server's
     models, the Kling ids), each marked `served`; served first, the Kling ids last of those."""
     served_ids = {entry["id"] for entry in served}
-    others = [entry for entry in known_models() if entry["id"] not in served_ids]
+    known = known_models()
+    known_by_id = {entry["id"]: entry for entry in known}
+    others = [entry for entry in known if entry["id"] not in served_ids]
     entries = [
-        {**entry, "served": entry["id"] in served_ids or canonical_id(entry["id"]) in served_ids}
+        {
+            **known_by_id.get(entry["id"], {}),
+            **entry,
+            "served": entry["id"] in served_ids or canonical_id(entry["id"]) in served_ids,
+        }
         for entry in [*served, *others]
     ]
     return sorted(entries, key=lambda entry: (not entry["served"], entry["id"] in HOSTED_ALIASES))

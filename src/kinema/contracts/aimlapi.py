@@ -116,7 +116,8 @@ class _SharedFields(BaseModel):
     prompt: Prompt
     negative_prompt: Annotated[StrictStr, Field(max_length=PROMPT_LIMIT)] | None = None
     cfg_scale: Annotated[float, Field(strict=True, ge=0.0, le=1.0), BeforeValidator(_finite)] = 0.5
-    generate_audio: StrictBool = True
+    # None: the model's own choice (sound where the model makes sound).
+    generate_audio: StrictBool | None = None
     seed: Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)] | None = None
     enhance_prompt: StrictBool = False
     provider: StrictStr | None = None

@@ -6,14 +6,16 @@ names the setting to fix. The tiny model is built locally unless KINEMA_TINY_WEI
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from kinema.catalog.registry import ModelSpec
+from kinema.catalog.registry import ModelSpec, weights_keys
 from kinema.config import Settings
 from kinema.errors import ModelUnavailable
 
@@ -85,7 +87,7 @@ def resolve_weights(spec: ModelSpec, settings: Settings) -> str:
                 f"cannot build model {spec.id!r} in {settings.models_dir}: {exc}; "
                 f"set {spec.weights_setting} to a directory holding its weights"
             ) from exc
-    source = settings.weights_for(spec.id, spec.weights)
+    source = settings.weights_for(weights_keys(spec), spec.weights)
     if not source:
         raise ModelUnavailable(f"model {spec.id!r} has no weights; set {spec.weights_setting}")
     return source
@@ -123,7 +125,7 @@ def _lora_source(spec: ModelSpec, settings: Settings, pipeline: Source) -> Sourc
     return Source(spec.lora_weights or pipeline.location, setting, file=spec.lora_file)
 
 
-def _quiet_diffusers() -> None:
+def quiet_libraries() -> None:
     import diffusers
     import transformers
 
@@ -133,7 +135,7 @@ def _quiet_diffusers() -> None:
 
 def load_pipeline(spec: ModelSpec, source: Source, dtype: torch.dtype) -> Any:
     location = _local_path(spec, source, True, "pipeline") or source.location
-    _quiet_diffusers()
+    quiet_libraries()
     import diffusers
 
     pipeline_class = getattr(diffusers, spec.pipeline)
@@ -151,9 +153,26 @@ def condition_pipeline(spec: ModelSpec, pipeline: Any) -> Any:
 
     if not spec.condition_pipeline:
         raise ModelUnavailable(f"model {spec.id!r} takes no image or clip conditions")
-    conditioned = getattr(diffusers, spec.condition_pipeline).from_pipe(pipeline)
+    with _only_errors_logged():  # from_pipe's dtype notes, an image processor's torchvision note
+        conditioned = getattr(diffusers, spec.condition_pipeline).from_pipe(pipeline)
     conditioned.set_progress_bar_config(disable=True)
     return conditioned
+
+
+@contextlib.contextmanager
+def _only_errors_logged() -> Iterator[None]:
+    import diffusers
+    import transformers
+
+    libraries = (diffusers.utils.logging, transformers.utils.logging)
+    levels = [library.get_verbosity() for library in libraries]
+    for library in libraries:
+        library.set_verbosity_error()
+    try:
+        yield
+    finally:
+        for library, level in zip(libraries, levels, strict=True):
+            library.set_verbosity(level)
 
 
 def with_prompt_processor(pipeline: Any) -> Any:
@@ -173,7 +192,7 @@ def load_upsampler(spec: ModelSpec, source: Source, dtype: torch.dtype) -> Any:
     """The 2x latent upsampler: a directory holding its config, or a repo and subfolder."""
     from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
 
-    _quiet_diffusers()
+    quiet_libraries()
     local = _local_path(spec, source, True, "latent upsampler")
     location, subfolder = local or source.location, source.subfolder
     if local and (Path(local) / "config.json").is_file():

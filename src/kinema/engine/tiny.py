@@ -97,15 +97,24 @@ TEXT_POSITIONS = 8192
 
 def build_tiny_ltx2(destination: Path) -> None:
     """Build the tiny model into `destination` atomically: a crash never leaves half a model."""
+    build_atomically(destination, BUILD_VERSION, _save_tiny_ltx2)
+
+
+def _save_tiny_ltx2(staging: Path) -> None:
+    _tiny_pipeline().save_pretrained(staging, safe_serialization=True)
+    seeded(_upsampler).save_pretrained(staging / UPSAMPLER_DIR, safe_serialization=True)
+    save_file(seeded(_distilled_lora), str(staging / LORA_FILE), metadata={"format": "pt"})
+
+
+def build_atomically(destination: Path, version: int, save: Callable[[Path], None]) -> None:
+    """`save` a tiny model into a staging folder, then move it to `destination` whole."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     staging.chmod(0o755)
     try:
         with _no_progress_bars():
-            _tiny_pipeline().save_pretrained(staging, safe_serialization=True)
-            _seeded(_upsampler).save_pretrained(staging / UPSAMPLER_DIR, safe_serialization=True)
-        save_file(_seeded(_distilled_lora), str(staging / LORA_FILE), metadata={"format": "pt"})
-        (staging / MARKER).write_text(json.dumps({"version": BUILD_VERSION}))
+            save(staging)
+        (staging / MARKER).write_text(json.dumps({"version": version}))
         _replace_dir(staging, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -129,19 +138,24 @@ def _no_progress_bars() -> Iterator[None]:
 
 def ensure_tiny_ltx2(models_dir: Path) -> Path:
     """The tiny model's directory under `models_dir`, built first if missing or stale."""
-    destination = models_dir / TINY_DIR_NAME
-    if is_current_build(destination):
+    return ensure_built(models_dir / TINY_DIR_NAME, BUILD_VERSION, build_tiny_ltx2)
+
+
+def ensure_built(destination: Path, version: int, build: Callable[[Path], None]) -> Path:
+    """`destination`, built by `build` first if missing or of another version; one process
+    builds while others wait."""
+    if is_current_build(destination, version):
         return destination
-    make_private_dirs(models_dir)
-    with _exclusive(models_dir / f".{TINY_DIR_NAME}.lock"):
-        if not is_current_build(destination):
-            build_tiny_ltx2(destination)
+    make_private_dirs(destination.parent)
+    with _exclusive(destination.parent / f".{destination.name}.lock"):
+        if not is_current_build(destination, version):
+            build(destination)
     return destination
 
 
-def is_current_build(directory: Path) -> bool:
+def is_current_build(directory: Path, version: int = BUILD_VERSION) -> bool:
     try:
-        return json.loads((directory / MARKER).read_text()).get("version") == BUILD_VERSION
+        return json.loads((directory / MARKER).read_text()).get("version") == version
     except (OSError, ValueError):
         return False
 
@@ -171,7 +185,7 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _seeded(build: Callable[[], T]) -> T:
+def seeded(build: Callable[[], T]) -> T:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         return build()

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from kinema.catalog.registry import ModelSpec, get_spec
+from kinema.catalog.runner import ClipRunner
 from kinema.config import Settings
 from kinema.errors import KinemaError
 from kinema.service import Services
 from kinema.wiring import build_services, served_models
 from kinema.worker.runner import Worker, load_engine
-
-if TYPE_CHECKING:
-    from kinema.engine.pipelines import ModelRunner
 
 OPENING_STORE = "opening the jobs database"
 LOADING_LIBRARIES = "loading torch and diffusers"
@@ -64,7 +61,7 @@ class InProcessWorker:
         self._thread.start()
         return self
 
-    def _load(self, spec: ModelSpec) -> ModelRunner:
+    def _load(self, spec: ModelSpec) -> ClipRunner:
         self._on_phase(LOADING_LIBRARIES)
         import kinema.engine.pipelines  # noqa: F401  (torch and diffusers: seconds on their own)
 

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kinema.catalog.plan import ConditionPlan, GenerationPlan, plan_generation
 from kinema.catalog.registry import ModelSpec, get_spec
@@ -26,9 +26,6 @@ from kinema.domain import Clip, Lease, VideoArtifact
 from kinema.errors import GenerationCanceled, LeaseLost, NotFound
 from kinema.storage.base import ArtifactStore, remove_job_artifacts
 from kinema.store_protocol import JobStore
-
-if TYPE_CHECKING:
-    from kinema.engine.pipelines import ModelRunner
 
 logger = logging.getLogger("kinema.worker")
 
@@ -43,10 +40,12 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def load_engine(spec: ModelSpec, settings: Settings) -> ModelRunner:
-    from kinema.engine.pipelines import load_engine as load  # torch is imported only here
+def load_engine(spec: ModelSpec, settings: Settings) -> ClipRunner:
+    """`spec` loaded by its family's engine (torch is imported only here)."""
+    from kinema.engine.families import load_model
 
-    return load(spec, settings)
+    runner: ClipRunner = load_model(spec, settings)
+    return runner
 
 
 @dataclass

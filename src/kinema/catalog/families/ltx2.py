@@ -1,0 +1,95 @@
+"""The LTX-2 family: Lightricks' audio+video model through diffusers' LTX2Pipeline, its presets,
+and the tiny twin kinema builds to test every code path on a CPU."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from kinema.catalog.spec import FULL_HD_SIZES, ModelSpec, StageSpec
+
+# The distilled LTX-2 schedules (diffusers.pipelines.ltx2.utils), copied: the API is torch-free.
+DISTILLED_SIGMAS = (1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875)
+REFINE_SIGMAS = (0.909375, 0.725, 0.421875)
+
+
+FAST_STAGES = (
+    StageSpec(steps=8, scale=0.5, sigmas=DISTILLED_SIGMAS, uses_cfg=False, distilled_lora=True),
+    StageSpec(
+        steps=3,
+        sigmas=REFINE_SIGMAS,
+        uses_cfg=False,
+        noise_scale=REFINE_SIGMAS[0],
+        distilled_lora=True,
+    ),
+)
+QUALITY_STAGES = (StageSpec(steps=40, scale=0.5, uses_cfg=True), FAST_STAGES[1])
+
+LTX_2 = ModelSpec(
+    id="ltx-2",
+    description="LTX-2 fast: distilled, 8 steps at half size, 2x latent upsample, 3-step refine",
+    pipeline="LTX2Pipeline",
+    condition_pipeline="LTX2ConditionPipeline",
+    weights="Lightricks/LTX-2",
+    weights_setting="KINEMA_LTX2_WEIGHTS",
+    fps=24.0,
+    output_sizes=FULL_HD_SIZES,
+    size_multiple=64,
+    frame_multiple=8,
+    stages=FAST_STAGES,
+    guidance_range=(1.0, 7.0),
+    guidance_default=4.0,
+    upsampler_weights="Lightricks/LTX-2",
+    upsampler_subfolder="latent_upsampler",
+    lora_weights="Lightricks/LTX-2",
+    lora_file="ltx-2-19b-distilled-lora-384.safetensors",
+    # diffusers 0.42 defaults to LTX-2.3/2.5 behaviour; LTX-2.0 wants the legacy cross-modality
+    # timestep and spatio-temporal guidance on block 29 (used only by stages with CFG).
+    extra_call_args={"use_cross_timestep": False, "spatio_temporal_guidance_blocks": [29]},
+    memory_gb=69.0,
+    memory_basis=(
+        "computed from parameter counts: 34.3B in bf16 (transformer 18.9B, Gemma 3 12.2B, "
+        "connectors 1.4B, VAEs, vocoder, upsampler 0.5B), weights only; with "
+        "KINEMA_RELEASE_TEXT_ENCODER Gemma waits on the CPU and 44 GB stay on the GPU"
+    ),
+)
+LTX_2_QUALITY = replace(
+    LTX_2,
+    id="ltx-2:quality",
+    description="LTX-2 quality: full model with CFG (40 steps at half size), 2x upsample, refine",
+    stages=QUALITY_STAGES,
+)
+
+TINY_LTX2 = ModelSpec(
+    id="tiny-ltx2",
+    description="LTX-2 pipeline with tiny random weights built locally: noise, for tests on a CPU",
+    pipeline="LTX2Pipeline",
+    condition_pipeline="LTX2ConditionPipeline",
+    weights="",
+    weights_setting="KINEMA_TINY_WEIGHTS",
+    fps=24.0,
+    output_sizes={"16:9": (96, 54), "9:16": (54, 96), "1:1": (64, 64)},
+    size_multiple=64,
+    min_side=32,
+    max_side=1920,
+    max_pixels=1920 * 1080,
+    frame_multiple=8,
+    stages=FAST_STAGES,
+    guidance_range=(1.0, 7.0),
+    guidance_default=4.0,
+    max_sequence_length=16,
+    enhanced_prompt_tokens=32,
+    upsampler_subfolder="latent_upsampler",
+    lora_file="distilled_lora.safetensors",
+    stg_scale=0.0,
+    audio_stg_scale=0.0,
+    memory_gb=None,
+    memory_basis="a few MB: runs on a CPU",
+)
+TINY_LTX2_QUALITY = replace(
+    TINY_LTX2,
+    id="tiny-ltx2:quality",
+    description="The tiny model's twin of LTX-2 quality: CFG first stage, 2x upsample, refine",
+    stages=(StageSpec(steps=4, scale=0.5, uses_cfg=True), FAST_STAGES[1]),
+)
+
+MODELS = (LTX_2, LTX_2_QUALITY, TINY_LTX2, TINY_LTX2_QUALITY)

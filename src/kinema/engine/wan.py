@@ -1,0 +1,246 @@
+"""The Wan 2.2 engine: one loaded WanPipeline (and, for a first frame, WanImageToVideoPipeline over
+the same components), a plan's single stage through it, and the tiny twin kinema builds itself.
+
+Wan makes video only: a clip from here has no sound. The pipeline decodes its own latents
+(output_type "np"), so the one timed part is the whole call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+
+from kinema.catalog.plan import GenerationPlan
+from kinema.catalog.registry import ModelSpec, weights_keys
+from kinema.config import Settings
+from kinema.domain import Clip, GenerationRequest
+from kinema.engine import components, tiny
+from kinema.engine.stages import Progress, StepCallback, Timer
+from kinema.errors import GenerationCanceled, ModelUnavailable
+
+logger = logging.getLogger("kinema.engine")
+
+TINY_WAN_DIR = "tiny-wan-2.2"
+TINY_WAN_VERSION = 1
+TINY_TEXT_WIDTH = 32  # the text encoder's d_model == the transformer's text_dim
+TINY_CHARACTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'-"
+
+
+class WanRunner:
+    """One loaded Wan model, kept in memory between jobs (the worker's ClipRunner)."""
+
+    def __init__(self, spec: ModelSpec, pipeline: Any, device: torch.device) -> None:
+        self.spec = spec
+        self.pipeline = pipeline
+        self.device = device
+        self.features: dict[str, str] = {"attention": "sdpa", "compile": "off"}
+        self.last_timings: dict[str, float] = {}
+        self._conditioned: Any | None = None  # the image-to-video pipeline, built on first use
+
+    def generate(
+        self, plan: GenerationPlan, on_step: StepCallback, is_canceled: Callable[[], bool]
+    ) -> Clip:
+        if is_canceled():
+            raise GenerationCanceled("canceled before generation started")
+        timer = Timer(self.device)
+        progress = Progress(plan.total_steps, on_step, is_canceled)
+        try:
+            with torch.inference_mode(), timer("stage1"):
+                video = self._pipeline_for(plan)(**self._call_args(plan, progress))[0]
+        finally:
+            self.last_timings = {name: round(value, 4) for name, value in timer.seconds.items()}
+        if progress.canceled or progress.is_canceled():
+            raise GenerationCanceled("canceled while generating; the output was discarded")
+        frames = np.clip(np.round(np.asarray(video[0]) * 255.0), 0, 255).astype(np.uint8)
+        return Clip(frames=frames, fps=plan.fps)
+
+    def _call_args(self, plan: GenerationPlan, progress: Progress) -> dict[str, Any]:
+        """The plan's one stage in WanPipeline's terms (the plan decided every value)."""
+        (stage,) = plan.stages
+        args: dict[str, Any] = {
+            "prompt": plan.prompt,
+            "negative_prompt": plan.negative_prompt if stage.uses_cfg else None,
+            "height": stage.height,
+            "width": stage.width,
+            "num_frames": plan.num_frames,
+            "num_inference_steps": stage.num_inference_steps,
+            "guidance_scale": stage.guidance_scale,
+            "max_sequence_length": plan.max_sequence_length,
+            "generator": torch.Generator(device=self.device).manual_seed(plan.seed),
+            "output_type": "np",
+            "return_dict": False,
+            "callback_on_step_end": progress,
+        }
+        if plan.conditions:
+            args["image"] = _first_frame(plan)
+        return args
+
+    def _pipeline_for(self, plan: GenerationPlan) -> Any:
+        if not plan.conditions:
+            return self.pipeline
+        if self._conditioned is None:
+            self._conditioned = components.condition_pipeline(self.spec, self.pipeline)
+        return self._conditioned
+
+    def warm_up(self, seconds: float = 1.0) -> None:
+        from kinema.catalog.plan import plan_generation
+
+        aspect_ratio = next(iter(self.spec.output_sizes))
+        request = GenerationRequest(
+            model=self.spec.id, prompt="warm-up", aspect_ratio=aspect_ratio, duration=seconds
+        )
+        self.generate(plan_generation(request, self.spec, 0), lambda done, total: None, _never)
+
+
+def _never() -> bool:
+    return False
+
+
+def _first_frame(plan: GenerationPlan) -> PIL.Image.Image:
+    """Wan takes one image, the first frame (the catalog refuses any other condition)."""
+    (condition,) = plan.conditions
+    if condition.kind != "image" or condition.latent_index != 0 or condition.pixels is None:
+        raise ModelUnavailable(f"model {plan.model!r} takes a first frame only")
+    return PIL.Image.fromarray(condition.pixels[0])
+
+
+def load_wan_engine(spec: ModelSpec, settings: Settings) -> WanRunner:
+    """Load `spec`'s weights (building the tiny twin first if it is the tiny model)."""
+    from diffusers import WanPipeline
+
+    device = components.resolve_device(settings.device)
+    dtype = components.resolve_dtype(settings.dtype, device)
+    location = _weights(spec, settings)
+    components.quiet_libraries()
+    try:
+        pipeline = WanPipeline.from_pretrained(location, dtype=dtype)
+    except Exception as exc:
+        raise ModelUnavailable(
+            f"cannot load model {spec.id!r} from {location!r} ({type(exc).__name__}: {exc}); "
+            f"set {spec.weights_setting} to a local directory or a reachable Hub id"
+        ) from exc
+    pipeline.to(device)
+    pipeline.set_progress_bar_config(disable=True)
+    logger.info("loaded %s from %s on %s (%s)", spec.id, location, device, dtype)
+    return WanRunner(spec, pipeline, device)
+
+
+def _weights(spec: ModelSpec, settings: Settings) -> str:
+    override = settings.weights_for(weights_keys(spec), spec.weights)
+    if override:
+        return override
+    try:
+        return str(ensure_tiny_wan(settings.models_dir))
+    except OSError as exc:
+        raise ModelUnavailable(
+            f"cannot build model {spec.id!r} in {settings.models_dir}: {exc}; "
+            f"set {spec.weights_setting} to a directory holding its weights"
+        ) from exc
+
+
+# -- the tiny twin ---------------------------------------------------------------------------------
+
+
+def ensure_tiny_wan(models_dir: Path) -> Path:
+    """The tiny Wan 2.2 (TI2V layout) under `models_dir`, built first if missing or stale."""
+    return tiny.ensure_built(models_dir / TINY_WAN_DIR, TINY_WAN_VERSION, build_tiny_wan)
+
+
+def build_tiny_wan(destination: Path) -> None:
+    tiny.build_atomically(
+        destination,
+        TINY_WAN_VERSION,
+        lambda staging: _tiny_wan_pipeline().save_pretrained(staging, safe_serialization=True),
+    )
+
+
+def _tiny_wan_pipeline() -> Any:
+    """The real classes with tiny random weights (as diffusers' own TI2V-5B tests build them),
+    the tokenizer and text encoder made here: nothing is downloaded."""
+    from diffusers import (
+        AutoencoderKLWan,
+        UniPCMultistepScheduler,
+        WanPipeline,
+        WanTransformer3DModel,
+    )
+
+    vae = tiny.seeded(
+        lambda: AutoencoderKLWan(
+            base_dim=3,
+            z_dim=48,
+            in_channels=12,
+            out_channels=12,
+            is_residual=True,
+            patch_size=2,
+            latents_mean=[0.0] * 48,
+            latents_std=[1.0] * 48,
+            dim_mult=[1, 1, 1, 1],
+            num_res_blocks=1,
+            scale_factor_spatial=16,
+            scale_factor_temporal=4,
+            temperal_downsample=[False, True, True],
+        )
+    )
+    transformer = tiny.seeded(
+        lambda: WanTransformer3DModel(
+            patch_size=(1, 2, 2),  # the pipeline's per-token timesteps assume 2x2 patches
+            num_attention_heads=2,
+            attention_head_dim=12,
+            in_channels=48,
+            out_channels=48,
+            text_dim=TINY_TEXT_WIDTH,
+            freq_dim=256,
+            ffn_dim=32,
+            num_layers=2,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            rope_max_seq_len=1024,  # the real default: shorter tables fail on large grids
+        )
+    )
+    scheduler = UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
+    )
+    return WanPipeline(
+        tokenizer=_tiny_tokenizer(),
+        text_encoder=tiny.seeded(_tiny_text_encoder),
+        vae=vae,
+        scheduler=scheduler,
+        transformer=transformer,
+        expand_timesteps=True,  # the TI2V-5B layout
+    )
+
+
+def _tiny_tokenizer() -> Any:
+    from transformers import T5Tokenizer
+
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    vocab += [(character, -3.0) for character in TINY_CHARACTERS]
+    vocab += [("\u2581" + character, -2.5) for character in TINY_CHARACTERS]
+    return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
+
+
+def _tiny_text_encoder() -> Any:
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    size = 4 + 2 * len(TINY_CHARACTERS)
+    config = UMT5Config(
+        vocab_size=size,
+        d_model=TINY_TEXT_WIDTH,
+        d_kv=8,
+        d_ff=37,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        dropout_rate=0.0,
+        feed_forward_proj="gated-gelu",
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    return UMT5EncoderModel(config).eval()

@@ -1,0 +1,85 @@
+"""A real `kinema serve --model tiny-wan-2.2`: the contracts reach a model without sound, and a
+request for sound is refused instead of answered with a silent clip."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kinema import Client
+from kinema.media import probe
+from tests.conftest import TEST_KEY, ServerProcess, launch_server
+from tests.pictures import half_white
+
+pytestmark = pytest.mark.slow
+AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
+V2 = "/v2/video/generations"
+
+
+@pytest.fixture(scope="module")
+def wan_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    data_dir = tmp_path_factory.mktemp("wan") / "data"
+    running = launch_server(
+        data_dir, Path("unused"), KINEMA_MODEL="tiny-wan-2.2", KINEMA_TINY_WEIGHTS=""
+    )
+    yield running
+    running.stop()
+
+
+def png_data_uri() -> str:
+    buffer = io.BytesIO()
+    half_white(96, 54).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_a_kling_client_gets_a_clip_without_an_audio_track(
+    wan_server: ServerProcess, tmp_path: Path
+) -> None:
+    with Client(wan_server.url, TEST_KEY) as client:
+        done = client.wait(client.create("a fox", duration=5).id, poll_interval=0.05, timeout=120)
+        assert done.status == "completed", (done.error, wan_server.output())
+        info = probe(client.download(done, tmp_path / "fox.mp4"))
+    assert (info.width, info.height, info.duration, info.has_audio) == (96, 54, 5.0, False)
+    assert done.meta["model"] == "tiny-wan-2.2" and done.video and done.video.has_audio is False
+
+
+def test_asking_for_sound_is_a_400_naming_generate_audio(wan_server: ServerProcess) -> None:
+    body = {
+        "model": "klingai/video-v2-6-pro-text-to-video",
+        "prompt": "a fox",
+        "generate_audio": True,
+    }
+    response = httpx.post(wan_server.url + V2, json=body, headers=AUTH)
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"field": "generate_audio", "message": "tiny-wan-2.2 makes video without sound; send false"}
+    ]
+    video = httpx.post(
+        wan_server.url + "/v1/videos",
+        json={"prompt": "x", "size": "96x54", "generate_audio": True},
+        headers=AUTH,
+    )
+    assert video.status_code == 400 and video.json()["error"]["param"] == "generate_audio"
+
+
+def test_image_to_video_reaches_the_model_on_both_contracts(wan_server: ServerProcess) -> None:
+    body = {
+        "model": "klingai/video-v2-6-pro-image-to-video",
+        "prompt": "a fox",
+        "image_url": png_data_uri(),
+    }
+    created = httpx.post(wan_server.url + V2, json=body, headers=AUTH)
+    assert created.status_code == 200, created.text
+    with Client(wan_server.url, TEST_KEY) as client:
+        done = client.wait(created.json()["id"], poll_interval=0.05, timeout=120)
+    assert done.status == "completed", (done.error, wan_server.output())
+    video = httpx.get(f"{wan_server.url}/v1/videos/{done.id}", headers=AUTH).json()
+    assert [image["frame"] for image in video["input_images"]] == [0]
+    assert (video["generate_audio"], video["has_audio"]) == (False, False)
+    models = httpx.get(wan_server.url + "/v1/models", headers=AUTH).json()["data"]
+    assert models[0]["id"] == "tiny-wan-2.2"
