@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from kinema.catalog.plan import check_request, output_size
-from kinema.catalog.registry import ServedModels, get_spec
+from kinema.catalog.registry import MODELS, ServedModels, canonical_id, get_spec
 from kinema.config import Settings
 from kinema.domain import ApiKey, Condition, GenerationRequest, Job, JobStatus
 from kinema.errors import FieldError, NotFound, QueueFull, Unauthorized, ValidationFailed
@@ -327,10 +327,7 @@ class JobService:
         `origin` (the job it remixes or extends) is recorded in its meta."""
         model = self.served.resolve(request.model)
         if model is None:
-            raise ValidationFailed(
-                "Body validation error: unknown model",
-                [FieldError("model", f"must be one of: {', '.join(self.served.all_ids())}")],
-            )
+            raise ValidationFailed("Body validation error: model", [self._unserved(request.model)])
         job_id = new_job_id()
         stored = tuple(item.condition(f"{job_id}/input-{i}") for i, item in enumerate(inputs))
         conditions = (*request.conditions, *stored)
@@ -407,6 +404,14 @@ class JobService:
             staged.write_bytes(item.data)
             self._storage.put(condition.key, staged)
 
+    def _unserved(self, model: str) -> FieldError:
+        served = ", ".join(self.served.served)
+        if canonical_id(model) in MODELS:
+            return FieldError(
+                "model", f"{model!r} is not served here; served: {served} (or a hosted model id)"
+            )
+        return FieldError("model", f"must be one of: {', '.join(self.served.all_ids())}")
+
     def _planned(self, request: GenerationRequest) -> GenerationRequest:
         """The request as its model will make it (its size explicit), or a ValidationFailed
         naming the request's fields if the model (or this deployment) cannot."""
@@ -446,6 +451,18 @@ class JobService:
 
     def live_workers(self, liveness_seconds: float) -> dict[str, int]:
         return self._store.live_workers(liveness_seconds)
+
+    def served_catalog(self, liveness_seconds: float) -> list[dict[str, Any]]:
+        """`ServedModels.catalog`, each served model with its live workers (left out when the
+        database cannot say: a model list should not fail with it)."""
+        live: dict[str, int] = {}
+        known = _probe(lambda: live.update(self._store.live_workers(liveness_seconds))) == "ok"
+        return [
+            {**entry, "live_workers": live.get(entry["id"], 0)}
+            if known and "alias_of" not in entry
+            else entry
+            for entry in self.served.catalog()
+        ]
 
     def stage_histograms(self) -> list[StageHistogram]:
         return self._store.stage_histograms()

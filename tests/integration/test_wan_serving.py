@@ -1,5 +1,6 @@
-"""A real `kinema serve --model tiny-wan-2.2`: the contracts reach a model without sound, and a
-request for sound is refused instead of answered with a silent clip."""
+"""A real `kinema serve --model tiny-wan-2.2,tiny-ltx2`: two models side by side, each job made by
+a worker of its own model; the contracts reach a model without sound, and a request for sound is
+refused instead of answered with a silent clip."""
 
 from __future__ import annotations
 
@@ -19,14 +20,15 @@ from tests.pictures import half_white
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 V2 = "/v2/video/generations"
+SERVED = ("tiny-wan-2.2", "tiny-ltx2")
 
 
 @pytest.fixture(scope="module")
-def wan_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def wan_server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path
+) -> Iterator[ServerProcess]:
     data_dir = tmp_path_factory.mktemp("wan") / "data"
-    running = launch_server(
-        data_dir, Path("unused"), KINEMA_MODEL="tiny-wan-2.2", KINEMA_TINY_WEIGHTS=""
-    )
+    running = launch_server(data_dir, tiny_weights, KINEMA_MODEL="tiny-wan-2.2,tiny-ltx2")
     yield running
     running.stop()
 
@@ -83,3 +85,29 @@ def test_image_to_video_reaches_the_model_on_both_contracts(wan_server: ServerPr
     assert (video["generate_audio"], video["has_audio"]) == (False, False)
     models = httpx.get(wan_server.url + "/v1/models", headers=AUTH).json()["data"]
     assert models[0]["id"] == "tiny-wan-2.2"
+
+
+def test_each_model_is_made_by_its_own_workers_and_shown_with_them(
+    wan_server: ServerProcess, tmp_path: Path
+) -> None:
+    with Client(wan_server.url, TEST_KEY) as client:
+        jobs = {model: client.create("a bell", model=model, duration=1) for model in SERVED}
+        done = {
+            model: client.wait(job.id, poll_interval=0.05, timeout=120)
+            for model, job in jobs.items()
+        }
+        sound = {
+            model: probe(client.download(job, tmp_path / f"{model}.mp4")).has_audio
+            for model, job in done.items()
+        }
+    assert sound == {"tiny-wan-2.2": False, "tiny-ltx2": True}
+    assert {model: job.meta["model"] for model, job in done.items()} == {m: m for m in SERVED}
+    ready = httpx.get(wan_server.url + "/readyz").json()["checks"]
+    assert ready["workers:tiny-wan-2.2"] == ready["workers:tiny-ltx2"] == "ok"
+    models = httpx.get(wan_server.url + "/v1/models").json()["data"]
+    assert {m["id"]: m["live_workers"] for m in models if "live_workers" in m} == {
+        "tiny-wan-2.2": 1,
+        "tiny-ltx2": 1,
+    }
+    metrics = httpx.get(wan_server.url + "/metrics").text
+    assert 'kinema_live_workers{model="tiny-wan-2.2"} 1.0' in metrics

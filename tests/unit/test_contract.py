@@ -296,3 +296,25 @@ def test_a_frame_larger_than_the_deployment_makes_is_a_400_naming_each_contracts
             == 200
         )
         assert count_jobs(api.store) == 1
+
+
+def test_a_known_model_that_is_not_served_is_a_400_naming_what_is(api: Api) -> None:
+    body = assert_envelope(api.create({**VALID, "model": "wan-2.2"}), 400, "model")
+    assert body["errors"] == [
+        {
+            "field": "model",
+            "message": "'wan-2.2' is not served here; served: tiny-ltx2 (or a hosted model id)",
+        }
+    ]
+    unknown = assert_envelope(api.create({**VALID, "model": "nope"}), 400, "model")
+    assert unknown["errors"][0]["message"].startswith("must be one of: tiny-ltx2, klingai/")
+    assert count_jobs(api.store) == 0
+
+
+def test_the_model_list_counts_each_served_models_live_workers(api: Api) -> None:
+    listed = {m["id"]: m for m in api.client.get("/v1/models").json()["data"]}
+    assert listed["tiny-ltx2"]["live_workers"] == 0
+    api.store.register_worker("w1", ["tiny-ltx2"])
+    listed = {m["id"]: m for m in api.client.get("/v1/models").json()["data"]}
+    assert listed["tiny-ltx2"]["live_workers"] == 1
+    assert "live_workers" not in listed[KLING] and listed[KLING]["alias_of"] == "tiny-ltx2"

@@ -30,7 +30,8 @@ async def _health(request: Request) -> dict[str, Any]:
 
 
 def _models(request: Request) -> dict[str, Any]:
-    catalog = services(request).jobs.served.catalog()
+    app = services(request)
+    catalog = app.jobs.served_catalog(app.settings.worker_liveness_seconds)
     return {
         "object": "list",
         "data": [{**e, "object": "model", "owned_by": "kinema"} for e in catalog],

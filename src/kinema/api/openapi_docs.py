@@ -205,6 +205,9 @@ class ModelEntry(BaseModel):
     object: Literal["model"]
     owned_by: str
     description: str = absent_unless_set("Present on served models")
+    live_workers: int = absent_unless_set(
+        "Present on served models: workers of it seen in the last KINEMA_WORKER_LIVENESS_SECONDS"
+    )
     alias_of: str = absent_unless_set("Present on aliases: the served model they name")
 
 

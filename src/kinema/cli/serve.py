@@ -46,11 +46,14 @@ def serve(
     data_dir: DataDir = None,
     store: StoreUrl = None,
     storage: StorageUrl = None,
-    workers: Annotated[int, typer.Option(help="worker processes to run beside the API")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="worker processes per served model, beside the API")
+    ] = 1,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="run the API only")] = False,
     log_level: str = "info",
 ) -> None:
-    """Run the HTTP API and its worker process(es)."""
+    """Run the HTTP API and its worker process(es): --model ltx-2,wan-2.2 serves both, each
+    model's jobs made by its own workers."""
     import uvicorn
 
     from kinema.server import create_app
@@ -143,7 +146,7 @@ class ReadyNotice:
         grid.add_column(no_wrap=True)
         grid.add_row("API", self.url)
         grid.add_row("playground", f"{self.url}/")
-        grid.add_row("model", self.model)
+        grid.add_row("models" if "," in self.model else "model", self.model.replace(",", ", "))
         if self.new_key is None:
             grid.add_row("API keys", "kinema keys list; a new one: kinema keys create --name NAME")
         else:

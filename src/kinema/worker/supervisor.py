@@ -74,7 +74,8 @@ def stop_when_orphaned(stop: threading.Event, interval: float = 1.0) -> None:
 
 
 class WorkerSupervisor:
-    """Runs worker processes beside the API and restarts any that die (their job is requeued).
+    """Runs worker processes beside the API, `count` for each served model, and restarts any
+    that die (their job is requeued). Each loads one model and claims only that model's jobs.
 
     A worker that cannot load its model is not restarted: `on_fatal` is called instead.
     """
@@ -92,9 +93,10 @@ class WorkerSupervisor:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._processes: dict[int, subprocess.Popen[bytes]] = {}
+        self._models = [model for model in served_models(settings) for _ in range(count)]
         self._threads = [
             threading.Thread(target=self._keep_running, args=(slot,), daemon=True)
-            for slot in range(count)
+            for slot in range(len(self._models))
         ]
         self.fatal = False
 
@@ -103,7 +105,7 @@ class WorkerSupervisor:
             return [p.pid for p in self._processes.values() if p.poll() is None]
 
     def _spawn(self, slot: int) -> subprocess.Popen[bytes] | None:
-        env = settings_environment(self._settings)
+        env = settings_environment(self._settings.model_copy(update={"model": self._models[slot]}))
         command = [
             *(sys.executable, "-m", "kinema", "worker", "--exit-with-parent"),
             *("--log-level", self._log_level),
@@ -120,12 +122,16 @@ class WorkerSupervisor:
             if self._stop.is_set():
                 return
             if code == EXIT_MODEL_UNAVAILABLE:
-                logger.error("worker %d cannot load its model; stopping the server", slot)
+                logger.error(
+                    "worker %d cannot load %s; stopping the server", slot, self._models[slot]
+                )
                 self.fatal = True
                 if self._on_fatal:
                     self._on_fatal()
                 return
-            logger.warning("worker %d exited with %s; restarting it", slot, code)
+            logger.warning(
+                "worker %d (%s) exited with %s; restarting it", slot, self._models[slot], code
+            )
             self._stop.wait(1.0)
 
     def start(self) -> None:
