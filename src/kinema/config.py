@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     tiny_weights: str | None = None  # default: built into data_dir/models/tiny-ltx2
     # Any model's weights by id, as JSON: KINEMA_WEIGHTS='{"wan-2.2": "/models/wan22-ti2v"}'.
     weights: dict[str, str] = {}
+    # LoRAs a request may ask for: <lora_dir>/<model's LoRA folder>/<name>.safetensors; a worker
+    # keeps up to `loras_kept` loaded, the most recently used.
+    lora_dir: Path | None = None
+    loras_kept: int = Field(default=8, ge=1)
     steps: int | None = None  # override a spaced first-stage schedule (speed vs quality)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16

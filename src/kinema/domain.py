@@ -35,6 +35,18 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class LoraChoice:
+    """A LoRA the deployment offers (by its file's name), at a scale, for one request."""
+
+    name: str
+    scale: float = 1.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LoraChoice:
+        return cls(str(data["name"]), float(data.get("scale", 1.0)))
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """A validated request, in no contract's terms, already resolved to a served model id.
 
@@ -55,6 +67,7 @@ class GenerationRequest:
     height: int | None = None
     fps: float | None = None
     conditions: tuple[Condition, ...] = ()
+    loras: tuple[LoraChoice, ...] = ()
     # A clip (its artifact key) the output continues: the output is that clip, then `duration`
     # more seconds that follow on from its last frames (conditioned on them).
     continues: str | None = None
@@ -66,6 +79,7 @@ class GenerationRequest:
     def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
         fields = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
         fields["conditions"] = tuple(Condition.from_dict(c) for c in data.get("conditions", ()))
+        fields["loras"] = tuple(LoraChoice.from_dict(lora) for lora in data.get("loras", ()))
         return cls(**fields)
 
     @property

@@ -12,8 +12,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal
 
+from kinema.catalog.loras import lora_error
 from kinema.catalog.plan import check_request, output_size
 from kinema.catalog.registry import MODELS, ServedModels, canonical_id, get_spec
 from kinema.config import Settings
@@ -304,9 +306,11 @@ class JobService:
         webhooks: WebhookPolicy | None = None,
         retention_seconds: float | None = None,
         max_output_pixels: int | None = None,
+        lora_dir: Path | None = None,
     ) -> None:
         self._store = store
         self._max_output_pixels = max_output_pixels
+        self._lora_dir = lora_dir
         self._storage = storage
         self.served = served
         self._url_ttl = url_ttl
@@ -417,6 +421,8 @@ class JobService:
         naming the request's fields if the model (or this deployment) cannot."""
         spec = get_spec(request.model)
         check_request(request, spec, self._max_output_pixels)
+        if (error := lora_error(request.loras, spec, self._lora_dir)) is not None:
+            raise ValidationFailed(f"Body validation error: loras: {error.message}", [error])
         width, height = output_size(request, spec)
         audio = spec.has_audio and request.generate_audio is not False
         return replace(request, width=width, height=height, generate_audio=audio)

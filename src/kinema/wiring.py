@@ -78,5 +78,6 @@ def build_services(settings: Settings) -> Services:
         webhooks,
         retention,
         settings.max_output_pixels,
+        settings.lora_dir,
     )
     return Services(settings, KeyService(store), jobs, artifacts, store)

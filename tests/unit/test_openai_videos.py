@@ -39,6 +39,7 @@ VIDEO_KEYS = {
     "cfg_scale",
     "generate_audio",
     "enhance_prompt",
+    "loras",
     "prompt_used",
     "seed",
     "aspect_ratio",

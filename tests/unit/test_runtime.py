@@ -25,6 +25,8 @@ NON_DEFAULTS: dict[str, object] = {
     "ltx2_distilled_lora": "/weights/lora.safetensors",
     "tiny_weights": "/weights/tiny",
     "weights": {"wan-2.2": "/models/wan22-ti2v"},
+    "lora_dir": "/srv/loras",
+    "loras_kept": 3,
     "steps": 12,
     "device": "cuda:1",
     "dtype": "bfloat16",

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from kinema.catalog.families.wan import TINY_WAN
 from kinema.catalog.plan import GenerationPlan, plan_generation
 from kinema.config import Settings
-from kinema.domain import Condition, GenerationRequest
+from kinema.domain import Condition, GenerationRequest, LoraChoice
 from kinema.engine.families import load_model
 from kinema.engine.wan import WanRunner
 from kinema.errors import GenerationCanceled
@@ -92,3 +94,32 @@ def test_the_tiny_twin_is_built_once_and_loads_again(tmp_path: Path) -> None:
     again = load_model(TINY_WAN, settings)
     assert (built / "kinema-tiny.json").stat().st_mtime_ns == marker
     assert np.array_equal(run(again, text_plan()), run(load_model(TINY_WAN, settings), text_plan()))
+
+
+def test_a_lora_acts_on_wan_and_the_base_weights_come_back(tmp_path: Path) -> None:
+    lora_dir = tmp_path / "loras"
+    (lora_dir / "tiny-wan-2.2").mkdir(parents=True)
+    settings = Settings(data_dir=tmp_path / "data", lora_dir=lora_dir)
+    runner = load_model(TINY_WAN, settings)
+    save_file(
+        peft_lora(runner.pipeline.transformer), str(lora_dir / "tiny-wan-2.2" / "ink.safetensors")
+    )
+    base = run(runner, text_plan())
+    inked = run(runner, replace(text_plan(), loras=(LoraChoice("ink"),)))
+    assert np.abs(inked.astype(int) - base.astype(int)).mean() > 0.1
+    assert np.array_equal(run(runner, text_plan()), base)
+
+
+def peft_lora(transformer: torch.nn.Module, rank: int = 4) -> dict[str, torch.Tensor]:
+    """Rank-`rank` pairs for every linear layer of the transformer's blocks (diffusers' keys)."""
+    generator = torch.Generator().manual_seed(5)
+    tensors = {}
+    for name, module in transformer.named_modules():
+        if name.startswith("blocks.") and isinstance(module, torch.nn.Linear):
+            out_features, in_features = module.weight.shape
+            down = torch.randn(rank, in_features, generator=generator) * 0.1
+            tensors[f"transformer.{name}.lora_A.weight"] = down
+            tensors[f"transformer.{name}.lora_B.weight"] = (
+                torch.randn(out_features, rank, generator=generator) * 0.1
+            )
+    return tensors

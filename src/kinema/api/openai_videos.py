@@ -6,6 +6,7 @@ Creates are validated by the /v2 body model (CreateGenerationBody) after renamin
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable
@@ -69,6 +70,7 @@ EXTENSIONS = (
     "cfg_scale",
     "generate_audio",
     "enhance_prompt",
+    "loras",
     "seed",
     "callback_url",
 )
@@ -153,6 +155,7 @@ def render_video(view: JobView) -> dict[str, Any]:
         "generate_audio": request.generate_audio,
         "enhance_prompt": request.enhance_prompt,
         "prompt_used": job.meta.get("prompt_used"),
+        "loras": [{"name": lora.name, "scale": lora.scale} for lora in request.loras],
         "seed": request.seed,
         "aspect_ratio": request.aspect_ratio,
         "stage": job.stage,
@@ -258,6 +261,14 @@ def _form_bool(text: str) -> bool | str:
     return {"true": True, "1": True, "false": False, "0": False}.get(text.strip().lower(), text)
 
 
+def _form_json(text: str) -> Any:
+    """A JSON field of a multipart form (e.g. `loras=[{"name": "…", "scale": 0.8}]`)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # left for the validator to reject, naming the field
+
+
 def _form_number(convert: type[int] | type[float]) -> Callable[[str], int | float | str]:
     def parse(text: str) -> int | float | str:
         try:
@@ -274,6 +285,7 @@ FORM_COERCIONS = {
     "seed": _form_number(int),
     "generate_audio": _form_bool,
     "enhance_prompt": _form_bool,
+    "loras": _form_json,
 }
 
 

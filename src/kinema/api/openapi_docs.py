@@ -126,6 +126,11 @@ class VideoError(BaseModel):
     message: str
 
 
+class VideoLora(BaseModel):
+    name: str
+    scale: float
+
+
 class VideoInputImage(BaseModel):
     frame: int
     url: str = Field(description="A signed link to the image as kinema stored it")
@@ -151,6 +156,7 @@ class Video(BaseModel):
     cfg_scale: float
     generate_audio: bool
     enhance_prompt: bool
+    loras: list[VideoLora] = Field(description="The LoRAs the video was made with (kinema)")
     prompt_used: str | None = Field(
         description="The prompt the model ran: its own rewrite when enhance_prompt was asked for"
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kinema.catalog.registry import ModelSpec, StageSpec
-from kinema.domain import GenerationRequest
+from kinema.domain import GenerationRequest, LoraChoice
 from kinema.errors import FieldError, ValidationFailed
 
 # A stage without classifier-free guidance runs the plain (distilled) denoiser: no spatio-temporal
@@ -94,6 +94,7 @@ class GenerationPlan:
     overlap_frames: int = 0
     enhance_prompt: bool = False  # the model rewrites `prompt` first (see ModelRunner)
     enhanced_prompt_tokens: int | None = None  # at most; None: the pipeline's own limit
+    loras: tuple[LoraChoice, ...] = ()  # active on every stage, over the model's own weights
 
     @property
     def duration(self) -> float:
@@ -321,6 +322,7 @@ def plan_generation(
         overlap_frames=overlap,
         enhance_prompt=request.enhance_prompt and spec.enhances_prompts,
         enhanced_prompt_tokens=spec.enhanced_prompt_tokens,
+        loras=request.loras,
     )
 
 

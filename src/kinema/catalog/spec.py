@@ -75,10 +75,17 @@ class ModelSpec:
     extra_call_args: Mapping[str, object] = field(default_factory=dict)
     # Which engine loads and runs it (kinema.engine.families): "ltx2", "wan".
     family: str = "ltx2"
+    # Where its LoRAs live: KINEMA_LORA_DIR/<lora_family>/ (models of one architecture share
+    # them; "": its id before any preset suffix).
+    lora_family: str = ""
     # The GPU memory the preset needs, and how that figure was found ("measured on …", or
     # "computed from parameter counts …"); None: not known yet.
     memory_gb: float | None = None
     memory_basis: str = ""
+
+    @property
+    def loras_folder(self) -> str:
+        return self.lora_family or self.id.split(":")[0]
 
     @property
     def two_stage(self) -> bool:

@@ -26,7 +26,7 @@ from kinema.catalog.registry import (
     LTXV_ALIASES,
 )
 from kinema.contracts.fields import field_errors_from_pydantic, validation_message
-from kinema.domain import GenerationRequest, JobStatus
+from kinema.domain import GenerationRequest, JobStatus, LoraChoice
 from kinema.errors import ValidationFailed
 from kinema.service import MAX_SEED, JobView
 
@@ -105,6 +105,15 @@ def _seconds(value: Any) -> Any:
     return value
 
 
+class LoraField(BaseModel):
+    """A LoRA the deployment offers (`kinema loras`), by name, at a scale (kinema's extension)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    scale: Annotated[float, Field(strict=True, ge=-2.0, le=2.0), BeforeValidator(_finite)] = 1.0
+
+
 class _SharedFields(BaseModel):
     """What every model id's body takes on the v2 endpoint."""
 
@@ -120,6 +129,7 @@ class _SharedFields(BaseModel):
     generate_audio: StrictBool | None = None
     seed: Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)] | None = None
     enhance_prompt: StrictBool = False
+    loras: Annotated[list[LoraField], Field(max_length=4)] = []
     provider: StrictStr | None = None
     # Where to POST the final poll body (a signed webhook), as Kling's own API allows.
     callback_url: Annotated[StrictStr, Field(max_length=2048)] | None = None
@@ -146,6 +156,7 @@ class _SharedFields(BaseModel):
             generate_audio=self.generate_audio,
             seed=self.seed,
             enhance_prompt=self.enhance_prompt,
+            loras=tuple(LoraChoice(lora.name, float(lora.scale)) for lora in self.loras),
             **self._shape(image_sizes),
         )
 

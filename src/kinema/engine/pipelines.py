@@ -26,8 +26,9 @@ from kinema.catalog.plan import GenerationPlan, StagePlan, plan_generation
 from kinema.catalog.registry import ModelSpec
 from kinema.config import Settings
 from kinema.domain import Clip, GenerationRequest
-from kinema.engine import components, speed
+from kinema.engine import components, loras, speed
 from kinema.engine.components import LORA_ADAPTER, Source
+from kinema.engine.loras import RequestLoras
 from kinema.engine.stages import (
     Progress,
     PromptEmbeds,
@@ -71,6 +72,7 @@ class ModelRunner:
         self.last_timings: dict[str, float] = {}
         self._schedulers = _stage_schedulers(pipeline.scheduler)
         self._conditioned: Any | None = None  # the condition pipeline, built on first use
+        self.request_loras = RequestLoras(pipeline, spec, settings.lora_dir, settings.loras_kept)
 
     @property
     def sample_rate(self) -> int:
@@ -174,7 +176,7 @@ class ModelRunner:
         progress: Progress,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One stage to (denormalized) video and audio latents."""
-        self._use_lora(stage.distilled_lora)
+        self._use_adapters(stage.distilled_lora, plan)
         pipeline = self._pipeline_for(plan)
         # A fixed (distilled) schedule runs as given; a spaced one with the model's own shifting.
         pipeline.scheduler = self._schedulers["fixed" if stage.sigmas else "spaced"]
@@ -218,18 +220,17 @@ class ModelRunner:
             if isinstance(layer, BaseTunerLayer)
         )
 
-    def _use_lora(self, wanted: bool) -> None:
-        if self.lora == "adapter":
-            if wanted:
-                self.pipeline.enable_lora()
-                self.pipeline.set_adapters([LORA_ADAPTER], [1.0])
-            else:
-                self.pipeline.disable_lora()
-        elif self.lora == "fused" and not wanted:
+    def _use_adapters(self, distilled: bool, plan: GenerationPlan) -> None:
+        """The distilled LoRA where the stage wants it, and the request's LoRAs, active."""
+        if self.lora == "fused" and not distilled:
             raise ModelUnavailable(
                 f"model {self.spec.id!r} has the distilled LoRA fused into its weights; "
                 "a stage without it cannot run on this engine"
             )
+        wanted = [(LORA_ADAPTER, 1.0)] if distilled and self.lora == "adapter" else []
+        wanted += self.request_loras.adapters(plan.loras)
+        loaded = self.lora == "adapter" or bool(self.request_loras.loaded)
+        loras.activate(self.pipeline, wanted, loaded)
 
     def _tiled(self, plan: GenerationPlan) -> bool:
         return speed.decide_vae_tiling(

@@ -20,7 +20,8 @@ from kinema.catalog.plan import GenerationPlan
 from kinema.catalog.registry import ModelSpec, weights_keys
 from kinema.config import Settings
 from kinema.domain import Clip, GenerationRequest
-from kinema.engine import components, tiny
+from kinema.engine import components, loras, tiny
+from kinema.engine.loras import RequestLoras
 from kinema.engine.stages import Progress, StepCallback, Timer
 from kinema.errors import GenerationCanceled, ModelUnavailable
 
@@ -35,10 +36,18 @@ TINY_CHARACTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 class WanRunner:
     """One loaded Wan model, kept in memory between jobs (the worker's ClipRunner)."""
 
-    def __init__(self, spec: ModelSpec, pipeline: Any, device: torch.device) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        pipeline: Any,
+        device: torch.device,
+        lora_dir: Path | None = None,
+        loras_kept: int = 8,
+    ) -> None:
         self.spec = spec
         self.pipeline = pipeline
         self.device = device
+        self.request_loras = RequestLoras(pipeline, spec, lora_dir, loras_kept)
         self.features: dict[str, str] = {"attention": "sdpa", "compile": "off"}
         self.last_timings: dict[str, float] = {}
         self._conditioned: Any | None = None  # the image-to-video pipeline, built on first use
@@ -50,9 +59,12 @@ class WanRunner:
             raise GenerationCanceled("canceled before generation started")
         timer = Timer(self.device)
         progress = Progress(plan.total_steps, on_step, is_canceled)
+        pipeline = self._pipeline_for(plan)
+        adapters = self.request_loras.adapters(plan.loras)
+        loras.activate(pipeline, adapters, bool(self.request_loras.loaded))
         try:
             with torch.inference_mode(), timer("stage1"):
-                video = self._pipeline_for(plan)(**self._call_args(plan, progress))[0]
+                video = pipeline(**self._call_args(plan, progress))[0]
         finally:
             self.last_timings = {name: round(value, 4) for name, value in timer.seconds.items()}
         if progress.canceled or progress.is_canceled():
@@ -128,7 +140,7 @@ def load_wan_engine(spec: ModelSpec, settings: Settings) -> WanRunner:
     pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     logger.info("loaded %s from %s on %s (%s)", spec.id, location, device, dtype)
-    return WanRunner(spec, pipeline, device)
+    return WanRunner(spec, pipeline, device, settings.lora_dir, settings.loras_kept)
 
 
 def _weights(spec: ModelSpec, settings: Settings) -> str:

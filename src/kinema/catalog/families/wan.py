@@ -53,6 +53,7 @@ WAN_22_A14B = replace(
     description="Wan 2.2 T2V-A14B: two 14B experts, text to video, no sound, 1280x720 at 16 fps",
     condition_pipeline="",
     weights="Wan-AI/Wan2.2-T2V-A14B-Diffusers",
+    lora_family="wan-2.2-a14b",  # another architecture than TI2V-5B: its own LoRAs
     fps=16.0,
     output_sizes={"16:9": (1280, 720), "9:16": (720, 1280)},
     size_multiple=16,
