@@ -16,7 +16,7 @@ from kinema.catalog.plan import GenerationPlan, plan_generation
 from kinema.config import Settings
 from kinema.domain import Condition, GenerationRequest, LoraChoice
 from kinema.engine.families import load_model
-from kinema.engine.wan import WanRunner
+from kinema.engine.wan import WanRunner, real_size_models
 from kinema.errors import GenerationCanceled
 from kinema.media import fit_to_canvas
 from tests.pictures import half_white
@@ -123,3 +123,25 @@ def peft_lora(transformer: torch.nn.Module, rank: int = 4) -> dict[str, torch.Te
                 torch.randn(out_features, rank, generator=generator) * 0.1
             )
     return tensors
+
+
+@pytest.mark.parametrize(
+    ("model_id", "counts", "published"),
+    [
+        ("wan-2.2", (4_999_787_712, 704_688_668, 5_680_910_336), 5e9),
+        ("wan-2.2:a14b", (14_288_491_584, 126_892_531, 5_680_910_336), 14e9),
+    ],
+    ids=["ti2v-5b", "t2v-a14b"],
+)
+def test_the_real_size_configs_have_the_published_parameter_counts(
+    model_id: str, counts: tuple[int, int, int], published: float
+) -> None:
+    """Published: TI2V-5B "a 5B dense model"; A14B "each expert model has about 14B parameters"
+    (two experts, 27B in all); umt5-xxl's encoder 5.7B. Built on the meta device: no memory."""
+    models = real_size_models(model_id)
+    found = tuple(
+        sum(p.numel() for p in models[name].parameters())
+        for name in ("transformer", "vae", "text_encoder")
+    )
+    assert found == counts
+    assert abs(found[0] - published) / published < 0.03

@@ -256,3 +256,35 @@ def _tiny_text_encoder() -> Any:
         decoder_start_token_id=0,
     )
     return UMT5EncoderModel(config).eval()
+
+
+# -- real-size configs ----------------------------------------------------------------------------
+
+REAL_CONFIGS = Path(__file__).parent / "configs" / "wan-2.2"
+REAL_TRANSFORMERS = {
+    "wan-2.2": "transformer_ti2v_5b.json",
+    "wan-2.2:a14b": "transformer_t2v_a14b.json",
+}
+REAL_VAES = {"wan-2.2": "vae_2_2.json", "wan-2.2:a14b": "vae_2_1.json"}
+
+
+def real_size_models(model_id: str) -> dict[str, torch.nn.Module]:
+    """`model_id`'s real-size modules on the meta device (no memory, no weights): transformer
+    (A14B: one of its two identical experts), VAE and text encoder."""
+    import json
+
+    # From their defining modules: type checkers read `diffusers`' own names as placeholders.
+    from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
+    from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    def config(name: str) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads((REAL_CONFIGS / name).read_text())
+        return loaded
+
+    with torch.device("meta"):
+        return {
+            "transformer": WanTransformer3DModel(**config(REAL_TRANSFORMERS[model_id])),
+            "vae": AutoencoderKLWan(**config(REAL_VAES[model_id])),
+            "text_encoder": UMT5EncoderModel(UMT5Config(**config("text_encoder.json"))),
+        }
