@@ -322,6 +322,25 @@ def test_lora_is_active_on_distilled_stages_only(quality: ModelRunner, fast: Mod
     assert fast.lora_active()
 
 
+def test_stg_changes_nothing_on_the_ltx2_0_transformer_so_the_guided_preset_skips_it(
+    quality: ModelRunner,
+) -> None:
+    """diffusers converts LTX-2.0 with perturbed_attn=False (the tiny twin too): its STG pass is
+    the conditional pass again (unbatched, so equal up to float rounding), so `ltx-2:quality`
+    leaves it out and loses nothing."""
+    assert quality.pipeline.transformer.config.perturbed_attn is False
+    plan = tiny_plan(TINY_LTX2_QUALITY, duration=1)
+    with_stg = replace(
+        plan, stages=(replace(plan.stages[0], stg_scale=1.0, audio_stg_scale=1.0), plan.stages[1])
+    )
+    without = quality.generate(plan, ignore_steps, never)
+    with_it = quality.generate(with_stg, ignore_steps, never)
+    difference = np.abs(without.frames.astype(int) - with_it.frames.astype(int))
+    assert difference.max() <= 1 and difference.mean() < 0.01
+    assert without.audio == pytest.approx(with_it.audio, abs=1e-5)
+    assert (LTX_2_QUALITY.stg_scale, LTX_2_QUALITY.audio_stg_scale) == (0.0, 0.0)
+
+
 def test_fused_lora_equals_the_active_adapter(fast: ModelRunner, tiny_weights: Path) -> None:
     adapter = fresh_engine(tiny_weights, lora=False)
     components.load_lora(

@@ -45,6 +45,10 @@ LTX_2 = ModelSpec(
     # diffusers 0.42 defaults to LTX-2.3/2.5 behaviour; LTX-2.0 wants the legacy cross-modality
     # timestep and spatio-temporal guidance on block 29 (used only by stages with CFG).
     extra_call_args={"use_cross_timestep": False, "spatio_temporal_guidance_blocks": [29]},
+    # Off: diffusers converts LTX-2.0 with perturbed_attn=False, where STG changes nothing yet
+    # costs a transformer pass per guided step (the pipeline's default scale is 1).
+    stg_scale=0.0,
+    audio_stg_scale=0.0,
     memory_gb=69.0,
     memory_basis=(
         "computed from parameter counts: 34.3B in bf16 (transformer 18.9B, Gemma 3 12.2B, "
