@@ -398,7 +398,14 @@ def test_model_ids_complete() -> None:
             "COMP_CWORD": "3",
         },
     )
-    assert completed.stdout.split() == ["ltx-2", "ltx-2:quality", "ltx-2:fast", *LTXV_ALIASES]
+    assert completed.stdout.split() == [
+        "ltx-2",
+        "ltx-2:quality",
+        "ltx-2.3",
+        "ltx-2.3:quality",
+        "ltx-2:fast",
+        *LTXV_ALIASES,
+    ]
 
 
 V2_CANCELED = {

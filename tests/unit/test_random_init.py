@@ -243,3 +243,15 @@ def _shrunken_configs(tmp_path: Path) -> Path:
     for name, config in configs.items():
         (directory / f"{name}.json").write_text(json.dumps(config))
     return directory
+
+
+def test_the_ltx_2_3_configs_are_the_published_22b() -> None:
+    """LTX-2.3's "22B": the transformer and its connectors (the text encoder is Gemma 3 12B);
+    built on the meta device from the converter's configs, with its vocoder with bandwidth
+    extension."""
+    models = empty_ltx2(CONFIGS_DIR.parent / "ltx-2.3")
+    counts = {name: count_parameters(model) for name, model in models.items()}
+    assert (counts["transformer"], counts["connectors"]) == (18_988_838_144, 3_172_227_584)
+    assert abs(counts["transformer"] + counts["connectors"] - 22e9) / 22e9 < 0.01
+    assert type(models["vocoder"]).__name__ == "LTX2VocoderWithBWE"
+    assert models["vae"].spatial_compression_ratio == 32

@@ -30,7 +30,7 @@ from diffusers.models.transformers.transformer_ltx2 import LTX2VideoTransformer3
 from diffusers.pipelines.ltx2 import LTX2TextConnectors
 from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
 from diffusers.pipelines.ltx2.pipeline_ltx2 import LTX2Pipeline
-from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder, LTX2VocoderWithBWE
 from diffusers.schedulers.scheduling_flow_match_euler_discrete import (
     FlowMatchEulerDiscreteScheduler,
 )
@@ -58,6 +58,9 @@ DIFFUSERS_MODELS: Mapping[str, type[Any]] = {
     "vocoder": LTX2Vocoder,
     "latent_upsampler": LTX2LatentUpsamplerModel,
 }
+# Classes a config names (`_class_name`) instead of its component's usual one: LTX-2.3's vocoder
+# with bandwidth extension.
+ALTERNATE_CLASSES: dict[str, Any] = {"LTX2VocoderWithBWE": LTX2VocoderWithBWE}
 MODEL_NAMES = ("text_encoder", *DIFFUSERS_MODELS)
 CONFIG_NAMES = (*MODEL_NAMES, "scheduler")
 
@@ -140,8 +143,9 @@ def empty_model(name: str, config: Mapping[str, Any]) -> nn.Module:
             )
         encoder.tie_weights()  # init_empty_weights re-creates parameters, which unties lm_head
         return encoder.eval()
+    cls = ALTERNATE_CLASSES.get(config.get("_class_name", ""), DIFFUSERS_MODELS[name])
     with init_empty_weights():
-        model: nn.Module = DIFFUSERS_MODELS[name].from_config(dict(config))
+        model: nn.Module = cls.from_config(dict(config))
     return model.eval()
 
 

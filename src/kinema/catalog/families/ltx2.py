@@ -96,4 +96,40 @@ TINY_LTX2_QUALITY = replace(
     stages=(StageSpec(steps=4, scale=0.5, uses_cfg=True), FAST_STAGES[1]),
 )
 
-MODELS = (LTX_2, LTX_2_QUALITY, TINY_LTX2, TINY_LTX2_QUALITY)
+# LTX-2.3 (22B): the same classes load it; diffusers' call defaults are its own (no LTX-2.0
+# legacy arguments), and its transformer runs STG for real. Loaded through the same code as
+# LTX-2.0, not yet run on its real weights here.
+DISTILLED_CHECKPOINT_STAGES = tuple(replace(stage, distilled_lora=False) for stage in FAST_STAGES)
+LTX_23 = replace(
+    LTX_2,
+    id="ltx-2.3",
+    description="LTX-2.3 fast: the distilled 22B checkpoint, 8 steps at half size, 2x upsample, "
+    "3-step refine",
+    weights="diffusers/LTX-2.3-Distilled-Diffusers",
+    weights_setting="KINEMA_WEIGHTS (a JSON map of model id to weights)",
+    stages=DISTILLED_CHECKPOINT_STAGES,
+    upsampler_weights="diffusers/LTX-2.3-Distilled-Diffusers",
+    lora_weights="",
+    lora_file=None,
+    extra_call_args={},
+    stg_scale=None,
+    audio_stg_scale=None,
+    memory_gb=72.0,
+    memory_basis=(
+        "computed from parameter counts: 35.8B in bf16 (transformer 19.0B, connectors 3.2B, "
+        "Gemma 3 12.2B, VAEs, vocoder with BWE, upsampler 1.4B), weights only"
+    ),
+)
+LTX_23_QUALITY = replace(
+    LTX_23,
+    id="ltx-2.3:quality",
+    description="LTX-2.3 quality: the 22B dev model with CFG and STG (40 steps at half size), "
+    "2x upsample, distilled-LoRA refine",
+    weights="diffusers/LTX-2.3-Diffusers",
+    stages=QUALITY_STAGES,
+    upsampler_weights="diffusers/LTX-2.3-Diffusers",
+    lora_weights="Lightricks/LTX-2.3",
+    lora_file="ltx-2.3-22b-distilled-lora-384-1.1.safetensors",
+)
+
+MODELS = (LTX_2, LTX_2_QUALITY, LTX_23, LTX_23_QUALITY, TINY_LTX2, TINY_LTX2_QUALITY)
