@@ -21,7 +21,17 @@ def _wan(spec: ModelSpec, settings: Settings) -> Any:
     return load_wan_engine(spec, settings)
 
 
-LOADERS: dict[str, Callable[[ModelSpec, Settings], Any]] = {"ltx2": _ltx2, "wan": _wan}
+def _kandinsky(spec: ModelSpec, settings: Settings) -> Any:
+    from kinema.engine.kandinsky import load_kandinsky_engine
+
+    return load_kandinsky_engine(spec, settings)
+
+
+LOADERS: dict[str, Callable[[ModelSpec, Settings], Any]] = {
+    "ltx2": _ltx2,
+    "wan": _wan,
+    "kandinsky": _kandinsky,
+}
 
 
 def load_model(spec: ModelSpec, settings: Settings) -> Any:

@@ -90,7 +90,7 @@ class WanRunner:
             "callback_on_step_end": progress,
         }
         if plan.conditions:
-            args["image"] = _first_frame(plan)
+            args["image"] = first_frame(plan)
         return args
 
     def _pipeline_for(self, plan: GenerationPlan) -> Any:
@@ -114,8 +114,8 @@ def _never() -> bool:
     return False
 
 
-def _first_frame(plan: GenerationPlan) -> PIL.Image.Image:
-    """Wan takes one image, the first frame (the catalog refuses any other condition)."""
+def first_frame(plan: GenerationPlan) -> PIL.Image.Image:
+    """The one image a first-frame model takes (Wan's, Kandinsky's), as a PIL image."""
     (condition,) = plan.conditions
     if condition.kind != "image" or condition.latent_index != 0 or condition.pixels is None:
         raise ModelUnavailable(f"model {plan.model!r} takes a first frame only")
