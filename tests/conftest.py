@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -196,3 +197,31 @@ def count_jobs(store: JobStore) -> int:
     """Every job the store holds, in every state, deleted ones too until they are purged: the
     sum of the per-status counts its stats report."""
     return sum(store.stats().by_status.values())
+
+
+def tiny_lora(seed: int) -> dict[str, Any]:
+    """A LoRA for every linear layer of the tiny LTX-2 transformer's blocks, in the format of
+    Lightricks' trainer (as the tiny distilled LoRA), with its own random weights."""
+    import torch
+
+    from kinema.engine import tiny
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return tiny._distilled_lora()
+
+
+@pytest.fixture(scope="module")
+def lora_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A KINEMA_LORA_DIR: two tiny LTX-2 LoRAs (glow, grain), one file under the tiny Wan's
+    folder, and a file that is no LoRA."""
+    from safetensors.torch import save_file
+
+    root = tmp_path_factory.mktemp("loras")
+    (root / "tiny-ltx2").mkdir()
+    for seed, name in enumerate(("glow", "grain"), start=100):
+        save_file(tiny_lora(seed), str(root / "tiny-ltx2" / f"{name}.safetensors"))
+    (root / "tiny-wan-2.2").mkdir()
+    (root / "tiny-wan-2.2" / "wan-style.safetensors").write_bytes(b"not read here")
+    (root / "tiny-ltx2" / "notes.txt").write_text("not a LoRA")
+    return root

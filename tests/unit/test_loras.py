@@ -1,6 +1,6 @@
 """LoRAs per request: what a deployment offers (KINEMA_LORA_DIR), the refusals that name what
-would work, and on the tiny model that a LoRA acts, that the base weights come back after it,
-and that loaded LoRAs are kept, the least recently used unloaded first."""
+would work, and both contracts taking them (the tiny models running them:
+tests/integration/test_lora_engines.py)."""
 
 from __future__ import annotations
 
@@ -8,68 +8,20 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 from fastapi.testclient import TestClient
-from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from kinema.catalog.families.wan import TINY_WAN
 from kinema.catalog.loras import every_offered, lora_error, offered
-from kinema.catalog.plan import plan_generation
 from kinema.catalog.registry import TINY_LTX2, TINY_LTX2_QUALITY
 from kinema.cli import app
 from kinema.config import Settings
-from kinema.domain import ApiKey, GenerationRequest, JobStatus, LoraChoice
-from kinema.engine import tiny
-from kinema.engine.pipelines import ModelRunner, load_engine
+from kinema.domain import ApiKey, LoraChoice
 from kinema.server import create_app
-from kinema.wiring import build_services
-from kinema.worker.runner import Worker
 from tests.conftest import count_jobs
 
-LTX_LORAS = ("glow", "grain")
 OWNER = ApiKey(id="owner", name="owner", created_at=0.0)
-
-
-def tiny_lora(seed: int) -> dict[str, torch.Tensor]:
-    """A LoRA for every linear layer of the tiny LTX-2 transformer's blocks, in the format of
-    Lightricks' trainer (as the tiny distilled LoRA), with its own random weights."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return tiny._distilled_lora()
-
-
-@pytest.fixture(scope="module")
-def lora_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("loras")
-    (root / "tiny-ltx2").mkdir()
-    for seed, name in enumerate(LTX_LORAS, start=100):
-        save_file(tiny_lora(seed), str(root / "tiny-ltx2" / f"{name}.safetensors"))
-    (root / "tiny-wan-2.2").mkdir()
-    (root / "tiny-wan-2.2" / "wan-style.safetensors").write_bytes(b"not read here")
-    (root / "tiny-ltx2" / "notes.txt").write_text("not a LoRA")
-    return root
-
-
-@pytest.fixture(scope="module")
-def engine(
-    tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path, lora_dir: Path
-) -> ModelRunner:
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("data"),
-        tiny_weights=str(tiny_weights),
-        lora_dir=lora_dir,
-        loras_kept=1,
-    )
-    return load_engine(TINY_LTX2, settings)
-
-
-def frames(engine: ModelRunner, *loras: LoraChoice) -> np.ndarray:
-    request = GenerationRequest(model=engine.spec.id, prompt="a fox", duration=1, loras=loras)
-    plan = plan_generation(request, engine.spec, seed=3)
-    return engine.generate(plan, lambda done, total: None, lambda: False).frames.astype(int)
 
 
 # -- what a deployment offers ---------------------------------------------------------------------
@@ -125,28 +77,6 @@ def test_kinema_loras_lists_them_with_their_models(lora_dir: Path) -> None:
     assert "grain" in words and f"LoRA folder: {lora_dir}" in words
 
 
-# -- on the tiny model ---------------------------------------------------------------------------
-
-
-def test_a_lora_acts_at_its_scale_and_the_base_weights_come_back(engine: ModelRunner) -> None:
-    base = frames(engine)
-    glow = frames(engine, LoraChoice("glow"))
-    assert np.abs(glow - base).mean() > 0.1
-    assert np.array_equal(frames(engine), base)  # the next job runs the model's own weights
-    assert np.array_equal(frames(engine, LoraChoice("glow", 0.0)), base)
-    both = frames(engine, LoraChoice("glow"), LoraChoice("grain", 0.5))
-    assert not np.array_equal(both, glow)
-
-
-def test_loras_are_kept_loaded_and_the_least_recent_unloaded(engine: ModelRunner) -> None:
-    """loras_kept=1 here: one stays loaded between jobs; a job's own LoRAs are never unloaded."""
-    glow = frames(engine, LoraChoice("glow"))
-    assert engine.request_loras.loaded == ["glow"]
-    frames(engine, LoraChoice("grain"))
-    assert engine.request_loras.loaded == ["grain"]
-    assert np.array_equal(frames(engine, LoraChoice("glow")), glow)  # loaded again, the same
-
-
 # -- through the API ------------------------------------------------------------------------------
 
 
@@ -198,20 +128,3 @@ def test_a_lora_the_model_cannot_run_is_a_400_and_stores_nothing(client: TestCli
     )
     assert bad.status_code == 400 and bad.json()["error"]["param"].startswith("loras")
     assert count_jobs(client.app.state.services.store) == 0  # type: ignore[attr-defined]
-
-
-def test_the_job_meta_records_the_loras_that_ran(
-    engine: ModelRunner, lora_dir: Path, tmp_path: Path
-) -> None:
-    services = build_services(Settings(data_dir=tmp_path, model="tiny-ltx2", lora_dir=lora_dir))
-    try:
-        request = GenerationRequest(
-            model="tiny-ltx2", prompt="a fox", duration=1, loras=(LoraChoice("grain", 0.5),)
-        )
-        job_id = services.jobs.submit(OWNER, request).id
-        assert Worker(services.store, services.artifacts, engine, services.settings).run_once()
-        job = services.store.get_job(job_id)
-        assert job and job.status is JobStatus.COMPLETED
-        assert job.meta["loras"] == [{"name": "grain", "scale": 0.5}]
-    finally:
-        services.close()
