@@ -9,22 +9,18 @@ the tokenizer serves every text path the pipeline takes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from kinema.catalog.plan import GenerationPlan
-from kinema.catalog.registry import ModelSpec, weights_keys
+from kinema.catalog.registry import ModelSpec
 from kinema.config import Settings
 from kinema.domain import Clip
-from kinema.engine import components, loras, tiny
-from kinema.engine.loras import RequestLoras
-from kinema.engine.stages import Progress, StepCallback, Timer
-from kinema.engine.wan import first_frame
-from kinema.errors import GenerationCanceled, ModelUnavailable
+from kinema.engine import tiny
+from kinema.engine.one_call import OneCallRunner, load_one_call, uint8_frames
+from kinema.engine.stages import Progress
 
 logger = logging.getLogger("kinema.engine")
 
@@ -55,104 +51,32 @@ def _crop_start() -> int:
     return int(_QWEN_CROP_START)
 
 
-class KandinskyRunner:
-    """One loaded Kandinsky 6 model, kept in memory between jobs (the worker's ClipRunner)."""
+class KandinskyRunner(OneCallRunner):
+    """Kandinsky 6: one pipeline for text and for a first frame, with sound when asked for."""
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        pipeline: Any,
-        device: torch.device,
-        lora_dir: Path | None = None,
-        loras_kept: int = 8,
-    ) -> None:
-        self.spec = spec
-        self.pipeline = pipeline
-        self.device = device
-        self.features: dict[str, str] = {"attention": "sdpa", "compile": "off"}
-        self.last_timings: dict[str, float] = {}
-        self.request_loras = RequestLoras(pipeline, spec, lora_dir, loras_kept)
+    def call_args(self, plan: GenerationPlan, progress: Progress) -> dict[str, Any]:
+        return {
+            **super().call_args(plan, progress),
+            "frame_rate": plan.fps,
+            "sample_audio": plan.generate_audio,
+        }
 
-    def generate(
-        self, plan: GenerationPlan, on_step: StepCallback, is_canceled: Callable[[], bool]
-    ) -> Clip:
-        if is_canceled():
-            raise GenerationCanceled("canceled before generation started")
-        timer = Timer(self.device)
-        progress = Progress(plan.total_steps, on_step, is_canceled)
-        adapters = self.request_loras.adapters(plan.loras)
-        loras.activate(self.pipeline, adapters, bool(self.request_loras.loaded))
-        try:
-            with torch.inference_mode(), timer("stage1"):
-                output = self.pipeline(**self._call_args(plan, progress))
-        finally:
-            self.last_timings = {name: round(value, 4) for name, value in timer.seconds.items()}
-        if progress.canceled or progress.is_canceled():
-            raise GenerationCanceled("canceled while generating; the output was discarded")
-        frames = np.clip(np.round(np.asarray(output.frames[0]) * 255.0), 0, 255).astype(np.uint8)
+    def clip(self, plan: GenerationPlan, output: Any) -> Clip:
+        frames = uint8_frames(output.frames[0])
         if not plan.generate_audio or output.audio is None:
             return Clip(frames=frames, fps=plan.fps)
         audio = np.clip(np.asarray(output.audio[0], dtype=np.float32), -1.0, 1.0)[np.newaxis]
-        return Clip(frames=frames, fps=plan.fps, audio=audio, sample_rate=self.sample_rate)
-
-    @property
-    def sample_rate(self) -> int:
-        return int(getattr(self.pipeline, "audio_sample_rate", SAMPLE_RATE))
-
-    def _call_args(self, plan: GenerationPlan, progress: Progress) -> dict[str, Any]:
-        """The plan's one stage in the pipeline's terms (the plan decided every value)."""
-        (stage,) = plan.stages
-        args: dict[str, Any] = {
-            "prompt": plan.prompt,
-            "negative_prompt": plan.negative_prompt if stage.uses_cfg else None,
-            "height": stage.height,
-            "width": stage.width,
-            "num_frames": plan.num_frames,
-            "frame_rate": plan.fps,
-            "num_inference_steps": stage.num_inference_steps,
-            "guidance_scale": stage.guidance_scale,
-            "sample_audio": plan.generate_audio,
-            "max_sequence_length": plan.max_sequence_length,
-            "generator": torch.Generator(device=self.device).manual_seed(plan.seed),
-            "output_type": "np",
-            "callback_on_step_end": progress,
-        }
-        if plan.conditions:
-            args["image"] = first_frame(plan)
-        return args
-
-    def warm_up(self, seconds: float = 1.0) -> None:
-        logger.info("kandinsky: no warm-up (nothing is compiled)")
+        rate = int(getattr(self.pipeline, "audio_sample_rate", SAMPLE_RATE))
+        return Clip(frames=frames, fps=plan.fps, audio=audio, sample_rate=rate)
 
 
 def load_kandinsky_engine(spec: ModelSpec, settings: Settings) -> KandinskyRunner:
     """Load `spec`'s weights (building the tiny twin first if it is the tiny model)."""
     from diffusers import Kandinsky6TI2VAPipeline
 
-    device = components.resolve_device(settings.device)
-    dtype = components.resolve_dtype(settings.dtype, device)
-    location = settings.weights_for(weights_keys(spec), spec.weights) or _tiny(settings)
-    components.quiet_libraries()
-    try:
-        pipeline = Kandinsky6TI2VAPipeline.from_pretrained(location, dtype=dtype)
-    except Exception as exc:
-        raise ModelUnavailable(
-            f"cannot load model {spec.id!r} from {location!r} ({type(exc).__name__}: {exc}); "
-            f"set {spec.weights_setting} to a local directory or a reachable Hub id"
-        ) from exc
-    pipeline.to(device)
-    pipeline.set_progress_bar_config(disable=True)
-    logger.info("loaded %s from %s on %s (%s)", spec.id, location, device, dtype)
-    return KandinskyRunner(spec, pipeline, device, settings.lora_dir, settings.loras_kept)
-
-
-def _tiny(settings: Settings) -> str:
-    try:
-        return str(ensure_tiny_kandinsky(settings.models_dir))
-    except OSError as exc:
-        raise ModelUnavailable(
-            f"cannot build the tiny Kandinsky 6 in {settings.models_dir}: {exc}"
-        ) from exc
+    return load_one_call(
+        KandinskyRunner, Kandinsky6TI2VAPipeline, spec, settings, ensure_tiny_kandinsky
+    )
 
 
 # -- the tiny twin ---------------------------------------------------------------------------------

@@ -1,29 +1,22 @@
 """The Wan 2.2 engine: one loaded WanPipeline (and, for a first frame, WanImageToVideoPipeline over
-the same components), a plan's single stage through it, and the tiny twin kinema builds itself.
+the same components), a plan's single stage through it (`one_call`), and the tiny twin.
 
-Wan makes video only: a clip from here has no sound. The pipeline decodes its own latents
-(output_type "np"), so the one timed part is the whole call.
+Wan makes video only: a clip from here has no sound.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import PIL.Image
 import torch
 
 from kinema.catalog.plan import GenerationPlan
-from kinema.catalog.registry import ModelSpec, weights_keys
+from kinema.catalog.registry import ModelSpec
 from kinema.config import Settings
-from kinema.domain import Clip, GenerationRequest
-from kinema.engine import components, loras, tiny
-from kinema.engine.loras import RequestLoras
-from kinema.engine.stages import Progress, StepCallback, Timer
-from kinema.errors import GenerationCanceled, ModelUnavailable
+from kinema.engine import components, tiny
+from kinema.engine.one_call import OneCallRunner, load_one_call
 
 logger = logging.getLogger("kinema.engine")
 
@@ -33,127 +26,27 @@ TINY_TEXT_WIDTH = 32  # the text encoder's d_model == the transformer's text_dim
 TINY_CHARACTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'-"
 
 
-class WanRunner:
-    """One loaded Wan model, kept in memory between jobs (the worker's ClipRunner)."""
+class WanRunner(OneCallRunner):
+    """Wan 2.2: WanPipeline for text, WanImageToVideoPipeline over the same components (built on
+    first use, no second copy of the weights) for a first frame."""
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        pipeline: Any,
-        device: torch.device,
-        lora_dir: Path | None = None,
-        loras_kept: int = 8,
-    ) -> None:
-        self.spec = spec
-        self.pipeline = pipeline
-        self.device = device
-        self.request_loras = RequestLoras(pipeline, spec, lora_dir, loras_kept)
-        self.features: dict[str, str] = {"attention": "sdpa", "compile": "off"}
-        self.last_timings: dict[str, float] = {}
-        self._conditioned: Any | None = None  # the image-to-video pipeline, built on first use
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._conditioned: Any | None = None
 
-    def generate(
-        self, plan: GenerationPlan, on_step: StepCallback, is_canceled: Callable[[], bool]
-    ) -> Clip:
-        if is_canceled():
-            raise GenerationCanceled("canceled before generation started")
-        timer = Timer(self.device)
-        progress = Progress(plan.total_steps, on_step, is_canceled)
-        pipeline = self._pipeline_for(plan)
-        adapters = self.request_loras.adapters(plan.loras)
-        loras.activate(pipeline, adapters, bool(self.request_loras.loaded))
-        try:
-            with torch.inference_mode(), timer("stage1"):
-                video = pipeline(**self._call_args(plan, progress))[0]
-        finally:
-            self.last_timings = {name: round(value, 4) for name, value in timer.seconds.items()}
-        if progress.canceled or progress.is_canceled():
-            raise GenerationCanceled("canceled while generating; the output was discarded")
-        frames = np.clip(np.round(np.asarray(video[0]) * 255.0), 0, 255).astype(np.uint8)
-        return Clip(frames=frames, fps=plan.fps)
-
-    def _call_args(self, plan: GenerationPlan, progress: Progress) -> dict[str, Any]:
-        """The plan's one stage in WanPipeline's terms (the plan decided every value)."""
-        (stage,) = plan.stages
-        args: dict[str, Any] = {
-            "prompt": plan.prompt,
-            "negative_prompt": plan.negative_prompt if stage.uses_cfg else None,
-            "height": stage.height,
-            "width": stage.width,
-            "num_frames": plan.num_frames,
-            "num_inference_steps": stage.num_inference_steps,
-            "guidance_scale": stage.guidance_scale,
-            "max_sequence_length": plan.max_sequence_length,
-            "generator": torch.Generator(device=self.device).manual_seed(plan.seed),
-            "output_type": "np",
-            "return_dict": False,
-            "callback_on_step_end": progress,
-        }
-        if plan.conditions:
-            args["image"] = first_frame(plan)
-        return args
-
-    def _pipeline_for(self, plan: GenerationPlan) -> Any:
+    def pipeline_for(self, plan: GenerationPlan) -> Any:
         if not plan.conditions:
             return self.pipeline
         if self._conditioned is None:
             self._conditioned = components.condition_pipeline(self.spec, self.pipeline)
         return self._conditioned
 
-    def warm_up(self, seconds: float = 1.0) -> None:
-        from kinema.catalog.plan import plan_generation
-
-        aspect_ratio = next(iter(self.spec.output_sizes))
-        request = GenerationRequest(
-            model=self.spec.id, prompt="warm-up", aspect_ratio=aspect_ratio, duration=seconds
-        )
-        self.generate(plan_generation(request, self.spec, 0), lambda done, total: None, _never)
-
-
-def _never() -> bool:
-    return False
-
-
-def first_frame(plan: GenerationPlan) -> PIL.Image.Image:
-    """The one image a first-frame model takes (Wan's, Kandinsky's), as a PIL image."""
-    (condition,) = plan.conditions
-    if condition.kind != "image" or condition.latent_index != 0 or condition.pixels is None:
-        raise ModelUnavailable(f"model {plan.model!r} takes a first frame only")
-    return PIL.Image.fromarray(condition.pixels[0])
-
 
 def load_wan_engine(spec: ModelSpec, settings: Settings) -> WanRunner:
     """Load `spec`'s weights (building the tiny twin first if it is the tiny model)."""
     from diffusers import WanPipeline
 
-    device = components.resolve_device(settings.device)
-    dtype = components.resolve_dtype(settings.dtype, device)
-    location = _weights(spec, settings)
-    components.quiet_libraries()
-    try:
-        pipeline = WanPipeline.from_pretrained(location, dtype=dtype)
-    except Exception as exc:
-        raise ModelUnavailable(
-            f"cannot load model {spec.id!r} from {location!r} ({type(exc).__name__}: {exc}); "
-            f"set {spec.weights_setting} to a local directory or a reachable Hub id"
-        ) from exc
-    pipeline.to(device)
-    pipeline.set_progress_bar_config(disable=True)
-    logger.info("loaded %s from %s on %s (%s)", spec.id, location, device, dtype)
-    return WanRunner(spec, pipeline, device, settings.lora_dir, settings.loras_kept)
-
-
-def _weights(spec: ModelSpec, settings: Settings) -> str:
-    override = settings.weights_for(weights_keys(spec), spec.weights)
-    if override:
-        return override
-    try:
-        return str(ensure_tiny_wan(settings.models_dir))
-    except OSError as exc:
-        raise ModelUnavailable(
-            f"cannot build model {spec.id!r} in {settings.models_dir}: {exc}; "
-            f"set {spec.weights_setting} to a directory holding its weights"
-        ) from exc
+    return load_one_call(WanRunner, WanPipeline, spec, settings, ensure_tiny_wan)
 
 
 # -- the tiny twin ---------------------------------------------------------------------------------
