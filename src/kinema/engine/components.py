@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,17 +80,22 @@ def resolve_weights(spec: ModelSpec, settings: Settings) -> str:
     if family(spec) == TINY_FAMILY and not settings.tiny_weights:
         from kinema.engine.tiny import ensure_tiny_ltx2
 
-        try:
-            return str(ensure_tiny_ltx2(settings.models_dir))
-        except OSError as exc:
-            raise ModelUnavailable(
-                f"cannot build model {spec.id!r} in {settings.models_dir}: {exc}; "
-                f"set {spec.weights_setting} to a directory holding its weights"
-            ) from exc
+        return built_tiny(spec, settings, ensure_tiny_ltx2)
     source = settings.weights_for(weights_keys(spec), spec.weights)
     if not source:
         raise ModelUnavailable(f"model {spec.id!r} has no weights; set {spec.weights_setting}")
     return source
+
+
+def built_tiny(spec: ModelSpec, settings: Settings, ensure: Callable[[Path], Path]) -> str:
+    """The directory of `spec`'s tiny twin, built by `ensure` under the models dir if missing."""
+    try:
+        return str(ensure(settings.models_dir))
+    except OSError as exc:
+        raise ModelUnavailable(
+            f"cannot build model {spec.id!r} in {settings.models_dir}: {exc}; "
+            f"set {spec.weights_setting} to a directory holding its weights"
+        ) from exc
 
 
 def _overrides(spec: ModelSpec, settings: Settings) -> tuple[str | None, str, str | None, str]:

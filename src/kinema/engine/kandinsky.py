@@ -8,7 +8,6 @@ the tokenizer serves every text path the pipeline takes.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,6 @@ from kinema.domain import Clip
 from kinema.engine import tiny
 from kinema.engine.one_call import OneCallRunner, load_one_call, uint8_frames
 from kinema.engine.stages import Progress
-
-logger = logging.getLogger("kinema.engine")
 
 TINY_DIR = "tiny-kandinsky-6"
 TINY_VERSION = 1

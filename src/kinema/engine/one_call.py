@@ -126,7 +126,7 @@ def load_one_call(
     `ensure_tiny` under the models dir) where the catalog names no weights."""
     device = components.resolve_device(settings.device)
     dtype = components.resolve_dtype(settings.dtype, device)
-    location = settings.weights_for(weights_keys(spec), spec.weights) or _tiny(
+    location = settings.weights_for(weights_keys(spec), spec.weights) or components.built_tiny(
         spec, settings, ensure_tiny
     )
     components.quiet_libraries()
@@ -141,13 +141,3 @@ def load_one_call(
     pipeline.set_progress_bar_config(disable=True)
     logger.info("loaded %s from %s on %s (%s)", spec.id, location, device, dtype)
     return runner(spec, pipeline, device, settings.lora_dir, settings.loras_kept)
-
-
-def _tiny(spec: ModelSpec, settings: Settings, ensure_tiny: Callable[[Path], Path]) -> str:
-    try:
-        return str(ensure_tiny(settings.models_dir))
-    except OSError as exc:
-        raise ModelUnavailable(
-            f"cannot build model {spec.id!r} in {settings.models_dir}: {exc}; "
-            f"set {spec.weights_setting} to a directory holding its weights"
-        ) from exc

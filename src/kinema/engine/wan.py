@@ -6,7 +6,6 @@ Wan makes video only: a clip from here has no sound.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,6 @@ from kinema.catalog.registry import ModelSpec
 from kinema.config import Settings
 from kinema.engine import components, tiny
 from kinema.engine.one_call import OneCallRunner, load_one_call
-
-logger = logging.getLogger("kinema.engine")
 
 TINY_WAN_DIR = "tiny-wan-2.2"
 TINY_WAN_VERSION = 1
