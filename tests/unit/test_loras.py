@@ -128,3 +128,10 @@ def test_a_lora_the_model_cannot_run_is_a_400_and_stores_nothing(client: TestCli
     )
     assert bad.status_code == 400 and bad.json()["error"]["param"].startswith("loras")
     assert count_jobs(client.app.state.services.store) == 0  # type: ignore[attr-defined]
+
+
+def test_kinema_loras_says_so_when_nothing_is_offered(tmp_path: Path) -> None:
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["loras", "--lora-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert f"No LoRAs in {tmp_path}." in " ".join(result.stdout.split())
+    assert "<KINEMA_LORA_DIR>/<model>/<name>.safetensors" in result.stdout

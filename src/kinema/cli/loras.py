@@ -34,7 +34,14 @@ def loras(lora_dir: LoraDir = None, as_json: AsJson = False) -> None:
     if as_json:
         print(json.dumps([asdict(entry) for entry in entries]))
         return
-    where = str(folder_root) if folder_root else "none: set KINEMA_LORA_DIR"
+    if not entries:
+        where = f"in {folder_root}" if folder_root else "here: KINEMA_LORA_DIR is not set"
+        stdout_console().print(
+            f"No LoRAs {where}. A request may name the files "
+            "<KINEMA_LORA_DIR>/<model>/<name>.safetensors (e.g. ltx-2/film-grain.safetensors)."
+        )
+        return
+    where = str(folder_root)
     table = Table("name", "for models", "file size", caption=f"LoRA folder: {where}")
     for entry in entries:
         models = ", ".join(entry.models) or f"no model uses {entry.folder}/"
