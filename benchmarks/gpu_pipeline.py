@@ -1,14 +1,17 @@
-"""One warm 5 s 1920x1080 LTX-2 clip with sound, stage by stage, on one GPU; one JSON line out.
+"""One warm 5 s clip of a catalog model at its native size, stage by stage, on one GPU; one JSON
+line out.
 
-Builds the real-size LTX-2 components (transformer, video and audio VAEs, vocoder, 2x latent
-upsampler, Gemma-3 text encoder) from the configs in src/kinema/engine/configs/ltx2 with random
-weights directly on the GPU in bf16 — nothing is downloaded — then runs kinema's own engine on them:
-a warm-up clip (compilation happens here), then the timed clip. Random weights make noise, but noise
-costs exactly what a real clip costs. On a machine without CUDA it runs the tiny twin instead and
-prints the same JSON shape (this is how CI checks the script).
+Builds the model's real-size components (LTX-2 by default: transformer, video and audio VAEs,
+vocoder, latent upsampler, Gemma-3 text encoder; `--model` picks any real-size family: LTX-2.3,
+Wan 2.2, Kandinsky 6) from the configs in src/kinema/engine/configs with random weights directly
+on the GPU in bf16 — nothing is downloaded — then runs kinema's own engine on them: a warm-up clip
+(compilation happens here), then the timed clip. Random weights make noise, but noise costs
+exactly what a real clip costs. On a machine without CUDA it runs the family's tiny twin instead
+and prints the same JSON shape (this is how CI checks the script).
 
-    python benchmarks/gpu_pipeline.py                       # fast preset, compile on
+    python benchmarks/gpu_pipeline.py                       # ltx-2, fast preset, compile on
     python benchmarks/gpu_pipeline.py --preset quality      # CFG first stage, 40 steps
+    python benchmarks/gpu_pipeline.py --model wan-2.2:a14b  # any real-size catalog model
     python benchmarks/gpu_pipeline.py --fp8 --step-cache first_block --no-compile
 """
 
@@ -19,29 +22,29 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from kinema.catalog.plan import GenerationPlan, plan_generation
-from kinema.catalog.registry import LTX_2, LTX_2_QUALITY, TINY_LTX2, TINY_LTX2_QUALITY, ModelSpec
+from kinema.catalog.registry import MODELS, ModelSpec
+from kinema.catalog.runner import ClipRunner
 from kinema.config import Settings
 from kinema.domain import GenerationRequest
-from kinema.engine.pipelines import ModelRunner, engine_from_components
-from kinema.engine.random_init import build_random_ltx2, build_random_ltx2_from_tiny
+from kinema.engine.random_models import random_runner, tiny_twin
 from kinema.media import encode_mp4
 
-CONFIGS = Path(__file__).resolve().parents[1] / "src" / "kinema" / "engine" / "configs" / "ltx2"
 HOSTED_SECONDS = 150.0  # the hosted API's wall time for a 5 s 1080p clip
 TARGET_SECONDS = 15.0
 REAL_TEXT_ENCODER_MIN_GIB = 100
-PRESETS = {("real", "fast"): LTX_2, ("real", "quality"): LTX_2_QUALITY}
-PRESETS |= {("tiny", "fast"): TINY_LTX2, ("tiny", "quality"): TINY_LTX2_QUALITY}
+REAL_SIZE_MODELS = [spec.id for spec in MODELS.values() if spec.weights]
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=["fast", "quality"], default="fast")
+    parser.add_argument("--model", choices=REAL_SIZE_MODELS, default="ltx-2")
+    parser.add_argument(
+        "--preset", choices=["fast", "quality"], default="fast", help="quality: <model>:quality"
+    )
     parser.add_argument("--duration", type=int, choices=[5, 10], default=5)
     parser.add_argument("--aspect-ratio", choices=["16:9", "9:16", "1:1"], default="16:9")
     parser.add_argument("--no-compile", action="store_true", help="skip regional torch.compile")
@@ -72,11 +75,19 @@ def text_encoder_for(choice: str, device: torch.device) -> str:
     return "real" if total_gib >= REAL_TEXT_ENCODER_MIN_GIB else "small"
 
 
-def build(args: argparse.Namespace, mode: str, device: torch.device) -> tuple[Any, Any, dict]:
-    if mode == "tiny":
-        return build_random_ltx2_from_tiny(device, torch.float32)
-    encoder = text_encoder_for(args.text_encoder, device)
-    return build_random_ltx2(CONFIGS, device, torch.bfloat16, text_encoder=encoder)
+def chosen_spec(args: argparse.Namespace) -> ModelSpec:
+    """`--model`, with `--preset quality` meaning its `:quality` preset."""
+    if args.preset == "fast" or args.model.endswith(":quality"):
+        return MODELS[args.model]
+    quality = f"{args.model.split(':')[0]}:quality"
+    if quality not in MODELS:
+        raise SystemExit(f"{args.model} has no quality preset")
+    return MODELS[quality]
+
+
+def aspect_ratio_for(spec: ModelSpec, wanted: str) -> str:
+    """`wanted` where the model has a native size for it, else its first (Wan: no 1:1)."""
+    return wanted if wanted in spec.output_sizes else next(iter(spec.output_sizes))
 
 
 def settings_for(args: argparse.Namespace, data_dir: Path, device: torch.device) -> Settings:
@@ -91,7 +102,7 @@ def settings_for(args: argparse.Namespace, data_dir: Path, device: torch.device)
     )
 
 
-def timed_clip(engine: ModelRunner, plan: GenerationPlan, device: torch.device) -> dict[str, float]:
+def timed_clip(engine: ClipRunner, plan: GenerationPlan, device: torch.device) -> dict[str, float]:
     steps: list[float] = []
     sync(device)
     start = time.perf_counter()
@@ -112,19 +123,20 @@ def main() -> None:
     cuda = torch.cuda.is_available() and not args.force_tiny
     device = torch.device("cuda" if cuda else "cpu")
     mode = "real" if cuda else "tiny"
-    spec: ModelSpec = PRESETS[(mode, args.preset)]
+    chosen = chosen_spec(args)
+    spec = chosen if cuda else tiny_twin(chosen)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    build_start = time.perf_counter()
-    pipeline, upsampler, facts = build(args, mode, device)
-    build_s = time.perf_counter() - build_start
     with tempfile.TemporaryDirectory() as data_dir:
         settings = settings_for(args, Path(data_dir), device)
-        engine = engine_from_components(spec, pipeline, upsampler, settings, device)
+        encoder = text_encoder_for(args.text_encoder, device) if cuda else "tiny"
+        build_start = time.perf_counter()
+        engine, facts = random_runner(spec, settings, device, tiny=not cuda, text_encoder=encoder)
+        build_s = time.perf_counter() - build_start
         request = GenerationRequest(
             model=spec.id,
             prompt="a benchmark",
-            aspect_ratio=args.aspect_ratio,
+            aspect_ratio=aspect_ratio_for(spec, args.aspect_ratio),
             duration=args.duration,
         )
         plan = plan_generation(request, spec, seed=0)
@@ -141,8 +153,9 @@ def main() -> None:
                 "benchmark": "gpu_pipeline",
                 "mode": mode,
                 "device": torch.cuda.get_device_name(device) if cuda else "cpu",
-                "preset": args.preset,
+                "preset": "quality" if chosen.id.endswith(":quality") else "fast",
                 "model": spec.id,
+                "stands_for": chosen.id,
                 "clip": {
                     "duration_s": args.duration,
                     "output": [plan.output_width, plan.output_height],

@@ -64,6 +64,24 @@ def test_gpu_pipeline_runs_the_tiny_twin_on_a_cpu(args: list[str], preset: str) 
         assert features["step_cache"] == "taylorseer"
 
 
+@pytest.mark.parametrize(
+    ("model", "tiny", "has_audio"),
+    [("wan-2.2:a14b", "tiny-wan-2.2", False), ("kandinsky-6", "tiny-kandinsky-6", True)],
+)
+def test_gpu_pipeline_runs_another_family_s_tiny_twin_on_a_cpu(
+    model: str, tiny: str, has_audio: bool
+) -> None:
+    result = run_benchmark("gpu_pipeline.py", "--model", model)
+    assert (result["mode"], result["model"], result["stands_for"]) == ("tiny", tiny, model)
+    stages = result["stages_s"]
+    assert isinstance(stages, dict) and {"stage1", "generate", "mp4_encode"} <= stages.keys()
+    clip = result["clip"]
+    assert isinstance(clip, dict) and clip["generated"][2] == 121 and len(clip["stages"]) == 1
+    components = result["components"]
+    assert isinstance(components, dict) and isinstance(components["parameters"], dict)
+    assert ("audio_vae" in components["parameters"]) == has_audio
+
+
 def test_encode_benchmark_compares_with_ffmpeg_when_present() -> None:
     result = run_benchmark("encode.py", "--frames", "9", "--width", "128", "--height", "72")
     assert result["benchmark"] == "encode" and result["frames"] == 9

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,12 +12,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from kinema.catalog.families.wan import TINY_WAN
+from kinema.catalog.families.wan import TINY_WAN, WAN_22, WAN_22_A14B
 from kinema.catalog.plan import GenerationPlan, plan_generation
+from kinema.catalog.spec import ModelSpec, StageSpec
 from kinema.config import Settings
 from kinema.domain import Condition, GenerationRequest, LoraChoice
 from kinema.engine.families import load_model
-from kinema.engine.wan import WanRunner, real_size_models
+from kinema.engine.wan import REAL_CONFIGS, WanRunner, random_real_pipeline, real_size_models
 from kinema.errors import GenerationCanceled
 from kinema.media import fit_to_canvas
 from tests.pictures import half_white
@@ -145,3 +147,41 @@ def test_the_real_size_configs_have_the_published_parameter_counts(
     )
     assert found == counts
     assert abs(found[0] - published) / published < 0.03
+
+
+def shrunken_configs(tmp_path: Path) -> Path:
+    """The real-size config files with a few layers and narrow widths: the same builder and
+    classes, small enough for a CPU."""
+    narrow = {"num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 16}
+    narrow |= {"ffn_dim": 32, "text_dim": 32}
+    encoder = {"d_model": 32, "d_ff": 32, "d_kv": 16, "num_layers": 1, "num_heads": 2}
+    changes: dict[str, dict[str, object]] = {
+        "transformer_ti2v_5b.json": narrow,
+        "transformer_t2v_a14b.json": narrow,
+        "vae_2_2.json": {"base_dim": 8, "decoder_base_dim": 8},
+        "vae_2_1.json": {"base_dim": 8},
+        "text_encoder.json": encoder,
+    }
+    for name, change in changes.items():
+        config = json.loads((REAL_CONFIGS / name).read_text()) | change
+        (tmp_path / name).write_text(json.dumps(config))
+    return tmp_path
+
+
+@pytest.mark.parametrize("spec", [WAN_22, WAN_22_A14B], ids=["ti2v-5b", "t2v-a14b"])
+def test_the_random_real_size_build_runs_a_clip(spec: ModelSpec, tmp_path: Path) -> None:
+    """What the GPU benchmark builds for Wan (random weights from the config files, one expert or
+    two), here from narrowed copies of the configs, makes a clip through the engine."""
+    device = torch.device("cpu")
+    pipeline, facts = random_real_pipeline(
+        spec.id, device, torch.float32, configs_dir=shrunken_configs(tmp_path)
+    )
+    assert (pipeline.transformer_2 is not None) == (spec is WAN_22_A14B)
+    parameters = facts["parameters"]
+    assert isinstance(parameters, dict) and parameters["text_encoder"] > 256_384 * 32
+    small = replace(spec, stages=(StageSpec(steps=2),))
+    request = GenerationRequest(model=spec.id, prompt="a fox", width=256, height=256, duration=1)
+    plan = plan_generation(request, small, seed=1)
+    clip = WanRunner(small, pipeline, device).generate(plan, lambda d, t: None, lambda: False)
+    assert clip.frames.shape == (plan.num_frames, 256, 256, 3) and clip.audio is None
+    assert clip.frames.std() > 0

@@ -8,10 +8,13 @@ the tokenizer serves every text path the pipeline takes.
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from kinema.catalog.plan import GenerationPlan
 from kinema.catalog.registry import ModelSpec
@@ -317,3 +320,79 @@ def _vocoder() -> Any:
         resblock_kernel_sizes=(3,),
         resblock_dilation_sizes=((1,),),
     ).eval()
+
+
+# -- real-size configs ----------------------------------------------------------------------------
+
+REAL_CONFIGS = Path(__file__).parent / "configs" / "kandinsky-6"
+REAL_TRANSFORMERS = {"kandinsky-6": "transformer_lite"}  # Pro's config is kept for its count
+
+
+def real_size_models(
+    transformer: str = "transformer_lite", configs_dir: Path = REAL_CONFIGS
+) -> dict[str, torch.nn.Module]:
+    """The real-size modules (the transformer from the config named `transformer`), parameters
+    on the meta device (no weight memory; buffers real, on the CPU): transformer, video VAE,
+    audio VAE, vocoder, Qwen2.5-VL and CLIP encoders."""
+    from accelerate import init_empty_weights
+    from diffusers.models.autoencoders.autoencoder_kl_hunyuan_video import (
+        AutoencoderKLHunyuanVideo,
+    )
+    from diffusers.models.autoencoders.autoencoder_mmaudio import MMAudioVAE
+    from diffusers.models.autoencoders.mmaudio_vocoder import MMAudioVocoder
+    from diffusers.models.transformers.transformer_kandinsky6 import (
+        Kandinsky6Transformer3DModel,
+    )
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+    )
+
+    def config(name: str) -> dict[str, Any]:
+        loaded = config_file(configs_dir, name)
+        loaded.pop("_class_name", None)
+        return loaded
+
+    with init_empty_weights():
+        qwen = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**config("text_encoder")))
+        clip = CLIPTextModel(CLIPTextConfig(**config("text_encoder_2")))
+        models: dict[str, torch.nn.Module] = {
+            "transformer": Kandinsky6Transformer3DModel(**config(transformer)),
+            "vae": AutoencoderKLHunyuanVideo(**config("vae")),
+            "audio_vae": MMAudioVAE(**config("audio_vae")),
+            "vocoder": MMAudioVocoder(**config("vocoder")),
+        }
+    for encoder in (qwen, clip):
+        encoder.tie_weights()  # init_empty_weights re-creates parameters, untying any shared
+    return {**models, "text_encoder": qwen.eval(), "text_encoder_2": clip.eval()}
+
+
+def random_real_pipeline(
+    model_id: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    configs_dir: Path = REAL_CONFIGS,
+) -> tuple[Any, dict[str, object]]:
+    """`model_id` at its real size with random weights made on `device` (the GPU benchmark's),
+    and the facts about its components. The tokenizers are the tiny twin's; the encoders keep the
+    real vocabularies."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, Kandinsky6TI2VAPipeline
+
+    from kinema.engine import random_init
+
+    started = time.perf_counter()
+    empty = real_size_models(REAL_TRANSFORMERS[model_id], configs_dir)
+    models, seconds = random_init.materialize_models(empty, device, dtype)
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(config_file(configs_dir, "scheduler"))
+    pipeline = Kandinsky6TI2VAPipeline(
+        tokenizer=_qwen_tokenizer(), tokenizer_2=_clip_tokenizer(), scheduler=scheduler, **models
+    )
+    seconds["total"] = round(time.perf_counter() - started, 3)
+    return pipeline, random_init.component_facts(models, "real", device, dtype, seconds)
+
+
+def config_file(configs_dir: Path, name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((configs_dir / f"{name}.json").read_text())
+    return loaded

@@ -84,22 +84,57 @@ def build_random_ltx2(
     """
     started = time.perf_counter()
     configs = load_configs(configs_dir, text_encoder=text_encoder)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    models: dict[str, nn.Module] = {}
-    seconds: dict[str, float] = {}
-    for name in MODEL_NAMES:
-        began = time.perf_counter()
-        model = empty_model(name, configs[name])
-        models[name] = materialize(
-            model, device, dtype, generator, std=std, cast_buffers=name != "text_encoder"
-        )
-        _synchronize(device)
-        seconds[name] = round(time.perf_counter() - began, 3)
+    empty = {name: empty_model(name, configs[name]) for name in MODEL_NAMES}
+    models, seconds = materialize_models(empty, device, dtype, seed=seed, std=std)
     upsampler = models.pop("latent_upsampler")
     assert isinstance(upsampler, LTX2LatentUpsamplerModel)  # DIFFUSERS_MODELS' class for it
     pipeline = _pipeline(models, FlowMatchEulerDiscreteScheduler.from_config(configs["scheduler"]))
     seconds["total"] = round(time.perf_counter() - started, 3)
     return pipeline, upsampler, _facts(pipeline, upsampler, text_encoder, device, dtype, seconds)
+
+
+def materialize_models(
+    models: Mapping[str, nn.Module],
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    seed: int = SEED,
+    std: float = INIT_STD,
+) -> tuple[dict[str, nn.Module], dict[str, float]]:
+    """Every (meta) model of a pipeline given random weights on `device`, one after another, and
+    the seconds each took. Text encoders (named `text_encoder*`) keep their floating buffers in
+    fp32, as transformers does."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    built: dict[str, nn.Module] = {}
+    seconds: dict[str, float] = {}
+    for name, model in models.items():
+        began = time.perf_counter()
+        cast = not name.startswith("text_encoder")
+        built[name] = materialize(model, device, dtype, generator, std=std, cast_buffers=cast)
+        _synchronize(device)
+        seconds[name] = round(time.perf_counter() - began, 3)
+    return built, seconds
+
+
+def component_facts(
+    models: Mapping[str, nn.Module],
+    text_encoder: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    seconds: Mapping[str, float],
+) -> dict[str, object]:
+    """What the benchmark reports about built models: parameters, weight memory, build times."""
+    parameters = {name: count_parameters(model) for name, model in models.items()}
+    weight_bytes = sum(_weight_bytes(model) for model in models.values())
+    return {
+        "text_encoder": text_encoder,
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "parameters": parameters,
+        "parameters_total": sum(parameters.values()),
+        "weights_gib": round(weight_bytes / 2**30, 3),
+        "build_seconds": dict(seconds),
+    }
 
 
 def build_random_ltx2_from_tiny(device: torch.device, dtype: torch.dtype) -> Built:
@@ -275,17 +310,7 @@ def _facts(
 ) -> dict[str, object]:
     models = {name: getattr(pipeline, name) for name in MODEL_NAMES if name != "latent_upsampler"}
     models["latent_upsampler"] = upsampler
-    parameters = {name: count_parameters(model) for name, model in models.items()}
-    weight_bytes = sum(_weight_bytes(model) for model in models.values())
-    return {
-        "text_encoder": text_encoder,
-        "device": str(device),
-        "dtype": str(dtype).removeprefix("torch."),
-        "parameters": parameters,
-        "parameters_total": sum(parameters.values()),
-        "weights_gib": round(weight_bytes / 2**30, 3),
-        "build_seconds": dict(seconds),
-    }
+    return component_facts(models, text_encoder, device, dtype, seconds)
 
 
 def _weight_bytes(model: nn.Module) -> int:

@@ -156,12 +156,19 @@ REAL_TRANSFORMERS = {
     "wan-2.2:a14b": "transformer_t2v_a14b.json",
 }
 REAL_VAES = {"wan-2.2": "vae_2_2.json", "wan-2.2:a14b": "vae_2_1.json"}
+TWO_EXPERTS = {"wan-2.2:a14b"}
+EXPERT_BOUNDARY = 0.875  # A14B: the high-noise expert runs until this fraction of the schedule
+# Wan-Video/Wan2.2 wan/configs: sample_shift of TI2V-5B and of T2V-A14B.
+FLOW_SHIFTS = {"wan-2.2": 5.0, "wan-2.2:a14b": 12.0}
 
 
-def real_size_models(model_id: str) -> dict[str, torch.nn.Module]:
-    """`model_id`'s real-size modules on the meta device (no memory, no weights): transformer
-    (A14B: one of its two identical experts), VAE and text encoder."""
+def real_size_models(model_id: str, configs_dir: Path = REAL_CONFIGS) -> dict[str, torch.nn.Module]:
+    """`model_id`'s real-size modules, parameters on the meta device (no weight memory; buffers
+    such as RoPE tables real, on the CPU): transformer (A14B: and its second, low-noise expert
+    `transformer_2`), VAE and text encoder."""
     import json
+
+    from accelerate import init_empty_weights
 
     # From their defining modules: type checkers read `diffusers`' own names as placeholders.
     from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
@@ -169,12 +176,50 @@ def real_size_models(model_id: str) -> dict[str, torch.nn.Module]:
     from transformers import UMT5Config, UMT5EncoderModel
 
     def config(name: str) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads((REAL_CONFIGS / name).read_text())
+        loaded: dict[str, Any] = json.loads((configs_dir / name).read_text())
         return loaded
 
-    with torch.device("meta"):
-        return {
-            "transformer": WanTransformer3DModel(**config(REAL_TRANSFORMERS[model_id])),
-            "vae": AutoencoderKLWan(**config(REAL_VAES[model_id])),
-            "text_encoder": UMT5EncoderModel(UMT5Config(**config("text_encoder.json"))),
+    experts = ["transformer", "transformer_2"] if model_id in TWO_EXPERTS else ["transformer"]
+    with init_empty_weights():
+        models: dict[str, torch.nn.Module] = {
+            name: WanTransformer3DModel(**config(REAL_TRANSFORMERS[model_id])) for name in experts
         }
+        models["vae"] = AutoencoderKLWan(**config(REAL_VAES[model_id]))
+        encoder = UMT5EncoderModel(UMT5Config(**config("text_encoder.json")))
+    encoder.tie_weights()  # init_empty_weights re-creates the shared embedding
+    models["text_encoder"] = encoder
+    return models
+
+
+def random_real_pipeline(
+    model_id: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    configs_dir: Path = REAL_CONFIGS,
+) -> tuple[Any, dict[str, object]]:
+    """`model_id` at its real size with random weights made on `device` (the GPU benchmark's),
+    and the facts about its components. The tokenizer is the tiny twin's; the text encoder keeps
+    the real vocabulary."""
+    import time
+
+    from diffusers import UniPCMultistepScheduler, WanPipeline
+
+    from kinema.engine import random_init
+
+    started = time.perf_counter()
+    empty = real_size_models(model_id, configs_dir)
+    models, seconds = random_init.materialize_models(empty, device, dtype)
+    two_experts = model_id in TWO_EXPERTS
+    pipeline = WanPipeline(
+        tokenizer=_tiny_tokenizer(),
+        scheduler=UniPCMultistepScheduler(
+            prediction_type="flow_prediction",
+            use_flow_sigmas=True,
+            flow_shift=FLOW_SHIFTS[model_id],
+        ),
+        boundary_ratio=EXPERT_BOUNDARY if two_experts else None,
+        expand_timesteps=not two_experts,  # TI2V-5B's per-token timesteps
+        **models,
+    )
+    seconds["total"] = round(time.perf_counter() - started, 3)
+    return pipeline, random_init.component_facts(models, "real", device, dtype, seconds)

@@ -2,7 +2,8 @@
 diffusers' Kandinsky6TI2VAPipeline (one pipeline takes a first frame too), and its tiny twin.
 
 Video and 44.1 kHz mono sound; frames come as 4k+1, sizes in steps of 16 (patch 2 over an 8x
-VAE), 24 fps, trained on 5 s clips.
+VAE), 24 fps. Every released checkpoint is trained on 5 s clips (the repos are named `-5s-`):
+longer is refused rather than made out of distribution.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ KANDINSKY_6 = ModelSpec(
     max_pixels=1024 * 768,
     frame_multiple=4,
     min_seconds=1.0,
-    max_seconds=10.0,
+    max_seconds=5.0,
     frame_rates=(24.0,),
     stages=(StageSpec(steps=50, uses_cfg=True),),
     guidance_range=(1.0, 9.0),
