@@ -1,6 +1,6 @@
-"""A real `kinema serve --model tiny-wan-2.2,tiny-ltx2,tiny-kandinsky-6`: three models side by
-side, each job made by a worker of its own model; the contracts reach a model without sound, and
-a request for sound is refused instead of answered with a silent clip."""
+"""A real `kinema serve --model tiny-wan-2.2,tiny-ltx2,tiny-kandinsky-6,tiny-ltx-2.5`: four models
+side by side, each job made by a worker of its own model; the contracts reach a model without
+sound, and a request for sound is refused instead of answered with a silent clip."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tests.pictures import half_white
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 V2 = "/v2/video/generations"
-SERVED = ("tiny-wan-2.2", "tiny-ltx2", "tiny-kandinsky-6")
+SERVED = ("tiny-wan-2.2", "tiny-ltx2", "tiny-kandinsky-6", "tiny-ltx-2.5")
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +100,15 @@ def test_each_model_is_made_by_its_own_workers_and_shown_with_them(
             model: probe(client.download(job, tmp_path / f"{model}.mp4")).has_audio
             for model, job in done.items()
         }
-    assert sound == {"tiny-wan-2.2": False, "tiny-ltx2": True, "tiny-kandinsky-6": True}
+    assert sound == {
+        "tiny-wan-2.2": False,
+        "tiny-ltx2": True,
+        "tiny-kandinsky-6": True,
+        "tiny-ltx-2.5": True,
+    }
     assert {model: job.meta["model"] for model, job in done.items()} == {m: m for m in SERVED}
     ready = httpx.get(wan_server.url + "/readyz").json()["checks"]
-    assert [ready[f"workers:{model}"] for model in SERVED] == ["ok"] * 3
+    assert [ready[f"workers:{model}"] for model in SERVED] == ["ok"] * len(SERVED)
     models = httpx.get(wan_server.url + "/v1/models").json()["data"]
     assert {m["id"]: m["live_workers"] for m in models if "live_workers" in m} == dict.fromkeys(
         SERVED, 1

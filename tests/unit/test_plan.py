@@ -321,3 +321,18 @@ def test_wan_refuses_sound_and_shapes_it_does_not_make() -> None:
         ("aspect_ratio", "wan-2.2 makes 16:9, 9:16"),
         ("generate_audio", "wan-2.2 makes video without sound; send false"),
     ]
+
+
+def test_ltx_2_5_quality_follows_lightricks_recipe_and_fast_runs_the_distilled_checkpoint() -> None:
+    quality = MODELS["ltx-2.5:quality"]
+    request = GenerationRequest(model=quality.id, prompt="p", enhance_prompt=True)
+    first, refine = plan_generation(request, quality, seed=1).stages
+    assert (first.num_inference_steps, first.uses_cfg, first.guidance_scale) == (30, True, 3.0)
+    assert (first.stg_scale, first.modality_scale) == (None, None)  # the pipeline's: 1 and 3
+    assert refine.distilled_lora and refine.sigmas and not refine.uses_cfg
+    assert quality.transformer_subfolder == "transformer_full"
+    fast = MODELS["ltx-2.5"]
+    plan = plan_generation(replace(request, model=fast.id), fast, seed=1)
+    assert not any(stage.distilled_lora or stage.uses_cfg for stage in plan.stages)
+    assert fast.transformer_subfolder == "" and fast.weights == quality.weights
+    assert plan.notes == ("enhance_prompt ignored: model 'ltx-2.5' has no prompt enhancer",)

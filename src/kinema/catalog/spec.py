@@ -73,6 +73,15 @@ class ModelSpec:
     # The model's own call arguments (never guidance: the plan decides that), e.g. LTX-2.0's
     # legacy cross-modality timestep.
     extra_call_args: Mapping[str, object] = field(default_factory=dict)
+    # The weights' subfolder holding this preset's transformer when it is not the pipeline's own
+    # (LTX-2.5 ships its full model beside the distilled one); "": the pipeline's.
+    transformer_subfolder: str = ""
+    # Changes to the weights' scheduler config for stages with a spaced schedule (LTX-2.5's
+    # repository holds the distilled, unshifted scheduler; its full model wants shifting).
+    spaced_scheduler: Mapping[str, object] = field(default_factory=dict)
+    # Optional pipeline components left unloaded (what kinema never runs, e.g. LTX-2.5's Gemma 4
+    # prompt enhancer and its processor, which needs torchvision).
+    unloaded_components: tuple[str, ...] = ()
     # Which engine loads and runs it (kinema.engine.families): "ltx2", "wan".
     family: str = "ltx2"
     # Where its LoRAs live: KINEMA_LORA_DIR/<lora_family>/ (models of one architecture share

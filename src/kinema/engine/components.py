@@ -7,6 +7,7 @@ names the setting to fix. The tiny model is built locally unless KINEMA_TINY_WEI
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,12 @@ logger = logging.getLogger("kinema.engine")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 LORA_ADAPTER = "distilled"
 TINY_FAMILY = "tiny-ltx2"
+# The LTX-2 family's tiny twins, each built under the models dir on first use: the module that
+# builds it (its TINY_DIR_NAME, BUILD_VERSION) and the function that ensures it.
+TINY_BUILDS = {
+    TINY_FAMILY: ("kinema.engine.tiny", "ensure_tiny_ltx2"),
+    "tiny-ltx-2.5": ("kinema.engine.tiny_ltx25", "ensure_tiny_ltx25"),
+}
 
 
 @dataclass(frozen=True)
@@ -76,15 +83,31 @@ def resolve_sources(spec: ModelSpec, settings: Settings) -> Sources:
 
 
 def resolve_weights(spec: ModelSpec, settings: Settings) -> str:
-    """The pipeline's local directory or Hub id; kinema builds the tiny model itself."""
-    if family(spec) == TINY_FAMILY and not settings.tiny_weights:
-        from kinema.engine.tiny import ensure_tiny_ltx2
-
-        return built_tiny(spec, settings, ensure_tiny_ltx2)
+    """The pipeline's local directory or Hub id; kinema builds the tiny twins itself."""
     source = settings.weights_for(weights_keys(spec), spec.weights)
+    if not source and family(spec) in TINY_BUILDS:
+        return built_tiny(spec, settings, tiny_builder(family(spec)))
     if not source:
         raise ModelUnavailable(f"model {spec.id!r} has no weights; set {spec.weights_setting}")
     return source
+
+
+def tiny_builder(name: str) -> Callable[[Path], Path]:
+    """The function that builds (once) the tiny twin `name` of the LTX-2 family."""
+    module, function = TINY_BUILDS[name]
+    ensure: Callable[[Path], Path] = getattr(importlib.import_module(module), function)
+    return ensure
+
+
+def needs_tiny_build(spec: ModelSpec, settings: Settings) -> bool:
+    """Whether loading `spec` builds its tiny twin first (its first use in this data dir)."""
+    if family(spec) not in TINY_BUILDS or settings.weights_for(weights_keys(spec), spec.weights):
+        return False
+    from kinema.engine.tiny import is_current_build
+
+    module = importlib.import_module(TINY_BUILDS[family(spec)][0])
+    directory = settings.models_dir / module.TINY_DIR_NAME
+    return not is_current_build(directory, module.BUILD_VERSION)
 
 
 def built_tiny(spec: ModelSpec, settings: Settings, ensure: Callable[[Path], Path]) -> str:
@@ -144,12 +167,23 @@ def load_pipeline(spec: ModelSpec, source: Source, dtype: torch.dtype) -> Any:
     import diffusers
 
     pipeline_class = getattr(diffusers, spec.pipeline)
+    chosen: dict[str, Any] = {name: None for name in spec.unloaded_components}
     try:
-        pipeline = pipeline_class.from_pretrained(location, dtype=dtype)
+        if spec.transformer_subfolder:
+            chosen["transformer"] = _transformer(location, spec, dtype)
+        pipeline = pipeline_class.from_pretrained(location, dtype=dtype, **chosen)
     except Exception as exc:
         raise _unavailable(spec, "pipeline", source, exc) from exc
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+def _transformer(location: str, spec: ModelSpec, dtype: torch.dtype) -> Any:
+    """The preset's own transformer, from its subfolder of the weights (the class its config
+    names)."""
+    from diffusers import AutoModel
+
+    return AutoModel.from_pretrained(location, subfolder=spec.transformer_subfolder, dtype=dtype)
 
 
 def condition_pipeline(spec: ModelSpec, pipeline: Any) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -70,7 +70,7 @@ class ModelRunner:
         self.lora = self.features.get("lora", "none")  # none | adapter | fused
         self.release_text_encoder = self.features.get("release_text_encoder") == "on"
         self.last_timings: dict[str, float] = {}
-        self._schedulers = _stage_schedulers(pipeline.scheduler)
+        self._schedulers = _stage_schedulers(pipeline.scheduler, spec.spaced_scheduler)
         self._conditioned: Any | None = None  # the condition pipeline, built on first use
         self.request_loras = RequestLoras(pipeline, spec, settings.lora_dir, settings.loras_kept)
 
@@ -265,12 +265,14 @@ def _timings(plan: GenerationPlan, seconds: dict[str, float]) -> dict[str, float
     return timings
 
 
-def _stage_schedulers(scheduler: Any) -> dict[str, Any]:
-    """The model's scheduler for spaced schedules; a copy that applies no shift for fixed sigmas."""
+def _stage_schedulers(scheduler: Any, spaced_changes: Mapping[str, object]) -> dict[str, Any]:
+    """The model's scheduler for spaced schedules (with the preset's changes); a copy that
+    applies no shift for fixed sigmas."""
     fixed = type(scheduler).from_config(
         scheduler.config, use_dynamic_shifting=False, shift_terminal=None, shift=1.0
     )
-    return {"spaced": scheduler, "fixed": fixed}
+    spaced = type(scheduler).from_config(scheduler.config, **spaced_changes)
+    return {"spaced": spaced if spaced_changes else scheduler, "fixed": fixed}
 
 
 # -- building an engine ---------------------------------------------------------------------------

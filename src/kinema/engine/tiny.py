@@ -439,14 +439,19 @@ def _upsampler() -> LTX2LatentUpsamplerModel:
 
 
 def _distilled_lora() -> dict[str, torch.Tensor]:
-    """Rank-4 LoRA pairs for every linear layer of the tiny transformer's blocks.
+    """Rank-4 LoRA pairs for every linear layer of the tiny transformer's blocks."""
+    return lora_pairs(_transformer())
+
+
+def lora_pairs(transformer: nn.Module) -> dict[str, torch.Tensor]:
+    """Rank-4 LoRA pairs for every linear layer of `transformer`'s blocks.
 
     Keys follow Lightricks' trainer (`diffusion_model.<module>.lora_A.weight` / `lora_B.weight`),
     the format of the released `ltx-2-19b-distilled-lora-384.safetensors`; diffusers' LTX-2 LoRA
     loader converts them to `transformer.<module>...`. B is non-zero: the LoRA changes the output.
     """
     tensors: dict[str, torch.Tensor] = {}
-    for name, module in _transformer().named_modules():
+    for name, module in transformer.named_modules():
         if name.startswith("transformer_blocks.") and isinstance(module, nn.Linear):
             out_features, in_features = module.weight.shape
             prefix = f"diffusion_model.{name}"

@@ -23,12 +23,10 @@ PhaseCallback = Callable[[str], None]
 
 
 def needs_tiny_build(spec: ModelSpec, settings: Settings) -> bool:
-    """Whether loading `spec` builds the tiny model first (its first use in this data dir)."""
-    from kinema.engine.components import TINY_FAMILY, family
-    from kinema.engine.tiny import TINY_DIR_NAME, is_current_build
+    """Whether loading `spec` builds its tiny twin first (its first use in this data dir)."""
+    from kinema.engine.components import needs_tiny_build as needs_build
 
-    built_here = family(spec) == TINY_FAMILY and not settings.tiny_weights
-    return built_here and not is_current_build(settings.models_dir / TINY_DIR_NAME)
+    return needs_build(spec, settings)
 
 
 def _ignore_phase(_: str) -> None:

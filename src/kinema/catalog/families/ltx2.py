@@ -132,4 +132,89 @@ LTX_23_QUALITY = replace(
     lora_file="ltx-2.3-22b-distilled-lora-384-1.1.safetensors",
 )
 
-MODELS = (LTX_2, LTX_2_QUALITY, LTX_23, LTX_23_QUALITY, TINY_LTX2, TINY_LTX2_QUALITY)
+# LTX-2.5: the same classes again, with a Gemma 4 text encoder (image conditions are re-encoded
+# at CRF 18, which the pipeline picks from it) and one repository for both presets: the distilled
+# transformer is the pipeline's own, the full model sits beside it in `transformer_full/`. Its
+# prompt enhancer is a separate Gemma 4 whose processor needs torchvision: not loaded, and
+# `enhance_prompt` is refused. Not yet run on its real weights here.
+LTX_25_WEIGHTS = "Lightricks/LTX-2.5-Diffusers"
+LTX_25 = replace(
+    LTX_23,
+    id="ltx-2.5",
+    description="LTX-2.5 fast: the distilled 22B transformer, 8 steps at half size, 2x upsample, "
+    "3-step refine",
+    weights=LTX_25_WEIGHTS,
+    upsampler_weights=LTX_25_WEIGHTS,
+    enhances_prompts=False,
+    unloaded_components=("prompt_enhancer", "processor", "duration_head"),
+    memory_gb=71.0,
+    memory_basis=(
+        "computed from parameter counts: 35.5B in bf16 (transformer 19.0B, connectors 3.2B, "
+        "Gemma 4 12.0B, VAEs, vocoder with BWE, upsampler 0.5B), weights only"
+    ),
+)
+# Lightricks' recipe for the full model: 30 steps, CFG 3 (audio 7), STG 1, modality guidance 3,
+# guidance rescale 0.7 (diffusers' call defaults), on the shifted schedule; then the distilled
+# LoRA refines on the distilled schedule.
+LTX_25_QUALITY = replace(
+    LTX_25,
+    id="ltx-2.5:quality",
+    description="LTX-2.5 quality: the full 22B model with CFG, STG and modality guidance "
+    "(30 steps at half size), 2x upsample, distilled-LoRA refine",
+    stages=(StageSpec(steps=30, scale=0.5, uses_cfg=True), FAST_STAGES[1]),
+    guidance_default=3.0,
+    transformer_subfolder="transformer_full",
+    spaced_scheduler={"use_dynamic_shifting": True, "shift_terminal": 0.1},
+    lora_weights=LTX_25_WEIGHTS,
+    lora_file="ltx-2.5-22b-distilled-lora-450-bf16.safetensors",
+)
+TINY_LTX25 = replace(
+    LTX_25,
+    id="tiny-ltx-2.5",
+    description="The LTX-2.5 layout (Gemma 4, gated attention, per-modality connectors, "
+    "bandwidth-extension vocoder) with tiny random weights built locally: for CPU tests",
+    weights="",
+    upsampler_weights="",
+    output_sizes=TINY_LTX2.output_sizes,
+    min_side=TINY_LTX2.min_side,
+    max_side=TINY_LTX2.max_side,
+    max_pixels=TINY_LTX2.max_pixels,
+    max_sequence_length=TINY_LTX2.max_sequence_length,
+    upsampler_subfolder="latent_upsampler",
+    # two layers: spatio-temporal guidance perturbs the last one, as block 28 of 48 does for real
+    extra_call_args={"spatio_temporal_guidance_blocks": [1]},
+    memory_gb=None,
+    memory_basis=TINY_LTX2.memory_basis,
+)
+TINY_LTX25_QUALITY = replace(
+    LTX_25_QUALITY,
+    id="tiny-ltx-2.5:quality",
+    description="The tiny twin of LTX-2.5 quality: its full transformer with CFG, STG and "
+    "modality guidance, 2x upsample, distilled-LoRA refine",
+    weights="",
+    upsampler_weights="",
+    lora_weights="",
+    lora_file="distilled_lora.safetensors",
+    output_sizes=TINY_LTX2.output_sizes,
+    min_side=TINY_LTX2.min_side,
+    max_side=TINY_LTX2.max_side,
+    max_pixels=TINY_LTX2.max_pixels,
+    max_sequence_length=TINY_LTX2.max_sequence_length,
+    stages=(StageSpec(steps=3, scale=0.5, uses_cfg=True), FAST_STAGES[1]),
+    extra_call_args=TINY_LTX25.extra_call_args,
+    memory_gb=None,
+    memory_basis=TINY_LTX2.memory_basis,
+)
+
+MODELS = (
+    LTX_2,
+    LTX_2_QUALITY,
+    LTX_23,
+    LTX_23_QUALITY,
+    LTX_25,
+    LTX_25_QUALITY,
+    TINY_LTX2,
+    TINY_LTX2_QUALITY,
+    TINY_LTX25,
+    TINY_LTX25_QUALITY,
+)
