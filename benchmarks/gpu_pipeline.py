@@ -2,12 +2,13 @@
 line out.
 
 Builds the model's real-size components (LTX-2 by default: transformer, video and audio VAEs,
-vocoder, latent upsampler, Gemma-3 text encoder; `--model` picks any real-size family: LTX-2.3,
-Wan 2.2, Kandinsky 6) from the configs in src/kinema/engine/configs with random weights directly
-on the GPU in bf16 — nothing is downloaded — then runs kinema's own engine on them: a warm-up clip
-(compilation happens here), then the timed clip. Random weights make noise, but noise costs
-exactly what a real clip costs. On a machine without CUDA it runs the family's tiny twin instead
-and prints the same JSON shape (this is how CI checks the script).
+vocoder, latent upsampler, Gemma-3 text encoder; `--model` picks any real-size model: LTX-2.3,
+LTX-2.5, Wan 2.2 TI2V-5B and A14B, Kandinsky 6) from the configs in src/kinema/engine/configs
+with random weights directly on the GPU in bf16 — nothing is downloaded — then runs kinema's own
+engine on them: a warm-up clip (compilation happens here), then the timed clip. Random weights
+make noise, but noise costs exactly what a real clip costs. On a machine without CUDA it runs the
+model's tiny twin instead (built and loaded as a worker does) and prints the same JSON shape
+(this is how CI checks the script).
 
     python benchmarks/gpu_pipeline.py                       # ltx-2, fast preset, compile on
     python benchmarks/gpu_pipeline.py --preset quality      # CFG first stage, 40 steps

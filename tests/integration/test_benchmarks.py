@@ -65,18 +65,25 @@ def test_gpu_pipeline_runs_the_tiny_twin_on_a_cpu(args: list[str], preset: str) 
 
 
 @pytest.mark.parametrize(
-    ("model", "tiny", "has_audio"),
-    [("wan-2.2:a14b", "tiny-wan-2.2", False), ("kandinsky-6", "tiny-kandinsky-6", True)],
+    ("args", "tiny", "stages", "has_audio"),
+    [
+        (["--model", "wan-2.2:a14b"], "tiny-wan-2.2", 1, False),
+        (["--model", "kandinsky-6"], "tiny-kandinsky-6", 1, True),
+        (["--model", "ltx-2.5", "--preset", "quality"], "tiny-ltx-2.5:quality", 2, True),
+    ],
+    ids=["wan-a14b", "kandinsky-6", "ltx-2.5-quality"],
 )
-def test_gpu_pipeline_runs_another_family_s_tiny_twin_on_a_cpu(
-    model: str, tiny: str, has_audio: bool
+def test_gpu_pipeline_runs_another_model_s_tiny_twin_on_a_cpu(
+    args: list[str], tiny: str, stages: int, has_audio: bool
 ) -> None:
-    result = run_benchmark("gpu_pipeline.py", "--model", model)
-    assert (result["mode"], result["model"], result["stands_for"]) == ("tiny", tiny, model)
-    stages = result["stages_s"]
-    assert isinstance(stages, dict) and {"stage1", "generate", "mp4_encode"} <= stages.keys()
+    result = run_benchmark("gpu_pipeline.py", *args)
+    stands_for = args[1] + (":quality" if "quality" in args else "")
+    assert (result["mode"], result["model"], result["stands_for"]) == ("tiny", tiny, stands_for)
+    timings = result["stages_s"]
+    assert isinstance(timings, dict) and {"stage1", "generate", "mp4_encode"} <= timings.keys()
     clip = result["clip"]
-    assert isinstance(clip, dict) and clip["generated"][2] == 121 and len(clip["stages"]) == 1
+    assert isinstance(clip, dict) and clip["generated"][2] == 121
+    assert len(clip["stages"]) == stages
     components = result["components"]
     assert isinstance(components, dict) and isinstance(components["parameters"], dict)
     assert ("audio_vae" in components["parameters"]) == has_audio

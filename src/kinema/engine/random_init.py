@@ -35,7 +35,12 @@ from diffusers.schedulers.scheduling_flow_match_euler_discrete import (
     FlowMatchEulerDiscreteScheduler,
 )
 from torch import nn
-from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+from transformers import (
+    Gemma3Config,
+    Gemma3ForConditionalGeneration,
+    Gemma4UnifiedConfig,
+    Gemma4UnifiedForConditionalGeneration,
+)
 
 from kinema.engine import tiny
 
@@ -61,6 +66,11 @@ DIFFUSERS_MODELS: Mapping[str, type[Any]] = {
 # Classes a config names (`_class_name`) instead of its component's usual one: LTX-2.3's vocoder
 # with bandwidth extension.
 ALTERNATE_CLASSES: dict[str, Any] = {"LTX2VocoderWithBWE": LTX2VocoderWithBWE}
+# The text encoder's classes by its config's model type: Gemma 3 (LTX-2.0, 2.3), Gemma 4 (2.5).
+TEXT_ENCODERS_BY_TYPE: Mapping[str, tuple[Any, Any]] = {
+    "gemma3": (Gemma3ForConditionalGeneration, Gemma3Config),
+    "gemma4_unified": (Gemma4UnifiedForConditionalGeneration, Gemma4UnifiedConfig),
+}
 MODEL_NAMES = ("text_encoder", *DIFFUSERS_MODELS)
 CONFIG_NAMES = (*MODEL_NAMES, "scheduler")
 
@@ -137,23 +147,6 @@ def component_facts(
     }
 
 
-def build_random_ltx2_from_tiny(device: torch.device, dtype: torch.dtype) -> Built:
-    """The same triple with the tiny architecture of `kinema.engine.tiny`: for CPU runs."""
-    started = time.perf_counter()
-    pipeline = tiny._tiny_pipeline(fit_vae=False)  # random weights throughout, as the real size's
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(tiny.SEED)
-        upsampler = tiny._upsampler()  # the one the tiny model directory holds
-    for module in [*pipeline.components.values(), upsampler]:
-        if isinstance(module, nn.Module):
-            # nn.Module's own `to`: diffusers' override only adds a warning about fp32 modules,
-            # which none of these classes has.
-            nn.Module.to(module, device=device, dtype=dtype).eval().requires_grad_(False)
-    _synchronize(device)
-    seconds = {"total": round(time.perf_counter() - started, 3)}
-    return pipeline, upsampler, _facts(pipeline, upsampler, "tiny", device, dtype, seconds)
-
-
 def load_configs(configs_dir: Path, *, text_encoder: str = "real") -> dict[str, dict[str, Any]]:
     """Every component's config from `configs_dir`, adjusted for the chosen text encoder."""
     if text_encoder not in TEXT_ENCODERS:
@@ -172,10 +165,9 @@ def load_configs(configs_dir: Path, *, text_encoder: str = "real") -> dict[str, 
 def empty_model(name: str, config: Mapping[str, Any]) -> nn.Module:
     """One component built from its config, parameters on the meta device: no weight memory."""
     if name == "text_encoder":
+        model_class, config_class = TEXT_ENCODERS_BY_TYPE[config.get("model_type", "gemma3")]
         with init_empty_weights():
-            encoder = Gemma3ForConditionalGeneration(
-                Gemma3Config.from_dict(copy.deepcopy(dict(config)))
-            )
+            encoder = model_class(config_class.from_dict(copy.deepcopy(dict(config))))
         encoder.tie_weights()  # init_empty_weights re-creates parameters, which unties lm_head
         return encoder.eval()
     cls = ALTERNATE_CLASSES.get(config.get("_class_name", ""), DIFFUSERS_MODELS[name])
@@ -242,9 +234,10 @@ def _initialise(
 
 
 def _is_offset_norm(module: nn.Module) -> bool:
-    """Gemma's RMSNorm scales by (1 + weight): its neutral weight is 0, not 1."""
+    """Gemma 3's RMSNorm scales by (1 + weight): its neutral weight is 0, not 1 (Gemma 4's
+    scales by the weight itself)."""
     name = type(module).__name__
-    return name.startswith("Gemma") and "RMSNorm" in name
+    return name.startswith("Gemma3") and "RMSNorm" in name
 
 
 def _small_text_encoder(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ Random weights make noise, but noise costs what a real clip costs."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,24 +15,31 @@ from kinema.catalog.registry import MODELS, ModelSpec
 from kinema.config import Settings
 
 CONFIGS = Path(__file__).parent / "configs"
-LTX2_CONFIGS = {"ltx-2": CONFIGS / "ltx2", "ltx-2.3": CONFIGS / "ltx-2.3"}
+LTX2_CONFIGS = {
+    "ltx-2": CONFIGS / "ltx2",
+    "ltx-2.3": CONFIGS / "ltx-2.3",
+    "ltx-2.5": CONFIGS / "ltx-2.5",
+}
 REAL_DTYPE = torch.bfloat16
-TINY_DTYPE = torch.float32
 
 Built = tuple[Any, dict[str, object]]  # a ClipRunner, and facts about its components
 
 
 def tiny_twin(spec: ModelSpec) -> ModelSpec:
-    """The tiny model of `spec`'s family with the same kind of preset (`:quality` or not)."""
+    """The tiny model standing in for `spec` on a CPU: its own (`tiny-<id>`) where there is one,
+    else the first of its family with the same kind of preset (`:quality` or not)."""
     quality = spec.id.endswith(":quality")
-    for candidate in MODELS.values():
-        if (
-            candidate.family == spec.family
-            and not candidate.weights
-            and candidate.id.endswith(":quality") == quality
-        ):
-            return candidate
-    raise ValueError(f"the {spec.family} family has no tiny twin")
+    twins = [
+        candidate
+        for candidate in MODELS.values()
+        if candidate.family == spec.family
+        and not candidate.weights
+        and candidate.id.endswith(":quality") == quality
+    ]
+    if not twins:
+        raise ValueError(f"the {spec.family} family has no tiny twin")
+    own = [twin for twin in twins if twin.id == f"tiny-{spec.id}"]
+    return (own or twins)[0]
 
 
 def random_runner(
@@ -42,68 +50,61 @@ def random_runner(
     tiny: bool,
     text_encoder: str = "real",
 ) -> Built:
-    """`spec` (a real-size catalog model; with `tiny`, its tiny twin) ready to run plans.
+    """`spec` (a real-size catalog model, built with random weights on `device`; with `tiny`, a
+    tiny twin, built and loaded as a worker loads it) ready to run plans, and its facts.
     `text_encoder="small"` gives LTX-2's Gemma 2 layers, for GPUs it would not fit beside."""
+    if tiny:
+        return _tiny(spec, settings)
     builders: dict[str, Callable[..., Built]] = {
         "ltx2": _ltx2,
         "wan": _wan,
         "kandinsky": _kandinsky,
     }
-    return builders[spec.family](spec, settings, device, tiny=tiny, text_encoder=text_encoder)
+    return builders[spec.family](spec, settings, device, text_encoder=text_encoder)
 
 
-def _ltx2(
-    spec: ModelSpec, settings: Settings, device: torch.device, *, tiny: bool, text_encoder: str
-) -> Built:
+def _tiny(spec: ModelSpec, settings: Settings) -> Built:
+    from kinema.engine.families import load_model
+    from kinema.engine.random_init import component_facts
+
+    started = time.perf_counter()
+    runner = load_model(spec, settings)
+    seconds = {"total": round(time.perf_counter() - started, 3)}
+    models = {
+        name: module
+        for name, module in runner.pipeline.components.items()
+        if isinstance(module, torch.nn.Module)
+    }
+    if getattr(runner, "upsampler", None) is not None:
+        models["latent_upsampler"] = runner.upsampler
+    dtype = next(models["transformer"].parameters()).dtype
+    return runner, component_facts(models, "tiny", runner.device, dtype, seconds)
+
+
+def _ltx2(spec: ModelSpec, settings: Settings, device: torch.device, *, text_encoder: str) -> Built:
     from kinema.engine.pipelines import engine_from_components
-    from kinema.engine.random_init import build_random_ltx2, build_random_ltx2_from_tiny
+    from kinema.engine.random_init import build_random_ltx2
 
-    if tiny:
-        pipeline, upsampler, facts = build_random_ltx2_from_tiny(device, TINY_DTYPE)
-    else:
-        configs = LTX2_CONFIGS[spec.id.split(":")[0]]
-        pipeline, upsampler, facts = build_random_ltx2(
-            configs, device, REAL_DTYPE, text_encoder=text_encoder
-        )
+    configs = LTX2_CONFIGS[spec.id.split(":")[0]]
+    pipeline, upsampler, facts = build_random_ltx2(
+        configs, device, REAL_DTYPE, text_encoder=text_encoder
+    )
     return engine_from_components(spec, pipeline, upsampler, settings, device), facts
 
 
-def _wan(
-    spec: ModelSpec, settings: Settings, device: torch.device, *, tiny: bool, text_encoder: str
-) -> Built:
+def _wan(spec: ModelSpec, settings: Settings, device: torch.device, *, text_encoder: str) -> Built:
     from kinema.engine import wan
 
-    if tiny:
-        pipeline, facts = _on(device, wan._tiny_wan_pipeline())
-    else:
-        pipeline, facts = wan.random_real_pipeline(spec.id, device, REAL_DTYPE)
+    pipeline, facts = wan.random_real_pipeline(spec.id, device, REAL_DTYPE)
     pipeline.set_progress_bar_config(disable=True)
     return wan.WanRunner(spec, pipeline, device), facts
 
 
 def _kandinsky(
-    spec: ModelSpec, settings: Settings, device: torch.device, *, tiny: bool, text_encoder: str
+    spec: ModelSpec, settings: Settings, device: torch.device, *, text_encoder: str
 ) -> Built:
     from kinema.engine import kandinsky
 
-    if tiny:
-        pipeline, facts = _on(device, kandinsky._tiny_pipeline())
-    else:
-        pipeline, facts = kandinsky.random_real_pipeline(spec.id, device, REAL_DTYPE)
+    pipeline, facts = kandinsky.random_real_pipeline(spec.id, device, REAL_DTYPE)
     pipeline.set_progress_bar_config(disable=True)
     return kandinsky.KandinskyRunner(spec, pipeline, device), facts
-
-
-def _on(device: torch.device, pipeline: Any) -> Built:
-    """A tiny pipeline (random weights as built) on `device` in fp32, with its facts."""
-    from kinema.engine.random_init import component_facts
-
-    models = {
-        name: module
-        for name, module in pipeline.components.items()
-        if isinstance(module, torch.nn.Module)
-    }
-    for module in models.values():
-        # nn.Module's own `to`: diffusers' override only warns about modules kept in fp32.
-        torch.nn.Module.to(module, device=device, dtype=TINY_DTYPE).eval().requires_grad_(False)
-    return pipeline, component_facts(models, "tiny", device, TINY_DTYPE, {})

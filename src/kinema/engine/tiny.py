@@ -191,13 +191,12 @@ def seeded(build: Callable[[], T]) -> T:
         return build()
 
 
-def _tiny_pipeline(fit_vae: bool = True) -> LTX2Pipeline:
-    """`fit_vae=False`: a random VAE, for callers that only time the architecture."""
+def _tiny_pipeline() -> LTX2Pipeline:
     builders = {
         "text_encoder": _text_encoder,
         "connectors": _connectors,
         "transformer": _transformer,
-        "vae": _fitted_video_vae if fit_vae else _video_vae,
+        "vae": _fitted_video_vae,
         "audio_vae": _audio_vae,
         "vocoder": _vocoder,
     }
