@@ -115,3 +115,33 @@ def test_each_model_is_made_by_its_own_workers_and_shown_with_them(
     )
     metrics = httpx.get(wan_server.url + "/metrics").text
     assert 'kinema_live_workers{model="tiny-wan-2.2"} 1.0' in metrics
+
+
+def test_what_wan_cannot_take_is_a_400_naming_the_field(wan_server: ServerProcess) -> None:
+    """A last frame, or a clip to remix: Wan takes a first frame only, so the request is refused
+    in the contract's envelope instead of queued as a job that fails on the worker."""
+    body = {
+        "model": "klingai/video-v2-6-pro-image-to-video",
+        "prompt": "a fox",
+        "image_url": png_data_uri(),
+        "tail_image_url": png_data_uri(),
+    }
+    response = httpx.post(wan_server.url + V2, json=body, headers=AUTH)
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {
+            "field": "tail_image_url",
+            "message": "tiny-wan-2.2 takes a first frame only, not other frames",
+        }
+    ]
+    made = httpx.post(
+        wan_server.url + "/v1/videos", json={"prompt": "a fox", "size": "96x54"}, headers=AUTH
+    ).json()
+    with Client(wan_server.url, TEST_KEY) as client:
+        assert client.wait(made["id"], poll_interval=0.05, timeout=120).status == "completed"
+    remix = httpx.post(
+        f"{wan_server.url}/v1/videos/{made['id']}/remix", json={"prompt": "a cat"}, headers=AUTH
+    )
+    assert remix.status_code == 400
+    assert remix.json()["error"]["param"] == "video"
+    assert "first frame only" in remix.json()["error"]["message"]

@@ -278,7 +278,27 @@ def test_a_video_only_model_refuses_sound_and_text_only_models_refuse_images() -
         assert not plan.generate_audio
     assert plan_generation(replace(request, generate_audio=None), TINY_LTX2, 1).generate_audio
     with_image = replace(request, generate_audio=False, conditions=(Condition("j/input-0.png"),))
-    assert refusal(with_image, silent) == [("conditions", "silent makes video from text only")]
+    assert refusal(with_image, silent) == [("image_url", "silent makes video from text only")]
+
+
+@pytest.mark.parametrize("spec", [WAN_22, MODELS["kandinsky-6"]], ids=["wan", "kandinsky"])
+def test_a_first_frame_model_refuses_other_frames_and_clips_naming_their_fields(
+    spec: ModelSpec,
+) -> None:
+    """Wan and Kandinsky 6 take one image, as the first frame: a last frame, a frame between, a
+    remix or an extension is a 400 naming its field, not a job that fails on the worker."""
+    base = GenerationRequest(model=spec.id, prompt="p", duration=2)
+    first = Condition("j/input-0.png", 0)
+    assert plan_generation(replace(base, conditions=(first,)), spec, seed=1).conditions
+    others = {
+        "tail_image_url": Condition("j/input-1.png", -1),
+        "conditions": Condition("j/input-1.png", 24),
+        "video": Condition("j/clip.mp4", kind="video"),
+    }
+    for field, condition in others.items():
+        [(named, message)] = refusal(replace(base, conditions=(first, condition)), spec)
+        assert named == field and message.startswith(f"{spec.id} takes a first frame only, not")
+    assert "remix or extend" in refusal(replace(base, conditions=(others["video"],)), spec)[0][1]
 
 
 def test_conditions_land_on_latent_frames() -> None:

@@ -74,7 +74,7 @@ EXTENSIONS = (
     "seed",
     "callback_url",
 )
-PARAM_BY_FIELD = {"duration": "seconds", "aspect_ratio": "size"}
+PARAM_BY_FIELD = {"duration": "seconds", "aspect_ratio": "size", "image_url": "input_reference"}
 MEDIA_TYPES: dict[Variant, str] = {
     "video": "video/mp4",
     "thumbnail": "image/jpeg",

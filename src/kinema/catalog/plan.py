@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kinema.catalog.registry import ModelSpec, StageSpec
-from kinema.domain import GenerationRequest, LoraChoice
+from kinema.domain import Condition, GenerationRequest, LoraChoice
 from kinema.errors import FieldError, ValidationFailed
 
 # A stage without classifier-free guidance runs the plain (distilled) denoiser: no spatio-temporal
@@ -249,12 +249,24 @@ def _audio_error(request: GenerationRequest, spec: ModelSpec) -> FieldError | No
 
 
 def _conditions_error(request: GenerationRequest, spec: ModelSpec) -> FieldError | None:
-    if request.conditions and not spec.condition_pipeline:
-        return FieldError("conditions", f"{spec.id} makes video from text only")
     for condition in request.conditions:
+        field = _condition_field(condition)
+        if not spec.condition_pipeline:
+            return FieldError(field, f"{spec.id} makes video from text only")
+        if spec.first_frame_only and (condition.kind, condition.frame) != ("image", 0):
+            what = "a clip to remix or extend" if condition.kind == "video" else "other frames"
+            return FieldError(field, f"{spec.id} takes a first frame only, not {what}")
         if not 0.0 <= condition.strength <= 1.0:
-            return FieldError("conditions", f"strength {condition.strength:g} is not in 0..1")
+            return FieldError(field, f"strength {condition.strength:g} is not in 0..1")
     return None
+
+
+def _condition_field(condition: Condition) -> str:
+    """The contract field a condition comes from: the source clip of a remix or an extension,
+    the first frame, the last, or (kinema's own) a frame in between."""
+    if condition.kind == "video":
+        return "video"
+    return {0: "image_url", -1: "tail_image_url"}.get(condition.frame, "conditions")
 
 
 def _latent_index(frame: int, num_frames: int, frame_multiple: int) -> int:

@@ -59,6 +59,9 @@ class ModelSpec:
     # The pipeline class (built from the same components) that takes image and clip conditions;
     # "": the model makes video from text only.
     condition_pipeline: str = ""
+    # It takes one image, as the first frame, and no other condition (no last frame, no clip to
+    # remix or extend).
+    first_frame_only: bool = False
     # Whether the model rewrites prompts itself (LTX-2's Gemma text encoder doubles as one), and
     # how many tokens a rewrite may have (None: the pipeline's own limit).
     enhances_prompts: bool = True

@@ -18,6 +18,7 @@ KANDINSKY_6 = ModelSpec(
     family="kandinsky",
     pipeline="Kandinsky6TI2VAPipeline",
     condition_pipeline="Kandinsky6TI2VAPipeline",  # the same pipeline, given `image`
+    first_frame_only=True,
     weights="kandinskylab/Kandinsky-6.0-Lite-5s-Diffusers",
     weights_setting="KINEMA_WEIGHTS (a JSON map of model id to weights)",
     fps=24.0,

@@ -22,6 +22,7 @@ WAN_22 = ModelSpec(
     family="wan",
     pipeline="WanPipeline",
     condition_pipeline="WanImageToVideoPipeline",
+    first_frame_only=True,
     weights="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
     weights_setting="KINEMA_WEIGHTS (a JSON map of model id to weights)",
     fps=24.0,
