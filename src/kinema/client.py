@@ -336,7 +336,8 @@ class Client:
         `last_image` the last: a local file or bytes (sent as a data URI) or an http(s) URL.
         `model` defaults to DEFAULT_MODEL, or IMAGE_TO_VIDEO_MODEL with an image; kinema's own
         model ids also take any `duration` (seconds), `width` with `height`, and `fps`. Other
-        fields (`aspect_ratio`, `seed`, `negative_prompt`, …) go in `options`; None is left out."""
+        fields (`aspect_ratio`, `seed`, `negative_prompt`, `loras=[{"name": …, "scale": …}]`,
+        …) go in `options`; None is left out."""
         shape = {"duration": duration, "width": width, "height": height, "fps": fps}
         body = _create_body(prompt, model, {**shape, **options}, image, last_image)
         return Generation.from_json(_checked(self._http.post(CREATE_PATH, json=body)))

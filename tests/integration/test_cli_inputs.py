@@ -167,3 +167,29 @@ def test_an_image_without_a_model_uses_the_kling_image_to_video_id_on_a_server(
     info = probe(out)
     assert (info.width, info.height) == (96, 54) and info.frame_count == 5 * FPS
     assert_first_frame_shows(out)
+
+
+def test_generate_with_a_lora_runs_it_and_the_job_records_it(
+    tmp_path: Path, tiny_weights: Path, lora_dir: Path
+) -> None:
+    """--lora NAME:SCALE reaches the worker here: the job's params name the LoRA that ran."""
+    kinema = Kinema(
+        kinema_env(tmp_path / "data", tiny_weights, KINEMA_LORA_DIR=str(lora_dir)), [], tmp_path
+    )
+    summary = kinema.made(
+        "generate",
+        "a fox",
+        "--model",
+        "tiny-ltx2",
+        "--seconds",
+        "1",
+        "--lora",
+        "glow:0.5",
+        "-o",
+        str(tmp_path / "glow.mp4"),
+    )
+    shown = kinema.run("jobs", "show", summary["id"], "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["params"]["loras"] == [{"name": "glow", "scale": 0.5}]
+    table = kinema.run("jobs", "show", summary["id"])
+    assert "glow at 0.5" in table.stdout

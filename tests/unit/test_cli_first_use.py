@@ -200,3 +200,35 @@ def test_models_as_a_table_shows_the_presets_and_what_is_served() -> None:
     assert (rows["ltx-2"]["sound"], rows["ltx-2"]["memory"]) == ("yes", "69 GB")
     assert (rows["wan-2.2"]["sound"], rows["wan-2.2"]["memory"]) == ("no", "23 GB")
     assert "served: here" in result.stdout
+
+
+def test_sound_on_a_video_only_model_is_refused_in_the_clis_terms(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    args = ["generate", "a fox", "--model", "tiny-wan-2.2", "--audio", "--data-dir", str(data_dir)]
+    refused = runner.invoke(app, [*args, "-o", str(tmp_path / "x.mp4")])
+    assert refused.exit_code == 1
+    assert (
+        "--audio/--no-audio: tiny-wan-2.2 makes video without sound; leave out --audio "
+        "(or pass --no-audio)" in words(refused.stderr)
+    )
+    assert not data_dir.exists()
+
+
+def test_loras_are_checked_by_flag_before_the_model_loads(tmp_path: Path) -> None:
+    data_dir, out = tmp_path / "data", str(tmp_path / "x.mp4")
+    bad_scale = generate_here(data_dir, "-o", out, "--lora", "glow:bright")
+    assert bad_scale.exit_code == 1
+    assert "--lora: 'glow:bright': SCALE must be a number, e.g. glow:0.8" in words(bad_scale.stderr)
+    folder = tmp_path / "loras" / "tiny-ltx2"
+    folder.mkdir(parents=True)
+    (folder / "glow.safetensors").write_bytes(b"read by the worker, not here")
+    env = {"KINEMA_LORA_DIR": str(tmp_path / "loras")}
+    args = ["generate", "a fox", "--model", "tiny-ltx2", "--data-dir", str(data_dir), "-o", out]
+    unknown = runner.invoke(app, [*args, "--lora", "grain:0.5"], env=env)
+    assert unknown.exit_code == 1
+    assert "error: --lora: no LoRA named 'grain' for tiny-ltx2; offered: glow" in words(
+        unknown.stderr
+    )
+    too_many = generate_here(data_dir, "-o", out, *["--lora", "glow"] * 5)
+    assert too_many.exit_code == 1 and "--lora:" in words(too_many.stderr)
+    assert not data_dir.exists()

@@ -155,19 +155,29 @@ CLI_FLAGS = {
     "cfg_scale": "--cfg-scale",
     "generate_audio": "--audio/--no-audio",
     "seed": "--seed",
+    "loras": "--lora",
     "after": "--after",
     "video": "ID",
 }
 # Where the contract's message speaks of the wire (a JSON string "5" is fine there).
 CLI_MESSAGES = {'must be 5 or 10 (or the strings "5" / "10")': "must be 5 or 10"}
+# Endings of the contract's messages that tell a client what to send, as the command says it.
+CLI_ADVICE = {"; send false": "; leave out --audio (or pass --no-audio)"}
 PASS_A_KEY = "pass --api-key KEY or set KINEMA_API_KEY"
 
 
 def _in_cli_terms(errors: list[FieldError]) -> str:
     return "; ".join(
-        f"{CLI_FLAGS.get(e.field, e.field)}: {CLI_MESSAGES.get(e.message, e.message)}"
-        for e in errors
+        f"{CLI_FLAGS.get(e.field, e.field)}: {_cli_message(e.message)}" for e in errors
     )
+
+
+def _cli_message(message: str) -> str:
+    message = CLI_MESSAGES.get(message, message)
+    for wire, cli in CLI_ADVICE.items():
+        if message.endswith(wire):
+            return message.removesuffix(wire) + cli
+    return message
 
 
 def explained(exc: Exception, server: str | None = None, api_key: str | None = None) -> str:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from kinema.api.inputs import as_inputs, input_policy, refused_input
+from kinema.catalog.loras import lora_error
 from kinema.catalog.plan import check_request
 from kinema.catalog.registry import HOSTED_ALIASES, KLING_ALIASES, ServedModels, get_spec
 from kinema.cli.app import (
@@ -103,6 +104,15 @@ def generate(
         typer.Option("--audio/--no-audio", help="generate sound (default: if the model makes it)"),
     ] = None,
     seed: Annotated[int | None, typer.Option()] = None,
+    lora: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lora",
+            metavar="NAME[:SCALE]",
+            help="a LoRA the deployment offers (`kinema loras`) at SCALE (default 1); repeatable",
+            show_default=False,
+        ),
+    ] = None,
     server: Server = None,
     api_key: ApiKeyOption = None,
     data_dir: DataDir = None,
@@ -126,6 +136,7 @@ def generate(
         "cfg_scale": cfg_scale,
         "generate_audio": audio,
         "seed": seed,
+        "loras": _loras(lora or []),
     }
     given = {
         field: value
@@ -177,6 +188,21 @@ def _size(size: str | None) -> tuple[int | None, int | None]:
     if match is None or not int(match[1]) or not int(match[2]):
         raise fail(f"--size: {size!r} is not WIDTHxHEIGHT in pixels, e.g. 1280x720")
     return int(match[1]), int(match[2])
+
+
+def _loras(given: list[str]) -> list[dict[str, object]] | None:
+    """--lora NAME[:SCALE] as the body's `loras`; None when none is given."""
+    chosen: list[dict[str, object]] = []
+    for item in given:
+        name, colon, scale = item.rpartition(":")
+        if not colon:
+            chosen.append({"name": item, "scale": 1.0})
+            continue
+        try:
+            chosen.append({"name": name, "scale": float(scale)})
+        except ValueError:
+            raise fail(f"--lora: {item!r}: SCALE must be a number, e.g. {name}:0.8") from None
+    return chosen or None
 
 
 def _length(seconds: float | None, duration: float | None) -> float | None:
@@ -337,12 +363,13 @@ def _check_locally(
     """What the served model cannot make (size, length, rate, sound) refused before it loads."""
     request, _ = local_request(prompt, model, options, images)
     resolved = ServedModels.of(served_models(settings)).resolve(request.model)
+    spec = get_spec(resolved or model)
     try:
-        check_request(
-            replace(request, model=resolved or request.model), get_spec(resolved or model)
-        )
+        check_request(replace(request, model=resolved or request.model), spec)
     except ValidationFailed as exc:
         raise fail(explained(_as_typed(exc, length_flag))) from None
+    if (error := lora_error(request.loras, spec, settings.lora_dir)) is not None:
+        raise fail(explained(ValidationFailed(error.message, [error])))
 
 
 class RemoteSource:

@@ -124,6 +124,7 @@ def _info_from_job(
             "cfg_scale": request.cfg_scale,
             "generate_audio": request.generate_audio,
             "seed": request.seed,
+            "loras": [{"name": c.name, "scale": c.scale} for c in request.loras] or None,
         },
         timings=job.meta.get("timings"),
         video=video,
@@ -164,6 +165,7 @@ def _info_from_video(body: dict[str, Any]) -> JobInfo:
             "cfg_scale": body.get("cfg_scale"),
             "generate_audio": body.get("generate_audio"),
             "seed": body.get("seed"),
+            "loras": body.get("loras") or None,
         },
         timings=body.get("timings"),
         video=video,
@@ -457,6 +459,8 @@ def _detail_rows(job: JobInfo) -> Iterator[tuple[str, str | Text]]:
 def _param_text(name: str, value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if name == "loras" and isinstance(value, list):
+        return ", ".join(f"{lora['name']} at {lora['scale']:g}" for lora in value)
     return f"{value} s" if name == "duration" else str(value)
 
 
