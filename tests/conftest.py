@@ -93,6 +93,14 @@ class ServerProcess:
     def workers(self) -> list[int]:
         return children_of(self.process.pid)
 
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until `/readyz` is 200: every served model has a live worker (its model loaded)."""
+        deadline = time.monotonic() + timeout
+        while httpx.get(f"{self.url}/readyz", timeout=5).status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server not ready after {timeout} s:\n{self.output()}")
+            time.sleep(0.1)
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the server; its worker processes must not outlive it."""
         workers = self.workers()

@@ -350,11 +350,14 @@ def test_a_short_key_is_shown_shortened_never_as_an_ellipsis_alone(
 def test_the_model_list_offers_the_served_models_and_names_the_aliases_in_a_hint(
     page: Page, server: ServerProcess
 ) -> None:
+    server.wait_ready()  # its worker is live: the list counts it
     sign_in(page, server)
     expect(page.locator("#app")).to_be_visible()
     page.wait_for_load_state("networkidle")  # the list is refreshed from /v1/models
     options = page.locator("#model option")
     assert options.evaluate_all("(nodes) => nodes.map((n) => n.value)") == ["tiny-ltx2"]
+    expect(options.first).to_have_text("tiny-ltx2 · 1 live worker")
+    expect(page.locator("#model-workers")).to_have_text("")  # a warning only when none is live
     expect(page.locator("#model-description")).to_contain_text("tiny random weights")
     hint = page.locator("#model-aliases")
     expect(hint).to_contain_text(KLING_ALIASES[0])

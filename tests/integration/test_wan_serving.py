@@ -11,8 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from kinema import Client
+from kinema.cli import app
 from kinema.media import probe
 from tests.conftest import TEST_KEY, ServerProcess, launch_server
 from tests.pictures import half_white
@@ -115,6 +117,14 @@ def test_each_model_is_made_by_its_own_workers_and_shown_with_them(
     )
     metrics = httpx.get(wan_server.url + "/metrics").text
     assert 'kinema_live_workers{model="tiny-wan-2.2"} 1.0' in metrics
+    listed = CliRunner(env={"COLUMNS": "300"}).invoke(app, ["models", "--server", wan_server.url])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    header = next(line for line in lines if "┃ id" in line).split("┃")
+    rows = [line.split("│") for line in lines if "│" in line]
+    column = [cell.strip() for cell in header].index("live workers")
+    live = {row[1].strip(): row[column].strip() for row in rows if row[1].strip() in SERVED}
+    assert live == dict.fromkeys(SERVED, "1")
 
 
 def test_what_wan_cannot_take_is_a_400_naming_the_field(wan_server: ServerProcess) -> None:

@@ -333,3 +333,22 @@ def test_a_model_kinema_has_no_spec_of_leaves_the_size_to_the_server() -> None:
     page = parse(render_page([{"id": "somebody-elses-model", "description": "d"}]))
     assert page.options["size"] == [""]
     assert json.loads(str(page.attributes["generate-form"]["data-models"])) == {}
+
+
+def test_each_served_model_shows_its_live_workers() -> None:
+    """As /v1/models counts them: a model nobody makes says its jobs wait; without a count (the
+    database could not say) nothing is claimed."""
+    html = render_page(
+        [
+            {"id": "tiny-ltx2", "description": "d", "live_workers": 0},
+            {"id": "tiny-wan-2.2", "description": "d", "live_workers": 2},
+            {"id": "tiny-kandinsky-6", "description": "d"},
+        ]
+    )
+    assert 'data-waiting="1">tiny-ltx2 · no live worker</option>' in html
+    assert ">tiny-wan-2.2 · 2 live workers</option>" in html
+    assert ">tiny-kandinsky-6</option>" in html
+    assert (
+        '<p id="model-workers" class="hint">no live worker: its jobs wait until one starts</p>'
+        in html
+    )

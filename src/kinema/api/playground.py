@@ -110,10 +110,29 @@ def media_origins(request: Request) -> tuple[str, ...]:
     return (origin,) if origin and origin != _origin(str(request.base_url)) else ()
 
 
+WAITING = "no live worker: its jobs wait until one starts"
+
+
+def workers_text(entry: dict[str, Any]) -> str:
+    """How many workers make the model's jobs now ("" where the server could not say)."""
+    live = entry.get("live_workers")
+    if not isinstance(live, int):
+        return ""
+    return "no live worker" if live == 0 else f"{live} live worker{'' if live == 1 else 's'}"
+
+
+def waiting_text(entry: dict[str, Any]) -> str:
+    """The warning under the model list when no worker makes the chosen model's jobs."""
+    return WAITING if entry.get("live_workers") == 0 else ""
+
+
 def _model_option(entry: dict[str, Any]) -> str:
     model_id = escape(str(entry["id"]))
     title = escape(str(entry.get("description") or ""))
-    return f'<option value="{model_id}" title="{title}">{model_id}</option>'
+    workers = workers_text(entry)
+    label = f"{model_id} · {escape(workers)}" if workers else model_id
+    waiting = ' data-waiting="1"' if waiting_text(entry) else ""
+    return f'<option value="{model_id}" title="{title}"{waiting}>{label}</option>'
 
 
 def served_entries(catalog: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -276,6 +295,7 @@ def render_page(
         model_limits=escape(json.dumps(limits, separators=(",", ":"))),
         model_options="".join(_model_option(e) for e in served),
         model_description=escape(str(served[0].get("description") or "")) if served else "",
+        model_workers=escape(waiting_text(served[0])) if served else "",
         alias_hint=alias_hint(catalog),
         aspect_ratios=_radios("aspect_ratio", ASPECT_RATIOS),
         durations=_radios("duration", durations, " s", seconds),
@@ -299,7 +319,8 @@ def playground(request: Request) -> HTMLResponse:
         "Content-Security-Policy": content_security_policy(media_origins(request)),
         "Cache-Control": "no-cache",
     }
-    page = render_page(app.jobs.served.catalog(), image_limit=app.settings.input_max_bytes)
+    catalog = app.jobs.served_catalog(app.settings.worker_liveness_seconds)
+    page = render_page(catalog, image_limit=app.settings.input_max_bytes)
     return HTMLResponse(page, headers=headers)
 
 
@@ -408,9 +429,10 @@ PAGE = """<!doctype html>
     <div class="grid2">
       <div class="field">
         <label for="model">Model</label>
-        <select id="model" name="model" aria-describedby="model-description">
+        <select id="model" name="model" aria-describedby="model-description model-workers">
           {model_options}</select>
         <p id="model-description" class="hint">{model_description}</p>
+        <p id="model-workers" class="hint">{model_workers}</p>
       </div>
       <div class="field check">
         <label><input id="generate-audio" name="generate_audio" type="checkbox" checked>

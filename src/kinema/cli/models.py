@@ -32,20 +32,27 @@ def models(
         print(json.dumps(entries))
         return
     where = f"by {server}" if server else "here (KINEMA_MODEL or --model)"
+    counted = any("live_workers" in entry for entry in entries)  # a server counts them
+    columns = ["id", "served", *(["live workers"] if counted else []), "serves as", "sound"]
     table = Table(
-        "id",
-        "served",
-        "serves as",
-        "sound",
+        *columns,
         "GPU memory",
         "description",
         caption=f"served: {where}; GPU memory: the weights in bf16, from parameter counts",
     )
     for entry in entries:
         mark = Text("yes", style="green") if entry["served"] else ""
+        workers = [_workers(entry)] if counted else []
         facts = (entry.get(key, "") for key in ("alias_of", "sound", "gpu_memory", "description"))
-        table.add_row(entry["id"], mark, *facts)
+        table.add_row(entry["id"], mark, *workers, *facts)
     stdout_console().print(table)
+
+
+def _workers(entry: dict[str, Any]) -> Text | str:
+    live = entry.get("live_workers")
+    if live is None:
+        return ""
+    return Text("none", style="yellow") if live == 0 else str(live)
 
 
 def _model_catalog(served: list[dict[str, str]]) -> list[dict[str, Any]]:

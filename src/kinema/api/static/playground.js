@@ -30,6 +30,8 @@
   const TIMING_SUMMARIES = new Set(["generate", "stage1_per_step"]);
   const POLL_MS = 750;
   const PENDING_REFRESH_MS = 3000;
+  const MODELS_REFRESH_MS = 20000;
+  const WAITING = "no live worker: its jobs wait until one starts";
   const GALLERY_PAGE = 12;
   const KEY_CHECK_ID = "playground-key-check";
   // The image types the API takes, by the bytes that start each file.
@@ -324,6 +326,22 @@
   function showModelDescription() {
     const option = $("model").selectedOptions[0];
     $("model-description").textContent = option ? option.title : "";
+    $("model-workers").textContent = option && option.dataset.waiting ? WAITING : "";
+  }
+
+  // How many workers make the model's jobs now ("" where the server could not say).
+  function workersText(entry) {
+    const live = entry.live_workers;
+    if (typeof live !== "number") return "";
+    return live === 0 ? "no live worker" : `${live} live worker${live === 1 ? "" : "s"}`;
+  }
+
+  function modelOption(entry) {
+    const workers = workersText(entry);
+    const text = workers ? `${entry.id} · ${workers}` : entry.id;
+    const option = el("option", { value: entry.id, text, title: entry.description || "" });
+    if (entry.live_workers === 0) option.dataset.waiting = "1";
+    return option;
   }
 
   function fillModels(entries) {
@@ -331,8 +349,7 @@
     if (!served.length) return;
     const select = $("model");
     const previous = select.value;
-    select.replaceChildren(...served.map((entry) =>
-      el("option", { value: entry.id, text: entry.id, title: entry.description || "" })));
+    select.replaceChildren(...served.map(modelOption));
     select.value = served.some((e) => e.id === previous) ? previous : served[0].id;
     showModelDescription();
     applyModelLimits();
@@ -1513,6 +1530,11 @@
     restoreForm();
     updateCounters();
     loadModels();
+    // The live workers change as workers start and stop: refresh the list now and then, never
+    // under the pointer of someone choosing from it.
+    setInterval(() => {
+      if (!document.hidden && document.activeElement !== $("model")) loadModels();
+    }, MODELS_REFRESH_MS);
     const saved = sessionStorage.getItem(KEY_STORAGE);
     if (saved) signIn(saved);
   }
