@@ -20,6 +20,7 @@ from kinema.catalog.registry import (
     DISTILLED_SIGMAS,
     LTX_2,
     LTX_2_QUALITY,
+    MODELS,
     REFINE_SIGMAS,
     TINY_LTX2,
     TINY_LTX2_QUALITY,
@@ -180,6 +181,28 @@ def test_tiny_without_setting_is_built_and_holds_every_component(
         UPSAMPLER_DIR,
     )
     assert (sources.lora.location, sources.lora.file) == (str(tiny_weights), LORA_FILE)
+
+
+@pytest.mark.parametrize("model_id", ["ltx-2.3", "ltx-2.3:quality", "ltx-2.5", "ltx-2.5:quality"])
+def test_a_local_copy_named_in_kinema_weights_serves_every_part_it_holds(
+    model_id: str, tmp_path: Path
+) -> None:
+    """The upsampler (and LTX-2.5's distilled LoRA) live in the model's own repository: a copy
+    of it named by KINEMA_WEIGHTS serves them too, nothing from the Hub."""
+    spec = MODELS[model_id]
+    settings = Settings(data_dir=tmp_path, weights={model_id: "/models/copy"})
+    sources = components.resolve_sources(spec, settings)
+    assert sources.pipeline.location == "/models/copy"
+    assert sources.upsampler is not None
+    assert (sources.upsampler.location, sources.upsampler.subfolder) == (
+        "/models/copy",
+        "latent_upsampler",
+    )
+    if model_id == "ltx-2.5:quality":
+        assert sources.lora is not None
+        assert (sources.lora.location, sources.lora.file) == ("/models/copy", spec.lora_file)
+    if model_id == "ltx-2.3:quality":  # Lightricks publishes it in another repository
+        assert sources.lora is not None and sources.lora.location == "Lightricks/LTX-2.3"
 
 
 def test_tiny_weights_setting_overrides_the_build(settings: Settings) -> None:

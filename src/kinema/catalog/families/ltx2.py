@@ -4,6 +4,7 @@ and the tiny twin kinema builds to test every code path on a CPU."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from kinema.catalog.spec import FULL_HD_SIZES, ModelSpec, StageSpec
 
@@ -108,7 +109,7 @@ LTX_23 = replace(
     weights="diffusers/LTX-2.3-Distilled-Diffusers",
     weights_setting="KINEMA_WEIGHTS (a JSON map of model id to weights)",
     stages=DISTILLED_CHECKPOINT_STAGES,
-    upsampler_weights="diffusers/LTX-2.3-Distilled-Diffusers",
+    upsampler_weights="",  # its weights' own latent_upsampler/, wherever they are
     lora_weights="",
     lora_file=None,
     extra_call_args={},
@@ -117,7 +118,7 @@ LTX_23 = replace(
     memory_gb=72.0,
     memory_basis=(
         "computed from parameter counts: 35.8B in bf16 (transformer 19.0B, connectors 3.2B, "
-        "Gemma 3 12.2B, VAEs, vocoder with BWE, upsampler 1.4B), weights only"
+        "Gemma 3 12.2B, VAEs, vocoder with BWE and upsampler 1.4B together), weights only"
     ),
 )
 LTX_23_QUALITY = replace(
@@ -127,7 +128,6 @@ LTX_23_QUALITY = replace(
     "2x upsample, distilled-LoRA refine",
     weights="diffusers/LTX-2.3-Diffusers",
     stages=QUALITY_STAGES,
-    upsampler_weights="diffusers/LTX-2.3-Diffusers",
     lora_weights="Lightricks/LTX-2.3",
     lora_file="ltx-2.3-22b-distilled-lora-384-1.1.safetensors",
 )
@@ -135,16 +135,14 @@ LTX_23_QUALITY = replace(
 # LTX-2.5: the same classes again, with a Gemma 4 text encoder (image conditions are re-encoded
 # at CRF 18, which the pipeline picks from it) and one repository for both presets: the distilled
 # transformer is the pipeline's own, the full model sits beside it in `transformer_full/`. Its
-# prompt enhancer is a separate Gemma 4 whose processor needs torchvision: not loaded, and
-# `enhance_prompt` is refused. Not yet run on its real weights here.
-LTX_25_WEIGHTS = "Lightricks/LTX-2.5-Diffusers"
+# prompt enhancer is a separate Gemma 4 whose processor needs torchvision: not loaded here, so
+# `enhance_prompt` is ignored with a note. Not yet run on its real weights here.
 LTX_25 = replace(
     LTX_23,
     id="ltx-2.5",
     description="LTX-2.5 fast: the distilled 22B transformer, 8 steps at half size, 2x upsample, "
     "3-step refine",
-    weights=LTX_25_WEIGHTS,
-    upsampler_weights=LTX_25_WEIGHTS,
+    weights="Lightricks/LTX-2.5-Diffusers",
     enhances_prompts=False,
     unloaded_components=("prompt_enhancer", "processor", "duration_head"),
     memory_gb=71.0,
@@ -165,45 +163,36 @@ LTX_25_QUALITY = replace(
     guidance_default=3.0,
     transformer_subfolder="transformer_full",
     spaced_scheduler={"use_dynamic_shifting": True, "shift_terminal": 0.1},
-    lora_weights=LTX_25_WEIGHTS,
-    lora_file="ltx-2.5-22b-distilled-lora-450-bf16.safetensors",
+    lora_file="ltx-2.5-22b-distilled-lora-450-bf16.safetensors",  # beside the pipeline's
 )
+# What the LTX-2 family's tiny twins share: their sizes, prompt length and footprint.
+TINY_SHAPE: dict[str, Any] = {
+    "weights": "",
+    "output_sizes": TINY_LTX2.output_sizes,
+    "min_side": TINY_LTX2.min_side,
+    "max_side": TINY_LTX2.max_side,
+    "max_pixels": TINY_LTX2.max_pixels,
+    "max_sequence_length": TINY_LTX2.max_sequence_length,
+    # two layers: spatio-temporal guidance perturbs the last one, as block 28 of 48 does for real
+    "extra_call_args": {"spatio_temporal_guidance_blocks": [1]},
+    "memory_gb": None,
+    "memory_basis": TINY_LTX2.memory_basis,
+}
 TINY_LTX25 = replace(
     LTX_25,
     id="tiny-ltx-2.5",
     description="The LTX-2.5 layout (Gemma 4, gated attention, per-modality connectors, "
     "bandwidth-extension vocoder) with tiny random weights built locally: for CPU tests",
-    weights="",
-    upsampler_weights="",
-    output_sizes=TINY_LTX2.output_sizes,
-    min_side=TINY_LTX2.min_side,
-    max_side=TINY_LTX2.max_side,
-    max_pixels=TINY_LTX2.max_pixels,
-    max_sequence_length=TINY_LTX2.max_sequence_length,
-    upsampler_subfolder="latent_upsampler",
-    # two layers: spatio-temporal guidance perturbs the last one, as block 28 of 48 does for real
-    extra_call_args={"spatio_temporal_guidance_blocks": [1]},
-    memory_gb=None,
-    memory_basis=TINY_LTX2.memory_basis,
+    **TINY_SHAPE,
 )
 TINY_LTX25_QUALITY = replace(
     LTX_25_QUALITY,
     id="tiny-ltx-2.5:quality",
     description="The tiny twin of LTX-2.5 quality: its full transformer with CFG, STG and "
     "modality guidance, 2x upsample, distilled-LoRA refine",
-    weights="",
-    upsampler_weights="",
-    lora_weights="",
     lora_file="distilled_lora.safetensors",
-    output_sizes=TINY_LTX2.output_sizes,
-    min_side=TINY_LTX2.min_side,
-    max_side=TINY_LTX2.max_side,
-    max_pixels=TINY_LTX2.max_pixels,
-    max_sequence_length=TINY_LTX2.max_sequence_length,
     stages=(StageSpec(steps=3, scale=0.5, uses_cfg=True), FAST_STAGES[1]),
-    extra_call_args=TINY_LTX25.extra_call_args,
-    memory_gb=None,
-    memory_basis=TINY_LTX2.memory_basis,
+    **TINY_SHAPE,
 )
 
 MODELS = (
