@@ -77,7 +77,7 @@ def test_the_twin_loads_what_ltx_2_5_runs_and_leaves_what_it_never_runs(
     assert pipeline.duration_head is None and pipeline.prompt_enhancer is None
     assert pipeline.transformer.config.perturbed_attn is True
     built = settings.models_dir / TINY_DIR_NAME
-    assert (built / "duration_head").is_dir()  # in the repository, unloaded
+    assert (built / "duration_head").is_dir() and (built / "prompt_enhancer").is_dir()
     assert resolve_default_image_crf(pipeline.text_encoder) == 18
     assert not needs_tiny_build(TINY_LTX25, settings)
 

@@ -185,9 +185,9 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def seeded(build: Callable[[], T]) -> T:
+def seeded(build: Callable[[], T], seed: int = SEED) -> T:
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
+        torch.manual_seed(seed)
         return build()
 
 

@@ -1,18 +1,17 @@
 """The tiny twin of LTX-2.5, built locally in the layout of `Lightricks/LTX-2.5-Diffusers`: a
-Gemma 4 text encoder, the 2.3/2.5 transformer flags (gated attention, prompt modulation, STG-capable
-attention, no FFN bias, keyframe position embedding), per-modality connectors, the four-stage VAE,
-the vocoder with bandwidth extension, a duration head; the distilled transformer as the pipeline's
-own and the full one in `transformer_full/`, the distilled scheduler, a 2x latent upsampler and
-the distilled LoRA beside them. Random weights: noise with sound, for CPU tests of every path
-LTX-2.5 takes. The tokenizer is the LTX-2 twin's.
+Gemma 4 text encoder, the 2.3/2.5 transformer flags (gated attention, prompt modulation,
+STG-capable attention, no FFN bias, keyframe position embedding), per-modality connectors, the
+four-stage VAE, the vocoder with bandwidth extension, a duration head and a Gemma 4 prompt
+enhancer; the distilled transformer as the pipeline's own and the full one in
+`transformer_full/`, the distilled scheduler, a 2x latent upsampler and the distilled LoRA beside
+them. Random weights: noise with sound, for CPU tests of every path LTX-2.5 takes. The tokenizer
+is the LTX-2 twin's.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import torch
 from diffusers.models.autoencoders.autoencoder_kl_ltx2 import AutoencoderKLLTX2Video
 from diffusers.models.transformers.transformer_ltx2 import LTX2VideoTransformer3DModel
 from diffusers.pipelines.ltx2 import LTX2DurationHead, LTX2TextConnectors
@@ -23,12 +22,17 @@ from diffusers.schedulers.scheduling_flow_match_euler_discrete import (
 )
 from safetensors.torch import save_file
 from torch import nn
-from transformers import Gemma4UnifiedConfig, Gemma4UnifiedForConditionalGeneration
+from transformers import (
+    Gemma4Config,
+    Gemma4ForConditionalGeneration,
+    Gemma4UnifiedConfig,
+    Gemma4UnifiedForConditionalGeneration,
+)
 
 from kinema.engine import tiny
 
 TINY_DIR_NAME = "tiny-ltx-2.5"
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 FULL_TRANSFORMER_DIR = "transformer_full"
 VIDEO_WIDTH = 16  # the transformer's video inner width (2 heads x 8) == the connectors' output
 AUDIO_WIDTH = 8  # its audio inner width (2 heads x 4)
@@ -46,7 +50,7 @@ def build_tiny_ltx25(destination: Path) -> None:
 
 def _save(staging: Path) -> None:
     _pipeline().save_pretrained(staging, safe_serialization=True)
-    full = _seeded(_transformer, FULL_MODEL_SEED)
+    full = tiny.seeded(_transformer, FULL_MODEL_SEED)
     full.save_pretrained(staging / FULL_TRANSFORMER_DIR, safe_serialization=True)
     upsampler = tiny.seeded(tiny._upsampler)
     upsampler.save_pretrained(staging / tiny.UPSAMPLER_DIR, safe_serialization=True)
@@ -54,18 +58,12 @@ def _save(staging: Path) -> None:
     save_file(lora, str(staging / tiny.LORA_FILE), metadata={"format": "pt"})
 
 
-def _seeded(build: Any, seed: int) -> Any:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
-
-
 def _pipeline() -> LTX2Pipeline:
     return LTX2Pipeline(
         scheduler=_scheduler(),  # type: ignore[arg-type]  # diffusers annotates it with a dummy class
         tokenizer=tiny._tokenizer(),
-        processor=None,
-        prompt_enhancer=None,
+        processor=None,  # the real one needs torchvision
+        prompt_enhancer=tiny.seeded(_prompt_enhancer),
         text_encoder=tiny.seeded(_text_encoder),
         connectors=tiny.seeded(_connectors),
         transformer=tiny.seeded(_transformer),
@@ -118,6 +116,40 @@ def _text_encoder() -> Gemma4UnifiedForConditionalGeneration:
     }
     config = Gemma4UnifiedConfig(text_config=text, vision_config=vision, audio_config=None)
     return Gemma4UnifiedForConditionalGeneration(config).eval()
+
+
+def _prompt_enhancer() -> Gemma4ForConditionalGeneration:
+    """A one-layer Gemma 4 in the prompt enhancer's slot, as the real repository has one (kinema
+    leaves it unloaded)."""
+    text = {
+        "vocab_size": tiny._vocab_size(),
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 8,
+        "global_head_dim": 8,
+        "layer_types": ["full_attention"],
+        "max_position_embeddings": 128,
+        "sliding_window": 32,
+        "vocab_size_per_layer_input": tiny._vocab_size(),
+        "hidden_size_per_layer_input": 4,
+    }
+    vision = {
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "patch_size": 2,
+        "pooling_kernel_size": 1,
+        "position_embedding_size": 16,
+        "max_position_embeddings": 64,
+    }
+    config = Gemma4Config(text_config=text, vision_config=vision, audio_config=None)
+    return Gemma4ForConditionalGeneration(config).eval()
 
 
 def _connectors() -> LTX2TextConnectors:
