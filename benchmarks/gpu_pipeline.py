@@ -11,7 +11,7 @@ model's tiny twin instead (built and loaded as a worker does) and prints the sam
 (this is how CI checks the script).
 
     python benchmarks/gpu_pipeline.py                       # ltx-2, fast preset, compile on
-    python benchmarks/gpu_pipeline.py --preset quality      # CFG first stage, 40 steps
+    python benchmarks/gpu_pipeline.py --preset quality      # CFG first stage (LTX-2: 40 steps)
     python benchmarks/gpu_pipeline.py --model wan-2.2:a14b  # any real-size catalog model
     python benchmarks/gpu_pipeline.py --fp8 --step-cache first_block --no-compile
 """
@@ -32,6 +32,7 @@ from kinema.catalog.runner import ClipRunner
 from kinema.config import Settings
 from kinema.domain import GenerationRequest
 from kinema.engine.random_models import random_runner, tiny_twin
+from kinema.errors import ValidationFailed
 from kinema.media import encode_mp4
 
 HOSTED_SECONDS = 150.0  # the hosted API's wall time for a 5 s 1080p clip
@@ -86,6 +87,34 @@ def chosen_spec(args: argparse.Namespace) -> ModelSpec:
     return MODELS[quality]
 
 
+def refuse_unapplied_flags(args: argparse.Namespace, spec: ModelSpec) -> None:
+    """The speed flags act on the LTX-2 engine only: elsewhere they would change nothing."""
+    given = {
+        "--fp8": args.fp8,
+        "--step-cache": args.step_cache not in (None, "none"),
+        "--text-encoder": args.text_encoder != "auto",
+        "--attention-backend": args.attention_backend != "auto",
+        "--no-compile": args.no_compile,
+    }
+    unapplied = [flag for flag, set_ in given.items() if set_]
+    if spec.family != "ltx2" and unapplied:
+        raise SystemExit(f"{', '.join(unapplied)}: the {spec.family} engine has no such setting")
+
+
+def planned(args: argparse.Namespace, spec: ModelSpec) -> GenerationPlan:
+    """The clip asked for, as `spec` makes it; what it cannot make ends the run, with why."""
+    request = GenerationRequest(
+        model=spec.id,
+        prompt="a benchmark",
+        aspect_ratio=aspect_ratio_for(spec, args.aspect_ratio),
+        duration=args.duration,
+    )
+    try:
+        return plan_generation(request, spec, seed=0)
+    except ValidationFailed as refused:
+        raise SystemExit(f"{spec.id}: {refused}") from None
+
+
 def aspect_ratio_for(spec: ModelSpec, wanted: str) -> str:
     """`wanted` where the model has a native size for it, else its first (Wan: no 1:1)."""
     return wanted if wanted in spec.output_sizes else next(iter(spec.output_sizes))
@@ -125,7 +154,10 @@ def main() -> None:
     device = torch.device("cuda" if cuda else "cpu")
     mode = "real" if cuda else "tiny"
     chosen = chosen_spec(args)
+    refuse_unapplied_flags(args, chosen)
     spec = chosen if cuda else tiny_twin(chosen)
+    planned(args, chosen)  # what the real model cannot make is refused before anything is built
+    plan = planned(args, spec)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     with tempfile.TemporaryDirectory() as data_dir:
@@ -134,13 +166,6 @@ def main() -> None:
         build_start = time.perf_counter()
         engine, facts = random_runner(spec, settings, device, tiny=not cuda, text_encoder=encoder)
         build_s = time.perf_counter() - build_start
-        request = GenerationRequest(
-            model=spec.id,
-            prompt="a benchmark",
-            aspect_ratio=aspect_ratio_for(spec, args.aspect_ratio),
-            duration=args.duration,
-        )
-        plan = plan_generation(request, spec, seed=0)
         warm_start = time.perf_counter()
         timed_clip(engine, plan, device)  # the warm-up is the same clip: compile, autotune, caches
         warmup_s = time.perf_counter() - warm_start

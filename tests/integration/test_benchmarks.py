@@ -153,3 +153,25 @@ def test_load_benchmark_prints_kinema_and_the_bare_endpoint_side_by_side(
     assert level["poll_rps_ratio_vs_bare"] == pytest.approx(
         level["poll"]["rps"] / level["bare"]["rps"], abs=0.002
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "kandinsky-6", "--duration", "10"], "kandinsky-6 makes 1..5 s"),
+        (["--model", "wan-2.2", "--fp8"], "--fp8: the wan engine has no such setting"),
+        (["--model", "wan-2.2", "--preset", "quality"], "wan-2.2 has no quality preset"),
+    ],
+)
+def test_gpu_pipeline_refuses_what_it_cannot_run_before_building(
+    args: list[str], message: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_pipeline.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        check=False,
+    )
+    assert result.returncode != 0 and message in result.stderr and not result.stdout

@@ -356,3 +356,12 @@ def test_ltx_2_5_quality_follows_lightricks_recipe_and_fast_runs_the_distilled_c
     assert not any(stage.distilled_lora or stage.uses_cfg for stage in plan.stages)
     assert fast.transformer_subfolder == "" and fast.weights == quality.weights
     assert plan.notes == ("enhance_prompt ignored: model 'ltx-2.5' has no prompt enhancer",)
+
+
+def test_every_real_model_names_a_tiny_twin_of_its_family() -> None:
+    """What stands in for it on a CPU (the GPU benchmark's): built locally, the same engine."""
+    for spec in MODELS.values():
+        if spec.weights:
+            twin = MODELS[spec.tiny_twin]
+            assert (twin.family, twin.weights) == (spec.family, ""), spec.id
+            assert twin.id.endswith(":quality") == spec.id.endswith(":quality"), spec.id

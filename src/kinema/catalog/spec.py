@@ -94,6 +94,8 @@ class ModelSpec:
     # "computed from parameter counts …"); None: not known yet.
     memory_gb: float | None = None
     memory_basis: str = ""
+    # The tiny model that stands in for it on a CPU (the GPU benchmark's); "": none.
+    tiny_twin: str = ""
 
     @property
     def loras_folder(self) -> str:

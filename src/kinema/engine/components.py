@@ -25,11 +25,13 @@ logger = logging.getLogger("kinema.engine")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 LORA_ADAPTER = "distilled"
 TINY_FAMILY = "tiny-ltx2"
-# The LTX-2 family's tiny twins, each built under the models dir on first use: the module that
-# builds it (its TINY_DIR_NAME, BUILD_VERSION) and the function that ensures it.
+# The tiny twins, each built under the models dir on first use: the module that builds it (its
+# TINY_DIR_NAME, BUILD_VERSION) and the function that ensures it.
 TINY_BUILDS = {
     TINY_FAMILY: ("kinema.engine.tiny", "ensure_tiny_ltx2"),
     "tiny-ltx-2.5": ("kinema.engine.tiny_ltx25", "ensure_tiny_ltx25"),
+    "tiny-wan-2.2": ("kinema.engine.wan", "ensure_tiny_wan"),
+    "tiny-kandinsky-6": ("kinema.engine.kandinsky", "ensure_tiny_kandinsky"),
 }
 
 
@@ -93,7 +95,7 @@ def resolve_weights(spec: ModelSpec, settings: Settings) -> str:
 
 
 def tiny_builder(name: str) -> Callable[[Path], Path]:
-    """The function that builds (once) the tiny twin `name` of the LTX-2 family."""
+    """The function that builds (once) the tiny twin `name`."""
     module, function = TINY_BUILDS[name]
     ensure: Callable[[Path], Path] = getattr(importlib.import_module(module), function)
     return ensure

@@ -24,8 +24,8 @@ from kinema.engine import tiny
 from kinema.engine.one_call import OneCallRunner, load_one_call, uint8_frames
 from kinema.engine.stages import Progress
 
-TINY_DIR = "tiny-kandinsky-6"
-TINY_VERSION = 1
+TINY_DIR_NAME = "tiny-kandinsky-6"
+BUILD_VERSION = 1
 SEED = 0
 QWEN_HIDDEN = 32  # == the transformer's in_text_dim
 CLIP_HIDDEN = 16  # == the transformer's in_text_dim2
@@ -74,22 +74,20 @@ def load_kandinsky_engine(spec: ModelSpec, settings: Settings) -> KandinskyRunne
     """Load `spec`'s weights (building the tiny twin first if it is the tiny model)."""
     from diffusers import Kandinsky6TI2VAPipeline
 
-    return load_one_call(
-        KandinskyRunner, Kandinsky6TI2VAPipeline, spec, settings, ensure_tiny_kandinsky
-    )
+    return load_one_call(KandinskyRunner, Kandinsky6TI2VAPipeline, spec, settings)
 
 
 # -- the tiny twin ---------------------------------------------------------------------------------
 
 
 def ensure_tiny_kandinsky(models_dir: Path) -> Path:
-    return tiny.ensure_built(models_dir / TINY_DIR, TINY_VERSION, build_tiny_kandinsky)
+    return tiny.ensure_built(models_dir / TINY_DIR_NAME, BUILD_VERSION, build_tiny_kandinsky)
 
 
 def build_tiny_kandinsky(destination: Path) -> None:
     tiny.build_atomically(
         destination,
-        TINY_VERSION,
+        BUILD_VERSION,
         lambda staging: _tiny_pipeline().save_pretrained(staging, safe_serialization=True),
     )
 

@@ -14,7 +14,7 @@ import PIL.Image
 import torch
 
 from kinema.catalog.plan import GenerationPlan, plan_generation
-from kinema.catalog.registry import ModelSpec, weights_keys
+from kinema.catalog.registry import ModelSpec
 from kinema.config import Settings
 from kinema.domain import Clip, GenerationRequest
 from kinema.engine import components, loras
@@ -120,15 +120,12 @@ def load_one_call(
     pipeline_class: Any,
     spec: ModelSpec,
     settings: Settings,
-    ensure_tiny: Callable[[Path], Path],
 ) -> R:
-    """`spec`'s weights in `pipeline_class` on the configured device; the tiny twin (built by
-    `ensure_tiny` under the models dir) where the catalog names no weights."""
+    """`spec`'s weights in `pipeline_class` on the configured device (a tiny twin, built under
+    the models dir first, where the catalog names no weights)."""
     device = components.resolve_device(settings.device)
     dtype = components.resolve_dtype(settings.dtype, device)
-    location = settings.weights_for(weights_keys(spec), spec.weights) or components.built_tiny(
-        spec, settings, ensure_tiny
-    )
+    location = components.resolve_weights(spec, settings)
     components.quiet_libraries()
     try:
         pipeline = pipeline_class.from_pretrained(location, dtype=dtype)

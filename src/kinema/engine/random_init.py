@@ -88,8 +88,8 @@ def build_random_ltx2(
 ) -> Built:
     """The LTX-2 pipeline and its 2x latent upsampler, random weights made on `device` in `dtype`.
 
-    `text_encoder="small"` keeps Gemma-3's widths and vocabulary but only 2 layers (and a matching
-    connectors input projection), for GPUs where the 12B encoder does not fit beside the
+    `text_encoder="small"` keeps the Gemma encoder's widths and vocabulary but only 2 layers (and a
+    matching connectors input projection), for GPUs where the 12B encoder does not fit beside the
     transformer. The facts: parameter counts per component, weight memory, build seconds.
     """
     started = time.perf_counter()

@@ -26,20 +26,12 @@ Built = tuple[Any, dict[str, object]]  # a ClipRunner, and facts about its compo
 
 
 def tiny_twin(spec: ModelSpec) -> ModelSpec:
-    """The tiny model standing in for `spec` on a CPU: its own (`tiny-<id>`) where there is one,
-    else the first of its family with the same kind of preset (`:quality` or not)."""
-    quality = spec.id.endswith(":quality")
-    twins = [
-        candidate
-        for candidate in MODELS.values()
-        if candidate.family == spec.family
-        and not candidate.weights
-        and candidate.id.endswith(":quality") == quality
-    ]
-    if not twins:
-        raise ValueError(f"the {spec.family} family has no tiny twin")
-    own = [twin for twin in twins if twin.id == f"tiny-{spec.id}"]
-    return (own or twins)[0]
+    """The tiny model the catalog names to stand in for `spec` on a CPU (a tiny one: itself)."""
+    if not spec.weights:
+        return spec
+    if spec.tiny_twin not in MODELS:
+        raise ValueError(f"{spec.id} names no tiny twin")
+    return MODELS[spec.tiny_twin]
 
 
 def random_runner(
@@ -52,7 +44,8 @@ def random_runner(
 ) -> Built:
     """`spec` (a real-size catalog model, built with random weights on `device`; with `tiny`, a
     tiny twin, built and loaded as a worker loads it) ready to run plans, and its facts.
-    `text_encoder="small"` gives LTX-2's Gemma 2 layers, for GPUs it would not fit beside."""
+    `text_encoder="small"`: LTX's Gemma text encoder with 2 layers, for GPUs where the whole
+    one does not fit beside the transformer."""
     if tiny:
         return _tiny(spec, settings)
     builders: dict[str, Callable[..., Built]] = {

@@ -17,8 +17,8 @@ from kinema.config import Settings
 from kinema.engine import components, tiny
 from kinema.engine.one_call import OneCallRunner, load_one_call
 
-TINY_WAN_DIR = "tiny-wan-2.2"
-TINY_WAN_VERSION = 1
+TINY_DIR_NAME = "tiny-wan-2.2"
+BUILD_VERSION = 1
 TINY_TEXT_WIDTH = 32  # the text encoder's d_model == the transformer's text_dim
 TINY_CHARACTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'-"
 
@@ -43,7 +43,7 @@ def load_wan_engine(spec: ModelSpec, settings: Settings) -> WanRunner:
     """Load `spec`'s weights (building the tiny twin first if it is the tiny model)."""
     from diffusers import WanPipeline
 
-    return load_one_call(WanRunner, WanPipeline, spec, settings, ensure_tiny_wan)
+    return load_one_call(WanRunner, WanPipeline, spec, settings)
 
 
 # -- the tiny twin ---------------------------------------------------------------------------------
@@ -51,13 +51,13 @@ def load_wan_engine(spec: ModelSpec, settings: Settings) -> WanRunner:
 
 def ensure_tiny_wan(models_dir: Path) -> Path:
     """The tiny Wan 2.2 (TI2V layout) under `models_dir`, built first if missing or stale."""
-    return tiny.ensure_built(models_dir / TINY_WAN_DIR, TINY_WAN_VERSION, build_tiny_wan)
+    return tiny.ensure_built(models_dir / TINY_DIR_NAME, BUILD_VERSION, build_tiny_wan)
 
 
 def build_tiny_wan(destination: Path) -> None:
     tiny.build_atomically(
         destination,
-        TINY_WAN_VERSION,
+        BUILD_VERSION,
         lambda staging: _tiny_wan_pipeline().save_pretrained(staging, safe_serialization=True),
     )
 

@@ -22,13 +22,6 @@ LOADING_MODEL = "loading the model"
 PhaseCallback = Callable[[str], None]
 
 
-def needs_tiny_build(spec: ModelSpec, settings: Settings) -> bool:
-    """Whether loading `spec` builds its tiny twin first (its first use in this data dir)."""
-    from kinema.engine.components import needs_tiny_build as needs_build
-
-    return needs_build(spec, settings)
-
-
 def _ignore_phase(_: str) -> None:
     pass
 
@@ -62,10 +55,9 @@ class InProcessWorker:
     def _load(self, spec: ModelSpec) -> ClipRunner:
         self._on_phase(LOADING_LIBRARIES)
         import kinema.engine.pipelines  # noqa: F401  (torch and diffusers: seconds on their own)
+        from kinema.engine.components import needs_tiny_build, resolve_weights
 
         if needs_tiny_build(spec, self._settings):
-            from kinema.engine.components import resolve_weights
-
             self._on_phase(BUILDING_TINY_MODEL)
             resolve_weights(spec, self._settings)  # builds it; loading it is the next phase
         self._on_phase(LOADING_MODEL)

@@ -41,6 +41,7 @@ KANDINSKY_6 = ModelSpec(
         "computed from parameter counts: 12.3B in bf16 (Lite transformer 3.2B, Qwen2.5-VL 8.3B, "
         "CLIP 0.1B, VAEs and vocoder 0.7B), weights only; its processor needs torchvision"
     ),
+    tiny_twin="tiny-kandinsky-6",
 )
 TINY_KANDINSKY = replace(
     KANDINSKY_6,

@@ -56,12 +56,14 @@ LTX_2 = ModelSpec(
         "connectors 1.4B, VAEs, vocoder, upsampler 0.5B), weights only; with "
         "KINEMA_RELEASE_TEXT_ENCODER Gemma waits on the CPU and 44 GB stay on the GPU"
     ),
+    tiny_twin="tiny-ltx2",
 )
 LTX_2_QUALITY = replace(
     LTX_2,
     id="ltx-2:quality",
     description="LTX-2 quality: full model with CFG (40 steps at half size), 2x upsample, refine",
     stages=QUALITY_STAGES,
+    tiny_twin="tiny-ltx2:quality",
 )
 
 TINY_LTX2 = ModelSpec(
@@ -120,6 +122,7 @@ LTX_23 = replace(
         "computed from parameter counts: 35.8B in bf16 (transformer 19.0B, connectors 3.2B, "
         "Gemma 3 12.2B, VAEs, vocoder with BWE and upsampler 1.4B together), weights only"
     ),
+    tiny_twin="tiny-ltx-2.5",
 )
 LTX_23_QUALITY = replace(
     LTX_23,
@@ -130,6 +133,7 @@ LTX_23_QUALITY = replace(
     stages=QUALITY_STAGES,
     lora_weights="Lightricks/LTX-2.3",
     lora_file="ltx-2.3-22b-distilled-lora-384-1.1.safetensors",
+    tiny_twin="tiny-ltx-2.5:quality",
 )
 
 # LTX-2.5: the same classes again, with a Gemma 4 text encoder (image conditions are re-encoded
@@ -150,6 +154,7 @@ LTX_25 = replace(
         "computed from parameter counts: 35.5B in bf16 (transformer 19.0B, connectors 3.2B, "
         "Gemma 4 12.0B, VAEs, vocoder with BWE, upsampler 0.5B), weights only"
     ),
+    tiny_twin="tiny-ltx-2.5",
 )
 # Lightricks' recipe for the full model: 30 steps, CFG 3 (audio 7), STG 1, modality guidance 3,
 # guidance rescale 0.7 (diffusers' call defaults), on the shifted schedule; then the distilled
@@ -164,6 +169,7 @@ LTX_25_QUALITY = replace(
     transformer_subfolder="transformer_full",
     spaced_scheduler={"use_dynamic_shifting": True, "shift_terminal": 0.1},
     lora_file="ltx-2.5-22b-distilled-lora-450-bf16.safetensors",  # beside the pipeline's
+    tiny_twin="tiny-ltx-2.5:quality",
 )
 # What the LTX-2 family's tiny twins share: their sizes, prompt length and footprint.
 TINY_SHAPE: dict[str, Any] = {

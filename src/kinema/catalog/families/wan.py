@@ -47,6 +47,7 @@ WAN_22 = ModelSpec(
         "computed from parameter counts: 11.4B in bf16 (transformer 5.0B, umt5-xxl 5.7B, VAE "
         "0.7B), weights only; activations at 1280x704 x 121 frames come on top"
     ),
+    tiny_twin="tiny-wan-2.2",
 )
 WAN_22_A14B = replace(
     WAN_22,
@@ -67,6 +68,7 @@ WAN_22_A14B = replace(
         "computed from parameter counts: 34.4B in bf16 (two 14.3B experts, umt5-xxl 5.7B, VAE "
         "0.1B), weights only"
     ),
+    tiny_twin="tiny-wan-2.2",
 )
 TINY_WAN = replace(
     WAN_22,
