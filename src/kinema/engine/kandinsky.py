@@ -8,8 +8,6 @@ the tokenizer serves every text path the pipeline takes.
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -348,10 +346,10 @@ def real_size_models(
         Qwen2_5_VLForConditionalGeneration,
     )
 
+    from kinema.engine.random_init import read_config
+
     def config(name: str) -> dict[str, Any]:
-        loaded = config_file(configs_dir, name)
-        loaded.pop("_class_name", None)
-        return loaded
+        return read_config(configs_dir / f"{name}.json")
 
     with init_empty_weights():
         qwen = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**config("text_encoder")))
@@ -378,19 +376,18 @@ def random_real_pipeline(
     real vocabularies."""
     from diffusers import FlowMatchEulerDiscreteScheduler, Kandinsky6TI2VAPipeline
 
-    from kinema.engine import random_init
+    from kinema.engine.random_init import random_pipeline, read_config
 
-    started = time.perf_counter()
-    empty = real_size_models(REAL_TRANSFORMERS[model_id], configs_dir)
-    models, seconds = random_init.materialize_models(empty, device, dtype)
-    scheduler = FlowMatchEulerDiscreteScheduler.from_config(config_file(configs_dir, "scheduler"))
-    pipeline = Kandinsky6TI2VAPipeline(
-        tokenizer=_qwen_tokenizer(), tokenizer_2=_clip_tokenizer(), scheduler=scheduler, **models
+    config = read_config(configs_dir / "scheduler.json")
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(config)
+    return random_pipeline(
+        real_size_models(REAL_TRANSFORMERS[model_id], configs_dir),
+        device,
+        dtype,
+        lambda models: Kandinsky6TI2VAPipeline(
+            tokenizer=_qwen_tokenizer(),
+            tokenizer_2=_clip_tokenizer(),
+            scheduler=scheduler,
+            **models,
+        ),
     )
-    seconds["total"] = round(time.perf_counter() - started, 3)
-    return pipeline, random_init.component_facts(models, "real", device, dtype, seconds)
-
-
-def config_file(configs_dir: Path, name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((configs_dir / f"{name}.json").read_text())
-    return loaded

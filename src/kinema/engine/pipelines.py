@@ -271,8 +271,9 @@ def _stage_schedulers(scheduler: Any, spaced_changes: Mapping[str, object]) -> d
     fixed = type(scheduler).from_config(
         scheduler.config, use_dynamic_shifting=False, shift_terminal=None, shift=1.0
     )
-    spaced = type(scheduler).from_config(scheduler.config, **spaced_changes)
-    return {"spaced": spaced if spaced_changes else scheduler, "fixed": fixed}
+    if spaced_changes:
+        scheduler = type(scheduler).from_config(scheduler.config, **spaced_changes)
+    return {"spaced": scheduler, "fixed": fixed}
 
 
 # -- building an engine ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,28 @@ def materialize_models(
         _synchronize(device)
         seconds[name] = round(time.perf_counter() - began, 3)
     return built, seconds
+
+
+def random_pipeline(
+    empty: Mapping[str, nn.Module],
+    device: torch.device,
+    dtype: torch.dtype,
+    assemble: Callable[[dict[str, nn.Module]], Any],
+) -> tuple[Any, dict[str, object]]:
+    """A one-call pipeline at its real size: its (meta) models given random weights on `device`,
+    `assemble`d with its tokenizers and scheduler; and the facts about them."""
+    started = time.perf_counter()
+    models, seconds = materialize_models(empty, device, dtype)
+    pipeline = assemble(models)
+    seconds["total"] = round(time.perf_counter() - started, 3)
+    return pipeline, component_facts(models, "real", device, dtype, seconds)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """One component's config file, less the class name diffusers writes into it."""
+    config: dict[str, Any] = json.loads(path.read_text())
+    config.pop("_class_name", None)
+    return config
 
 
 def component_facts(

@@ -166,8 +166,6 @@ def real_size_models(model_id: str, configs_dir: Path = REAL_CONFIGS) -> dict[st
     """`model_id`'s real-size modules, parameters on the meta device (no weight memory; buffers
     such as RoPE tables real, on the CPU): transformer (A14B: and its second, low-noise expert
     `transformer_2`), VAE and text encoder."""
-    import json
-
     from accelerate import init_empty_weights
 
     # From their defining modules: type checkers read `diffusers`' own names as placeholders.
@@ -175,9 +173,10 @@ def real_size_models(model_id: str, configs_dir: Path = REAL_CONFIGS) -> dict[st
     from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
+    from kinema.engine.random_init import read_config
+
     def config(name: str) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads((configs_dir / name).read_text())
-        return loaded
+        return read_config(configs_dir / name)
 
     experts = ["transformer", "transformer_2"] if model_id in TWO_EXPERTS else ["transformer"]
     with init_empty_weights():
@@ -200,26 +199,23 @@ def random_real_pipeline(
     """`model_id` at its real size with random weights made on `device` (the GPU benchmark's),
     and the facts about its components. The tokenizer is the tiny twin's; the text encoder keeps
     the real vocabulary."""
-    import time
-
     from diffusers import UniPCMultistepScheduler, WanPipeline
 
-    from kinema.engine import random_init
+    from kinema.engine.random_init import random_pipeline
 
-    started = time.perf_counter()
-    empty = real_size_models(model_id, configs_dir)
-    models, seconds = random_init.materialize_models(empty, device, dtype)
     two_experts = model_id in TWO_EXPERTS
-    pipeline = WanPipeline(
-        tokenizer=_tiny_tokenizer(),
-        scheduler=UniPCMultistepScheduler(
-            prediction_type="flow_prediction",
-            use_flow_sigmas=True,
-            flow_shift=FLOW_SHIFTS[model_id],
-        ),
-        boundary_ratio=EXPERT_BOUNDARY if two_experts else None,
-        expand_timesteps=not two_experts,  # TI2V-5B's per-token timesteps
-        **models,
+    scheduler = UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=FLOW_SHIFTS[model_id]
     )
-    seconds["total"] = round(time.perf_counter() - started, 3)
-    return pipeline, random_init.component_facts(models, "real", device, dtype, seconds)
+    return random_pipeline(
+        real_size_models(model_id, configs_dir),
+        device,
+        dtype,
+        lambda models: WanPipeline(
+            tokenizer=_tiny_tokenizer(),
+            scheduler=scheduler,
+            boundary_ratio=EXPERT_BOUNDARY if two_experts else None,
+            expand_timesteps=not two_experts,  # TI2V-5B's per-token timesteps
+            **models,
+        ),
+    )
