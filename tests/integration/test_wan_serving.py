@@ -152,6 +152,14 @@ def test_what_wan_cannot_take_is_a_400_naming_the_field(wan_server: ServerProces
     remix = httpx.post(
         f"{wan_server.url}/v1/videos/{made['id']}/remix", json={"prompt": "a cat"}, headers=AUTH
     )
-    assert remix.status_code == 400
-    assert remix.json()["error"]["param"] == "video"
-    assert "first frame only" in remix.json()["error"]["message"]
+    extension = httpx.post(
+        f"{wan_server.url}/v1/videos/extensions",
+        json={"prompt": "a cat", "seconds": "2", "video": {"id": made["id"]}},
+        headers=AUTH,
+    )
+    for refused in (remix, extension):
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["param"] == "video"
+        assert (
+            "first frame only, not a clip to remix or extend" in refused.json()["error"]["message"]
+        )

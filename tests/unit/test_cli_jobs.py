@@ -385,7 +385,13 @@ def test_help_mentions_shell_completion() -> None:
 
 
 def test_model_ids_complete() -> None:
-    assert complete_model("tiny-ltx2") == ["tiny-ltx2", "tiny-ltx2:quality", "tiny-ltx2:fast"]
+    assert complete_model("tiny-l") == [
+        "tiny-ltx2",
+        "tiny-ltx2:quality",
+        "tiny-ltx-2.5",
+        "tiny-ltx-2.5:quality",
+        "tiny-ltx2:fast",
+    ]
     assert complete_model("ltx-2.5") == ["ltx-2.5", "ltx-2.5:quality"]
     assert complete_model("wan") == ["wan-2.2", "wan-2.2:a14b"]
     assert "klingai/video-v2-6-pro-text-to-video" in complete_model("klingai/")

@@ -318,3 +318,38 @@ def test_the_model_list_counts_each_served_models_live_workers(api: Api) -> None
     listed = {m["id"]: m for m in api.client.get("/v1/models").json()["data"]}
     assert listed["tiny-ltx2"]["live_workers"] == 1
     assert "live_workers" not in listed[KLING] and listed[KLING]["alias_of"] == "tiny-ltx2"
+
+
+def test_an_image_for_a_text_only_model_is_a_400_naming_each_contracts_image_field(
+    settings: Settings,
+) -> None:
+    """Wan 2.2 A14B makes video from text only: a first frame is refused at create time, named
+    as each contract names it, and nothing is queued."""
+    import base64
+    import io
+
+    from tests.pictures import half_white
+
+    buffer = io.BytesIO()
+    half_white(96, 54).save(buffer, "PNG")  # 16:9, which A14B makes
+    image = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    text_only = settings.model_copy(update={"model": "wan-2.2:a14b"})
+    with TestClient(create_app(text_only)) as client:
+        api = Api(client)
+        kling = api.create(
+            {
+                "model": "klingai/video-v2-6-pro-image-to-video",
+                "prompt": "a fox",
+                "image_url": image,
+            }
+        )
+        [error] = assert_envelope(kling, 400, "image_url")["errors"]
+        assert error["message"] == "wan-2.2:a14b makes video from text only"
+        video = client.post(
+            "/v1/videos",
+            json={"prompt": "a fox", "input_reference": {"image_url": image}},
+            headers=api.auth,
+        )
+        assert video.status_code == 400, video.text
+        assert video.json()["error"]["param"] == "input_reference"
+        assert count_jobs(api.store) == 0
