@@ -892,3 +892,47 @@ def test_enhance_prompt_is_asked_for_and_the_prompt_the_model_ran_is_shown(
     assert rewrite.strip() and rewrite != "a fox"
     screenshot(page, "playground-enhanced-prompt.png")
     assert not problems.found, problems.found
+
+
+@pytest.fixture
+def with_loras(tmp_path: Path, tiny_weights: Path, lora_dir: Path) -> Iterator[ServerProcess]:
+    """A `kinema serve` (with its worker) offering the tiny model two LoRAs: glow and grain."""
+    running = launch_server(tmp_path / "data", tiny_weights, KINEMA_LORA_DIR=str(lora_dir))
+    yield running
+    running.stop()
+
+
+def test_loras_are_picked_with_scales_and_the_clip_says_which_ran(
+    page: Page, with_loras: ServerProcess
+) -> None:
+    problems = Problems(page)
+    sign_in(page, with_loras)
+    picker = page.locator("#loras")
+    expect(picker).to_be_visible()
+    rows = picker.locator(".lora")
+    assert rows.locator(".lora-pick").evaluate_all("(boxes) => boxes.map((b) => b.value)") == [
+        "glow",
+        "grain",
+    ]
+    page.fill("#prompt", "a fox")
+    page.check(".lora-pick[value='glow']")
+    page.get_by_label("glow scale").fill("0.5")
+    with page.expect_request(is_create) as sent:
+        page.click("#generate")
+    assert json.loads(sent.value.post_data or "{}")["loras"] == [{"name": "glow", "scale": 0.5}]
+    expect(page.locator("#job-status")).to_have_text("Completed", timeout=GENERATION_TIMEOUT_MS)
+    meta = page.locator("#result-meta")
+    expect(meta.locator("dt:has-text('LoRAs') + dd")).to_have_text("glow at 0.5")
+    expect(page.locator("#model-workers")).to_have_text("")  # the worker that made it counts
+    screenshot(page, "playground-loras.png")
+    page.reload()  # the form comes back as it was
+    expect(page.locator(".lora-pick[value='glow']")).to_be_checked()
+    expect(page.get_by_label("glow scale")).to_have_value("0.5")
+    expect(page.locator(".lora-pick[value='grain']")).not_to_be_checked()
+    assert not problems.found, problems.found
+
+
+def test_a_model_without_loras_shows_no_picker(page: Page, server: ServerProcess) -> None:
+    sign_in(page, server)
+    expect(page.locator("#app")).to_be_visible()
+    expect(page.locator("#loras")).to_be_hidden()

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import replace
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -352,3 +353,23 @@ def test_each_served_model_shows_its_live_workers() -> None:
         '<p id="model-workers" class="hint">no live worker: its jobs wait until one starts</p>'
         in html
     )
+
+
+def test_the_page_carries_the_loras_offered_for_each_model(tmp_path: Path) -> None:
+    (tmp_path / "tiny-ltx2").mkdir()
+    for name in ("grain", "glow"):
+        (tmp_path / "tiny-ltx2" / f"{name}.safetensors").write_bytes(b"")
+    offered = {
+        (model, where is not None): (model_limits(model, where) or {}).get("loras")
+        for model in ("tiny-ltx2", "tiny-wan-2.2")
+        for where in (tmp_path, None)
+    }
+    assert offered == {
+        ("tiny-ltx2", True): ["glow", "grain"],
+        ("tiny-ltx2", False): [],
+        ("tiny-wan-2.2", True): [],
+        ("tiny-wan-2.2", False): [],
+    }
+    html = render_page([{"id": "tiny-ltx2", "description": "d"}], lora_dir=tmp_path)
+    assert "&quot;loras&quot;:[&quot;glow&quot;,&quot;grain&quot;]" in html
+    assert 'id="loras"' in html and 'data-max="4"' in html

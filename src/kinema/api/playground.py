@@ -29,6 +29,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from kinema import __version__
 from kinema.api.deps import base_url, services
+from kinema.catalog.loras import MAX_LORAS, MAX_SCALE, MIN_SCALE, offered
 from kinema.catalog.registry import ASPECT_RATIOS, ModelSpec, get_spec
 from kinema.config import Settings
 from kinema.contracts.aimlapi import PROMPT_LIMIT, nearest_aspect_ratio
@@ -190,9 +191,10 @@ def size_choices(spec: ModelSpec) -> list[dict[str, Any]]:
     return sizes
 
 
-def model_limits(model_id: str) -> dict[str, Any] | None:
+def model_limits(model_id: str, lora_dir: Path | None = None) -> dict[str, Any] | None:
     """What the page lets a person ask `model_id` for (None for an id kinema has no spec of):
-    whole seconds from `min_seconds` to `max_seconds`, the sizes, and whether it takes images."""
+    whole seconds from `min_seconds` to `max_seconds`, the sizes, whether it takes images, and
+    the LoRAs the deployment offers for it."""
     try:
         spec = get_spec(model_id)
     except ModelUnavailable:
@@ -204,6 +206,7 @@ def model_limits(model_id: str) -> dict[str, Any] | None:
         "fps": spec.fps,
         "sizes": size_choices(spec),
         "images": bool(spec.condition_pipeline),
+        "loras": list(offered(lora_dir, spec.loras_folder)),
     }
 
 
@@ -276,10 +279,13 @@ def render_page(
     catalog: list[dict[str, Any]],
     prompt_limit: int = PROMPT_LIMIT,
     image_limit: int = IMAGE_LIMIT,
+    lora_dir: Path | None = None,
 ) -> str:
     """The playground's HTML; the served models, their limits and the contract's are baked in."""
     served = served_entries(catalog)
-    limits = {str(e["id"]): found for e in served if (found := model_limits(str(e["id"])))}
+    limits = {
+        str(e["id"]): found for e in served if (found := model_limits(str(e["id"]), lora_dir))
+    }
     first_id = str(served[0]["id"]) if served else ""
     first = limits.get(first_id)
     low, high = (first["min_seconds"], first["max_seconds"]) if first else (1, max(DURATIONS))
@@ -308,6 +314,9 @@ def render_page(
         first_frame=_frame_picker("first", "First frame", image_limit),
         last_frame=_frame_picker("last", "Last frame", image_limit),
         extend_seconds=min(max(EXTEND_SECONDS, low), high),
+        max_loras=MAX_LORAS,
+        min_scale=f"{MIN_SCALE:g}",
+        max_scale=f"{MAX_SCALE:g}",
     )
 
 
@@ -320,7 +329,8 @@ def playground(request: Request) -> HTMLResponse:
         "Cache-Control": "no-cache",
     }
     catalog = app.jobs.served_catalog(app.settings.worker_liveness_seconds)
-    page = render_page(catalog, image_limit=app.settings.input_max_bytes)
+    settings = app.settings
+    page = render_page(catalog, image_limit=settings.input_max_bytes, lora_dir=settings.lora_dir)
     return HTMLResponse(page, headers=headers)
 
 
@@ -441,6 +451,12 @@ PAGE = """<!doctype html>
           id="enhance-prompt" name="enhance_prompt" type="checkbox"> Enhance prompt</label>
       </div>
     </div>
+    <fieldset id="loras" class="field loras" hidden data-max="{max_loras}"
+      data-min-scale="{min_scale}" data-max-scale="{max_scale}">
+      <legend>LoRAs <span class="muted">(up to {max_loras}, each at a scale from {min_scale}
+        to {max_scale})</span></legend>
+      <div id="lora-list" class="lora-list"></div>
+    </fieldset>
     <p id="model-aliases" class="hint">{alias_hint}</p>
     <div id="form-error" class="error" role="alert" hidden>
       <p id="form-error-message"></p><ul id="form-error-fields"></ul></div>

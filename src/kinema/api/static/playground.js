@@ -30,7 +30,7 @@
   const TIMING_SUMMARIES = new Set(["generate", "stage1_per_step"]);
   const POLL_MS = 750;
   const PENDING_REFRESH_MS = 3000;
-  const MODELS_REFRESH_MS = 20000;
+  const MODELS_REFRESH_MS = 10000;
   const WAITING = "no live worker: its jobs wait until one starts";
   const GALLERY_PAGE = 12;
   const KEY_CHECK_ID = "playground-key-check";
@@ -284,6 +284,7 @@
     $("account").hidden = false;
     $("app").hidden = false;
     loadGallery(true);
+    loadModels();
     resumeJob();
   }
 
@@ -349,6 +350,14 @@
     if (!served.length) return;
     const select = $("model");
     const previous = select.value;
+    const listed = [...select.options].map((option) => option.value);
+    if (listed.join("\n") === served.map((entry) => entry.id).join("\n")) {
+      // The same models: only their live workers change, the form stays as it is.
+      served.forEach((entry, index) => select.options[index].replaceWith(modelOption(entry)));
+      select.value = previous;
+      showModelDescription();
+      return;
+    }
     select.replaceChildren(...served.map(modelOption));
     select.value = served.some((e) => e.id === previous) ? previous : served[0].id;
     showModelDescription();
@@ -399,6 +408,8 @@
         if (state.frames[slot]) body[field] = state.frames[slot].dataUri;
       }
     }
+    const loras = chosenLoras();
+    if (loras.length) body.loras = loras;
     return body;
   }
 
@@ -415,6 +426,7 @@
       enhance_prompt: $("enhance-prompt").checked,
       seed: $("seed").value,
       model: $("model").value,
+      loras: chosenLoras(),
     };
   }
 
@@ -455,6 +467,7 @@
     size: "size",
     image_url: "first-frame-file",
     tail_image_url: "last-frame-file",
+    loras: "loras",
   };
 
   function clearFormError() {
@@ -522,6 +535,7 @@
     if (item.model) select.value = item.model;
     showModelDescription();
     applyModelLimits(item.size);
+    pickLoras(item.loras);
     setSeconds(Math.round(Number(item.seconds)) || 5);
     updateCounters();
     saveForm();
@@ -592,6 +606,49 @@
     }
     const frames = $("frames");
     frames.hidden = Boolean(limits && !limits.images);
+    showLoras(limits ? limits.loras || [] : []);
+  }
+
+  // The LoRAs the deployment offers the chosen model: a box to pick each, and its scale.
+  function showLoras(names) {
+    const picked = new Map(chosenLoras().map((lora) => [lora.name, lora.scale]));
+    const fieldset = $("loras");
+    $("lora-list").replaceChildren(...names.map((name) => loraRow(name, picked.get(name))));
+    fieldset.hidden = !names.length;
+  }
+
+  function loraRow(name, scale) {
+    const box = el("input", { type: "checkbox", className: "lora-pick", value: name });
+    box.checked = scale !== undefined;
+    const fieldset = $("loras");
+    const number = el("input", {
+      type: "number",
+      className: "lora-scale",
+      value: String(scale ?? 1),
+      step: "0.1",
+      min: fieldset.dataset.minScale,
+      max: fieldset.dataset.maxScale,
+      "aria-label": `${name} scale`,
+    });
+    return el("div", { className: "lora" }, [el("label", {}, [box, ` ${name}`]), number]);
+  }
+
+  function chosenLoras() {
+    return [...$("lora-list").querySelectorAll(".lora")]
+      .filter((row) => row.querySelector(".lora-pick").checked)
+      .map((row) => ({
+        name: row.querySelector(".lora-pick").value,
+        scale: Number(row.querySelector(".lora-scale").value),
+      }));
+  }
+
+  function pickLoras(loras) {
+    const wanted = new Map((Array.isArray(loras) ? loras : []).map((l) => [l.name, l.scale]));
+    for (const row of $("lora-list").querySelectorAll(".lora")) {
+      const name = row.querySelector(".lora-pick").value;
+      row.querySelector(".lora-pick").checked = wanted.has(name);
+      if (wanted.has(name)) row.querySelector(".lora-scale").value = String(wanted.get(name));
+    }
   }
 
   // A size sets the aspect ratio it is nearest to ...
@@ -850,6 +907,7 @@
       ["Model", meta.model],
       ["Seed", meta.seed],
       ["Prompt used", meta.prompt_used],
+      ["LoRAs", loraText(meta.loras)],
       ["Processing", processing == null ? null : duration(processing)],
     ];
     $("result-meta").replaceChildren(...definitions(rows));
@@ -958,6 +1016,7 @@
     stopClock();
     renderJob(final);
     loadGallery(true);
+    loadModels();  // a worker just made (or failed) a clip: its count is news
   }
 
   function showJobFailure(error) {
@@ -1190,6 +1249,12 @@
     return rows;
   }
 
+  // "glow at 0.5, grain at 1", or null (no row) when none ran.
+  function loraText(loras) {
+    if (!Array.isArray(loras) || !loras.length) return null;
+    return loras.map((lora) => `${lora.name} at ${lora.scale}`).join(", ");
+  }
+
   function paramRows(item) {
     const clip = item.duration ? duration(item.duration) : item.seconds ? `${item.seconds} s` : "";
     return [
@@ -1202,6 +1267,7 @@
       ["Seed", item.seed],
       ["Negative prompt", item.negative_prompt],
       ["Prompt used", item.prompt_used],
+      ["LoRAs", loraText(item.loras)],
       ["File", item.file_size ? bytes(item.file_size) : null],
       ["Created", dateTime(item.created_at)],
       ["Finished", dateTime(item.completed_at)],
