@@ -4,7 +4,8 @@ WanImageToVideoPipeline over the same weights for a first frame, and its tiny tw
 TI2V-5B (`wan-2.2`) is one 5B transformer on the Wan 2.2 VAE (16x spatial compression, 4x in
 time, patch 2: sizes in steps of 32) at 24 fps; T2V-A14B (`wan-2.2:a14b`) is two 14B experts
 (high and low noise, switched at 0.875 of the schedule) on the Wan 2.1 VAE (steps of 16) at 16 fps.
-Frames come as 4k+1.
+Frames come as 4k+1. Both are trained on 5 s clips (121 and 81 frames): longer is refused rather
+than made out of distribution.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ WAN_22 = ModelSpec(
     max_pixels=1280 * 720,
     frame_multiple=4,
     min_seconds=1.0,
-    max_seconds=10.0,
+    max_seconds=5.0,
     frame_rates=(24.0,),
     stages=(StageSpec(steps=50, uses_cfg=True),),
     guidance_range=(1.0, 9.0),
