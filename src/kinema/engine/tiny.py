@@ -56,6 +56,7 @@ TINY_DIR_NAME = "tiny-ltx2"
 BUILD_VERSION = 4
 MARKER = "kinema-tiny.json"
 T = TypeVar("T")
+V = TypeVar("V", bound=nn.Module)
 SEED = 0
 UPSAMPLER_DIR = "latent_upsampler"
 LORA_FILE = "distilled_lora.safetensors"
@@ -405,6 +406,11 @@ def _vocoder() -> LTX2Vocoder:
         resnet_dilations=[[1]],
         output_sampling_rate=SAMPLE_RATE,
     )
+    return audible(vocoder)
+
+
+def audible(vocoder: V) -> V:
+    """A random vocoder's convolutions initialised for audible noise rather than near-silence."""
     for module in vocoder.modules():
         if isinstance(module, nn.Conv1d | nn.ConvTranspose1d):
             nn.init.kaiming_normal_(module.weight, a=0.1)

@@ -21,7 +21,6 @@ from diffusers.schedulers.scheduling_flow_match_euler_discrete import (
     FlowMatchEulerDiscreteScheduler,
 )
 from safetensors.torch import save_file
-from torch import nn
 from transformers import (
     Gemma4Config,
     Gemma4ForConditionalGeneration,
@@ -267,12 +266,7 @@ def _vocoder() -> LTX2VocoderWithBWE:
         input_sampling_rate=tiny.SAMPLE_RATE,
         output_sampling_rate=48_000,
     )
-    for module in vocoder.modules():  # audible noise rather than near-silence
-        if isinstance(module, nn.Conv1d | nn.ConvTranspose1d):
-            nn.init.kaiming_normal_(module.weight, a=0.1)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-    return vocoder
+    return tiny.audible(vocoder)
 
 
 def _duration_head() -> LTX2DurationHead:
