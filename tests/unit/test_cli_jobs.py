@@ -158,6 +158,7 @@ def test_jobs_show_json_has_status_params_timings_and_the_file(
         "cfg_scale": 0.5,
         "generate_audio": True,
         "seed": 7,
+        "loras": None,  # none ran
     }
     assert shown["timings"] == {"generate": 1.5, "encode": 0.25}
     video = shown["video"]
