@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from accelerate import init_empty_weights
 from diffusers import LTX2Pipeline
 from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
 
@@ -257,3 +258,27 @@ def test_a_gemma_4_text_encoder_gets_neutral_norms_and_encodes() -> None:
     ids = torch.tensor([[2, 100, 200, 300]])
     hidden = encoder(input_ids=ids, output_hidden_states=True).hidden_states[-1]
     assert torch.isfinite(hidden).all() and hidden.abs().sum() > 0
+
+
+def test_random_weights_keep_in_fp32_what_from_pretrained_keeps_there() -> None:
+    """Wan's transformer keeps its norms and time embedding in fp32 under bf16: the random
+    build does as loading its real weights would, and the rest is bf16."""
+    from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
+
+    with init_empty_weights():
+        model = WanTransformer3DModel(
+            num_attention_heads=2,
+            attention_head_dim=8,
+            in_channels=4,
+            out_channels=4,
+            text_dim=8,
+            freq_dim=16,
+            ffn_dim=16,
+            num_layers=1,
+        )
+    built = materialize(model, torch.device("cpu"), torch.bfloat16, torch.Generator())
+    dtypes = {name: param.dtype for name, param in built.named_parameters()}
+    assert dtypes["scale_shift_table"] == torch.float32
+    assert dtypes["condition_embedder.time_embedder.linear_1.weight"] == torch.float32
+    assert dtypes["blocks.0.attn1.to_q.weight"] == torch.bfloat16
+    assert dtypes["proj_out.weight"] == torch.bfloat16

@@ -215,18 +215,23 @@ def materialize(
 ) -> nn.Module:
     """Give every (meta) parameter fresh storage on `device` in `dtype`, initialised in place.
 
-    Tied parameters stay tied. Buffers (computed at construction: RoPE frequencies, filters, latent
-    statistics) move to `device`; `cast_buffers` also casts the floating ones to `dtype`, as
-    diffusers' `from_pretrained(dtype=...)` does (transformers keeps RoPE frequencies in fp32).
+    Tied parameters stay tied, and the modules a diffusers model keeps in fp32
+    (`_keep_in_fp32_modules`: norms, time embeddings) stay fp32 as `from_pretrained` keeps them.
+    Buffers (computed at construction: RoPE frequencies, filters, latent statistics) move to
+    `device`; `cast_buffers` also casts the floating ones to `dtype`, as diffusers'
+    `from_pretrained(dtype=...)` does (transformers keeps RoPE frequencies in fp32).
     """
     fresh: dict[nn.Parameter, nn.Parameter] = {}  # holds the old ones too: no id reuse
+    kept = _kept_in_fp32(model) if dtype in (torch.float16, torch.bfloat16) else ()
     with torch.no_grad():
-        for module in model.modules():
+        for module_name, module in model.named_modules():
             for name, param in list(module._parameters.items()):
                 if param is None:
                     continue
                 if param not in fresh:
-                    data = torch.empty(param.shape, device=device, dtype=dtype)
+                    path = f"{module_name}.{name}".split(".")
+                    wanted = torch.float32 if any(part in kept for part in path) else dtype
+                    data = torch.empty(param.shape, device=device, dtype=wanted)
                     _initialise(module, name, data, generator, std)
                     fresh[param] = nn.Parameter(data, requires_grad=False)
                 module._parameters[name] = fresh[param]
@@ -236,6 +241,16 @@ def materialize(
                     cast = cast_buffers and buffer.is_floating_point()
                     module._buffers[name] = buffer.to(device, dtype if cast else buffer.dtype)
     return model.eval().requires_grad_(False)
+
+
+def _kept_in_fp32(model: nn.Module) -> tuple[str, ...]:
+    """The module names a diffusers model keeps in fp32 under a half-precision `from_pretrained`
+    (transformers models are cast whole here, as their text encoders are)."""
+    from diffusers import ModelMixin
+
+    if not isinstance(model, ModelMixin):
+        return ()
+    return tuple(getattr(model, "_keep_in_fp32_modules", None) or ())
 
 
 def count_parameters(model: nn.Module) -> int:
