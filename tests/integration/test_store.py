@@ -836,3 +836,19 @@ def test_postgres_connections_that_died_while_idle_are_replaced(
             assert store.count_queued() == 2
         finally:
             store.close()
+
+
+def test_the_log_shows_the_upgrades_run_not_alembic_naming_its_dialect(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server's log on every start: the migrations it ran, once; not two lines of alembic
+    naming its dialect each time a process checks the schema."""
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    with caplog.at_level("INFO", logger="alembic"):
+        migrate(url)
+        migrate(url)
+        assert schema_status(url) == "current"
+    messages = [record.getMessage() for record in caplog.records]
+    upgrades = [message for message in messages if message.startswith("Running upgrade")]
+    assert upgrades and len(upgrades) == len(set(upgrades))  # each ran once
+    assert not [m for m in messages if m.startswith(("Context impl", "Will assume"))], messages

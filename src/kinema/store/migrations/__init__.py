@@ -9,6 +9,7 @@ says where a database stands. Both work on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -25,6 +26,19 @@ MIGRATIONS = Path(__file__).parent  # this package is also Alembic's script dire
 INITIAL_REVISION = "0001"  # the tables kinema created before it had migrations
 # Serializes concurrent `migrate` calls on one PostgreSQL database (any constant works).
 _MIGRATION_LOCK = 0x6B696E656D61
+
+
+class _OnlyUpgrades(logging.Filter):
+    """Alembic names its dialect at INFO each time a migration context opens (every process
+    start, every schema check): noise in a server's log. The upgrades it runs still show."""
+
+    NOISE = ("Context impl ", "Will assume ")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.NOISE)
+
+
+logging.getLogger("alembic.runtime.migration").addFilter(_OnlyUpgrades())
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
