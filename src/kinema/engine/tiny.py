@@ -303,7 +303,9 @@ def _connectors() -> LTX2TextConnectors:
     )
 
 
-def _transformer() -> LTX2VideoTransformer3DModel:
+def _transformer(**version_flags: Any) -> LTX2VideoTransformer3DModel:
+    """The tiny transformer; `version_flags` turn on a later LTX version's features (LTX-2.5's
+    twin: gated attention, prompt modulation, STG-capable attention, …) at the same widths."""
     return LTX2VideoTransformer3DModel(
         in_channels=VIDEO_LATENT_CHANNELS,
         out_channels=VIDEO_LATENT_CHANNELS,
@@ -321,6 +323,7 @@ def _transformer() -> LTX2VideoTransformer3DModel:
         caption_channels=TEXT_HIDDEN,
         rope_double_precision=False,
         rope_type="split",
+        **version_flags,
     )
 
 

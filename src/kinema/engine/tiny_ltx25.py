@@ -75,13 +75,9 @@ def _pipeline() -> LTX2Pipeline:
 
 def _scheduler() -> FlowMatchEulerDiscreteScheduler:
     """The repository's scheduler: the distilled one, unshifted (the full model's stage shifts)."""
-    return FlowMatchEulerDiscreteScheduler(
-        use_dynamic_shifting=False,
-        base_shift=0.95,
-        max_shift=2.05,
-        base_image_seq_len=1024,
-        max_image_seq_len=4096,
-        shift_terminal=None,
+    shifting = tiny._scheduler().config
+    return FlowMatchEulerDiscreteScheduler.from_config(
+        shifting, use_dynamic_shifting=False, shift_terminal=None
     )
 
 
@@ -177,24 +173,9 @@ def _connectors() -> LTX2TextConnectors:
 
 
 def _transformer() -> LTX2VideoTransformer3DModel:
-    audio_channels = tiny.AUDIO_LATENT_CHANNELS * tiny.MEL_BINS // 4
-    return LTX2VideoTransformer3DModel(
-        in_channels=tiny.VIDEO_LATENT_CHANNELS,
-        out_channels=tiny.VIDEO_LATENT_CHANNELS,
-        num_attention_heads=2,
-        attention_head_dim=VIDEO_WIDTH // 2,
-        cross_attention_dim=VIDEO_WIDTH,
-        audio_in_channels=audio_channels,
-        audio_out_channels=audio_channels,
-        audio_num_attention_heads=2,
-        audio_attention_head_dim=AUDIO_WIDTH // 2,
-        audio_cross_attention_dim=AUDIO_WIDTH,
-        audio_sampling_rate=tiny.SAMPLE_RATE,
-        audio_hop_length=tiny.MEL_HOP,
-        num_layers=2,
-        caption_channels=tiny.TEXT_HIDDEN,
-        rope_double_precision=False,
-        rope_type="split",
+    """The LTX-2 twin's transformer with the 2.3/2.5 flags (its video and audio widths are
+    VIDEO_WIDTH and AUDIO_WIDTH)."""
+    return tiny._transformer(
         gated_attn=True,
         cross_attn_mod=True,
         audio_gated_attn=True,
