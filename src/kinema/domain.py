@@ -45,6 +45,9 @@ class LoraChoice:
     def from_dict(cls, data: dict[str, Any]) -> LoraChoice:
         return cls(str(data["name"]), float(data.get("scale", 1.0)))
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 @dataclass(frozen=True)
 class GenerationRequest:

@@ -155,7 +155,7 @@ def render_video(view: JobView) -> dict[str, Any]:
         "generate_audio": request.generate_audio,
         "enhance_prompt": request.enhance_prompt,
         "prompt_used": job.meta.get("prompt_used"),
-        "loras": [{"name": lora.name, "scale": lora.scale} for lora in request.loras],
+        "loras": [lora.to_dict() for lora in request.loras],
         "seed": request.seed,
         "aspect_ratio": request.aspect_ratio,
         "stage": job.stage,

@@ -124,7 +124,7 @@ def _info_from_job(
             "cfg_scale": request.cfg_scale,
             "generate_audio": request.generate_audio,
             "seed": request.seed,
-            "loras": [{"name": c.name, "scale": c.scale} for c in request.loras] or None,
+            "loras": [lora.to_dict() for lora in request.loras] or None,
         },
         timings=job.meta.get("timings"),
         video=video,

@@ -319,7 +319,7 @@ class Worker:
         if clip.prompt_used is not None:
             work.meta["prompt_used"] = clip.prompt_used
         if plan.loras:
-            work.meta["loras"] = [{"name": lora.name, "scale": lora.scale} for lora in plan.loras]
+            work.meta["loras"] = [lora.to_dict() for lora in plan.loras]
         clip = replace(clip, frames=clip.frames[: plan.output_frames])
         work.clip = self._continued(plan, clip, work.sources) if plan.continues else clip
         work.sources.clear()  # the frames can be freed before the encode
