@@ -156,8 +156,9 @@ def main() -> None:
     chosen = chosen_spec(args)
     refuse_unapplied_flags(args, chosen)
     spec = chosen if cuda else tiny_twin(chosen)
-    planned(args, chosen)  # what the real model cannot make is refused before anything is built
-    plan = planned(args, spec)
+    plan = planned(args, chosen)  # what the real model cannot make is refused before building
+    if spec is not chosen:
+        plan = planned(args, spec)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     with tempfile.TemporaryDirectory() as data_dir:

@@ -86,12 +86,19 @@ def resolve_sources(spec: ModelSpec, settings: Settings) -> Sources:
 
 def resolve_weights(spec: ModelSpec, settings: Settings) -> str:
     """The pipeline's local directory or Hub id; kinema builds the tiny twins itself."""
-    source = settings.weights_for(weights_keys(spec), spec.weights)
-    if not source and family(spec) in TINY_BUILDS:
+    if _built_here(spec, settings):
         return built_tiny(spec, settings, tiny_builder(family(spec)))
+    source = settings.weights_for(weights_keys(spec), spec.weights)
     if not source:
         raise ModelUnavailable(f"model {spec.id!r} has no weights; set {spec.weights_setting}")
     return source
+
+
+def _built_here(spec: ModelSpec, settings: Settings) -> bool:
+    """Whether kinema builds `spec` itself: a tiny twin no weights setting points elsewhere."""
+    return family(spec) in TINY_BUILDS and not settings.weights_for(
+        weights_keys(spec), spec.weights
+    )
 
 
 def tiny_builder(name: str) -> Callable[[Path], Path]:
@@ -103,7 +110,7 @@ def tiny_builder(name: str) -> Callable[[Path], Path]:
 
 def needs_tiny_build(spec: ModelSpec, settings: Settings) -> bool:
     """Whether loading `spec` builds its tiny twin first (its first use in this data dir)."""
-    if family(spec) not in TINY_BUILDS or settings.weights_for(weights_keys(spec), spec.weights):
+    if not _built_here(spec, settings):
         return False
     from kinema.engine.tiny import is_current_build
 
